@@ -1,0 +1,64 @@
+"""The `journey` command line: one app, commands registered from small modules.
+
+Each module under `infra.cli` exposes `register(app)`; `main()` turns every `JourneyError`
+or configuration error into one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from infra.config import ConfigError
+from infra.errors import JourneyError
+
+app = typer.Typer(
+    name="journey",
+    help="Real-time service-journey tracker: touchpoints -> Kafka -> Faust -> incidents -> ClickHouse.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register_all() -> None:
+    # Imported here so a broken optional module cannot stop `journey --help` from working.
+    from infra.cli import stack_cmds
+
+    stack_cmds.register(app)
+    try:
+        from infra.cli import schemas_cmd
+    except ImportError:
+        return
+    schemas_cmd.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `journey` console script."""
+    _register_all()
+    try:
+        # standalone_mode=False returns a command's typer.Exit code instead of raising it
+        code = app(args=argv, standalone_mode=False)
+    except JourneyError as exc:
+        typer.echo(f"journey: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        typer.echo(f"journey: configuration error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("journey: interrupted", err=True)
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("journey: aborted", err=True)
+        sys.exit(1)
+    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)

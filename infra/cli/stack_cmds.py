@@ -1,0 +1,92 @@
+"""`journey up`, `down`, `status`, `smoke`: the local stack's lifecycle."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra import stack
+from infra.config import Settings
+from infra.errors import JourneyError
+
+console = Console(stderr=False)
+
+
+def up(
+    detach: bool = typer.Option(False, "-d", "--detach", help="Return once every component is ready."),
+) -> None:
+    """Start the local stack (broker, ClickHouse endpoint, tracker services)."""
+    settings = Settings.from_env()
+    components = stack.plan(settings)
+    stack.start(settings, components, echo=typer.echo)
+    if detach:
+        typer.echo(f"stack is up (state in {settings.home.resolve()}); stop it with `journey down`")
+        return
+    typer.echo("stack is up; press Ctrl-C to stop")
+    _supervise(settings)
+
+
+def _supervise(settings: Settings) -> None:
+    """Foreground mode: wait for Ctrl-C/SIGTERM or a component dying, then stop everything."""
+    stopping = False
+
+    def _on_term(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _on_term)
+    try:
+        while not stopping:
+            dead = stack.dead_children(settings)
+            if dead:
+                stack.stop(settings)
+                raise JourneyError(
+                    f"{', '.join(dead)} stopped unexpectedly; see {settings.home.resolve() / 'logs'}"
+                )
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    stopped = stack.stop(settings)
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+def down() -> None:
+    """Stop a detached stack; nothing is left running."""
+    settings = Settings.from_env()
+    stopped = stack.stop(settings)
+    typer.echo(f"stopped: {', '.join(stopped)}" if stopped else "no stack was running")
+
+
+def status(as_json: bool = typer.Option(False, "--json", help="One JSON object.")) -> None:
+    """Each component's address and whether it answers. Exit 1 when one is down."""
+    settings = Settings.from_env()
+    components = stack.status(settings)
+    if as_json:
+        typer.echo(json.dumps({"components": components}))
+    else:
+        table = Table("component", "address", "ok", "pid")
+        for comp in components:
+            ok = "[green]yes[/]" if comp["ok"] else "[red]no[/]"
+            table.add_row(str(comp["name"]), str(comp["address"]), ok, str(comp["pid"] or "-"))
+        console.print(table)
+    if not all(comp["ok"] for comp in components):
+        raise typer.Exit(1)
+
+
+def smoke() -> None:
+    """Bring the stack up, prove a Kafka round trip and a ClickHouse query, bring it down."""
+    from infra.smoke import run_smoke
+
+    run_smoke(Settings.from_env(), echo=typer.echo)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(down)
+    app.command()(status)
+    app.command()(smoke)

@@ -1,0 +1,132 @@
+"""All configuration in one place: environment variables with documented defaults.
+
+Every knob of the tracker is read here and nowhere else. `Settings.from_env()` reads the
+process environment once; code receives a `Settings` object instead of reading `os.environ`.
+
+| variable | default | meaning |
+|---|---|---|
+| JOURNEY_HOME | .journey | state directory: pids, logs, chDB data, RocksDB |
+| JOURNEY_HOST | 127.0.0.1 | address every local server binds to (loopback by default) |
+| JOURNEY_KAFKA_PORT | 9092 | port of the embedded Tansu broker |
+| JOURNEY_CLICKHOUSE_PORT | 8123 | port of the embedded ClickHouse HTTP endpoint |
+| KAFKA_BOOTSTRAP_SERVERS | (unset) | use this Kafka cluster; no local broker is started |
+| CLICKHOUSE_URL | (unset) | use this ClickHouse (http://host:port); no local endpoint is started |
+| CLICKHOUSE_USER | default | user for the ClickHouse endpoint |
+| CLICKHOUSE_PASSWORD | (empty) | password; when set the local endpoint requires it |
+| CLICKHOUSE_READONLY_USER | (unset) | optional read-only user for BI tools (local endpoint) |
+| CLICKHOUSE_READONLY_PASSWORD | (empty) | its password |
+| JOURNEY_TOPIC_TOUCHPOINTS | touchpoints | topic of all touchpoint events |
+| JOURNEY_TOPIC_DLQ | touchpoints.dlq | dead letters (with reason and original bytes) |
+| JOURNEY_TOPIC_INCIDENTS | incidents | every incident state change |
+| JOURNEY_TOPIC_ALERTS | alerts | every notification |
+| JOURNEY_PARTITIONS | 4 | partitions of the topics the tracker creates |
+| JOURNEY_SESSION_TIMEOUT_MS | 6000 | consumer-group session timeout (short: Tansu joins wait ~one timeout) |
+| JOURNEY_RULES_FILE | (built-in infra/rules.toml) | failure-rule configuration |
+| JOURNEY_STARTUP_TIMEOUT_S | 30 | how long `journey up` waits for each component to be ready |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message says which variable and how to fix it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer; set it to a number or unset it") from None
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Kafka topic names."""
+
+    touchpoints: str = "touchpoints"
+    dlq: str = "touchpoints.dlq"
+    incidents: str = "incidents"
+    alerts: str = "alerts"
+
+    def all(self) -> list[str]:
+        return [self.touchpoints, self.dlq, self.incidents, self.alerts]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The tracker's configuration (see the module docstring for the variables)."""
+
+    home: Path = Path(".journey")
+    host: str = "127.0.0.1"
+    kafka_port: int = 9092
+    clickhouse_port: int = 8123
+    external_kafka: str | None = None
+    external_clickhouse: str | None = None
+    clickhouse_user: str = "default"
+    clickhouse_password: str = field(default="", repr=False)
+    clickhouse_readonly_user: str | None = None
+    clickhouse_readonly_password: str = field(default="", repr=False)
+    topics: Topics = field(default_factory=Topics)
+    partitions: int = 4
+    session_timeout_ms: int = 6000
+    rules_file: Path | None = None
+    startup_timeout_s: int = 30
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from `env` (default: the process environment)."""
+        env = os.environ if env is None else env
+        topics = Topics(
+            touchpoints=env.get("JOURNEY_TOPIC_TOUCHPOINTS", Topics.touchpoints),
+            dlq=env.get("JOURNEY_TOPIC_DLQ", Topics.dlq),
+            incidents=env.get("JOURNEY_TOPIC_INCIDENTS", Topics.incidents),
+            alerts=env.get("JOURNEY_TOPIC_ALERTS", Topics.alerts),
+        )
+        rules = env.get("JOURNEY_RULES_FILE")
+        return cls(
+            home=Path(env.get("JOURNEY_HOME", ".journey")),
+            host=env.get("JOURNEY_HOST", "127.0.0.1"),
+            kafka_port=_int(env, "JOURNEY_KAFKA_PORT", 9092),
+            clickhouse_port=_int(env, "JOURNEY_CLICKHOUSE_PORT", 8123),
+            external_kafka=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+            external_clickhouse=env.get("CLICKHOUSE_URL") or None,
+            clickhouse_user=env.get("CLICKHOUSE_USER", "default") or "default",
+            clickhouse_password=env.get("CLICKHOUSE_PASSWORD", ""),
+            clickhouse_readonly_user=env.get("CLICKHOUSE_READONLY_USER") or None,
+            clickhouse_readonly_password=env.get("CLICKHOUSE_READONLY_PASSWORD", ""),
+            topics=topics,
+            partitions=_int(env, "JOURNEY_PARTITIONS", 4),
+            session_timeout_ms=_int(env, "JOURNEY_SESSION_TIMEOUT_MS", 6000),
+            rules_file=Path(rules) if rules else None,
+            startup_timeout_s=_int(env, "JOURNEY_STARTUP_TIMEOUT_S", 30),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed (used by tests and `journey bench`)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Kafka bootstrap servers: the external cluster, or the local broker."""
+        return self.external_kafka or f"{self.host}:{self.kafka_port}"
+
+    @property
+    def clickhouse_url(self) -> str:
+        """ClickHouse HTTP URL: the external server, or the local endpoint."""
+        return (self.external_clickhouse or f"http://{self.host}:{self.clickhouse_port}").rstrip("/")
+
+    @property
+    def runs_local_broker(self) -> bool:
+        return self.external_kafka is None
+
+    @property
+    def runs_local_clickhouse(self) -> bool:
+        return self.external_clickhouse is None

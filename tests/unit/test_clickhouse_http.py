@@ -1,0 +1,70 @@
+"""Request shaping of the chDB HTTP endpoint (pure functions)."""
+
+from __future__ import annotations
+
+import base64
+
+import lz4.frame
+import pytest
+
+from infra.clickhouse_http import (
+    RequestError,
+    decompress_body,
+    error_body,
+    http_status,
+    is_read_only_query,
+    is_write_query,
+    parse_request,
+    result_format,
+    split_engine_error,
+)
+
+
+def test_insert_body_is_split_into_statement_and_data() -> None:
+    body = b"INSERT INTO journey.t (a, b) FORMAT Native\n\x02\x01\x00binary"
+    req = parse_request({}, {}, body)
+    assert req.insert_target == "journey.t (a, b)"
+    assert req.insert_format == "Native"
+    assert req.insert_data == b"\x02\x01\x00binary"
+
+
+def test_query_param_statement_with_data_in_body() -> None:
+    req = parse_request({"query": "INSERT INTO t FORMAT JSONEachRow"}, {}, b'{"a":1}\n')
+    assert req.insert_target == "t" and req.insert_data == b'{"a":1}\n'
+
+
+def test_settings_params_and_transport_are_separated() -> None:
+    req = parse_request(
+        {"query": "SELECT {x:UInt8}", "param_x": "1", "max_threads": "2", "session_id": "s", "database": "db"},
+        {"Authorization": "Basic " + base64.b64encode(b"bi:pw").decode()},
+        b"",
+    )
+    assert req.params == {"x": "1"}
+    assert req.settings == {"max_threads": "2"}
+    assert (req.user, req.password, req.database) == ("bi", "pw", "db")
+
+
+def test_setting_names_cannot_inject_sql() -> None:
+    with pytest.raises(RequestError):
+        parse_request({"query": "SELECT 1", "x = 1; DROP TABLE t": "1"}, {}, b"")
+
+
+def test_lz4_body_of_several_frames() -> None:
+    body = lz4.frame.compress(b"abc") + lz4.frame.compress(b"def")
+    assert decompress_body(body, "lz4") == b"abcdef"
+
+
+def test_read_only_classification() -> None:
+    assert is_read_only_query("  -- comment\n(SELECT 1)")
+    assert is_read_only_query("WITH 1 AS x SELECT x")
+    assert not is_read_only_query("INSERT INTO t VALUES (1)")
+    assert not is_read_only_query("SELECT 1 INTO   OUTFILE '/tmp/x'")
+    assert is_write_query("drop table t") and not is_write_query("SELEC 1")
+
+
+def test_error_texts_and_statuses() -> None:
+    assert split_engine_error("Code: 60. DB::Exception: Unknown table x. (UNKNOWN_TABLE)") == (
+        60, "Unknown table x. (UNKNOWN_TABLE)")
+    assert error_body(60, "m").startswith("Code: 60. DB::Exception: m (version ")
+    assert [http_status(c) for c in (62, 60, 516, 164, 999)] == [400, 404, 403, 403, 500]
+    assert result_format("SELECT 1 FORMAT JSONEachRow", "Native") == "JSONEachRow"

@@ -1,0 +1,50 @@
+"""Pid-file tracking and stopping of stack processes (real child processes, no broker)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+from infra import processes
+
+
+def test_spawn_track_and_stop(tmp_path: Path) -> None:
+    pid_dir = tmp_path / "pids"
+    proc = processes.spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"],
+                           tmp_path / "logs" / "sleeper.log", pid_dir)
+    [tracked] = processes.tracked(pid_dir)
+    assert tracked.name == "sleeper" and tracked.pid == proc.pid and tracked.alive()
+    processes.stop(tracked, pid_dir, grace_s=5)
+    proc.wait(timeout=5)
+    assert not tracked.alive()
+    assert processes.tracked(pid_dir) == []
+
+
+def test_stop_kills_a_process_that_ignores_sigterm(tmp_path: Path) -> None:
+    pid_dir = tmp_path / "pids"
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    log = tmp_path / "stubborn.log"
+    proc = processes.spawn("stubborn", [sys.executable, "-c", code], log, pid_dir)
+    assert processes.wait_until(lambda: "ready" in log.read_text(), 10)
+    [tracked] = processes.tracked(pid_dir)
+    processes.stop(tracked, pid_dir, grace_s=0.5)
+    proc.wait(timeout=10)
+    assert not tracked.alive()
+
+
+def test_recycled_pid_is_not_taken_for_our_process(tmp_path: Path) -> None:
+    stale = processes.TrackedProcess("old", pid=1, start_time="not-the-real-start-time")
+    assert not stale.alive()
+
+
+def test_port_free_sees_a_listener() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert not processes.port_free("127.0.0.1", port)
+    assert processes.port_free("127.0.0.1", processes.free_port())

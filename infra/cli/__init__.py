@@ -23,15 +23,11 @@ app = typer.Typer(
 
 
 def _register_all() -> None:
-    # Imported here so a broken optional module cannot stop `journey --help` from working.
-    from infra.cli import stack_cmds
+    # Imported lazily so `import infra.cli` stays cheap for tests that only need `main`.
+    from infra.cli import events_cmds, schemas_cmd, stack_cmds
 
-    stack_cmds.register(app)
-    try:
-        from infra.cli import schemas_cmd
-    except ImportError:
-        return
-    schemas_cmd.register(app)
+    for module in (stack_cmds, events_cmds, schemas_cmd):
+        module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

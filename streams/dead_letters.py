@@ -1,0 +1,148 @@
+"""The dead-letter topic: what could not be read, with the reason and the original bytes.
+
+Writers: the touchpoint worker (undecodable or contract-violating messages). Readers:
+`journey dlq list` and `journey dlq replay`. A dead letter is the original key and value,
+unchanged, with the reason in Kafka headers, so nothing about the bad input is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import TopicPartition
+from schemas.codec import decode_many
+from schemas.contract import ContractError, check_contract
+from schemas.dead_letter import parse_dead_letter_headers
+
+from infra.config import Settings
+from infra.kafka import consumer
+from streams.emitter import make_producer
+
+REPLAY_GROUP = "journey-dlq-replay"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message of the dead-letter topic."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    reason: str
+    origin: str
+
+    def preview(self, width: int = 40) -> str:
+        text = self.value[:width].decode("latin-1")
+        return "".join(ch if ch.isprintable() else "." for ch in text)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "offset": self.offset,
+            "reason": self.reason,
+            "origin": self.origin,
+            "bytes": len(self.value),
+            "value_hex": self.value.hex(),
+        }
+
+
+def _to_letter(message: Any) -> DeadLetter:
+    info = parse_dead_letter_headers(message.headers or [])
+    origin = f"{info.get('source_topic', '?')}[{info.get('partition', '?')}]@{info.get('offset', '?')}"
+    return DeadLetter(
+        message.partition, message.offset, message.key, message.value or b"",
+        str(info.get("reason", "unknown")), origin,
+    )
+
+
+def read_dead_letters(settings: Settings, limit: int | None = None) -> list[DeadLetter]:
+    """Every dead letter present now (oldest first per partition), up to `limit`."""
+    reader = consumer(settings, group_id=None, consumer_timeout_ms=2000)
+    try:
+        partitions = reader.partitions_for_topic(settings.topics.dlq) or set()
+        assignment = [TopicPartition(settings.topics.dlq, p) for p in sorted(partitions)]
+        if not assignment:
+            return []
+        reader.assign(assignment)
+        reader.seek_to_beginning(*assignment)
+        return _read_until(reader, reader.end_offsets(assignment), limit)
+    finally:
+        reader.close()
+
+
+def _read_until(reader: Any, end: dict[TopicPartition, int], limit: int | None) -> list[DeadLetter]:
+    letters: list[DeadLetter] = []
+    remaining = {tp for tp, off in end.items() if reader.position(tp) < off}
+    while remaining and (limit is None or len(letters) < limit):
+        for tp, messages in reader.poll(timeout_ms=1000).items():
+            for message in messages:
+                if message.offset < end[tp]:
+                    letters.append(_to_letter(message))
+            if reader.position(tp) >= end[tp]:
+                remaining.discard(tp)
+    return letters[:limit] if limit is not None else letters
+
+
+@dataclass
+class ReplayResult:
+    replayed: int = 0
+    still_bad: int = 0
+
+
+def still_bad_reason(value: bytes, now_ms: int | None = None) -> str | None:
+    """Why `value` would be dead-lettered again, or None when it now reads fine."""
+    events, failures = decode_many([value], "touchpoint")
+    if failures:
+        return failures[0].reason
+    try:
+        check_contract(events[0], now_ms)
+    except ContractError as exc:
+        return str(exc)
+    return None
+
+
+def replay_dead_letters(settings: Settings, include_still_bad: bool = False) -> ReplayResult:
+    """Re-send dead letters that now decode (or all, with `include_still_bad`) to the touchpoints.
+
+    Progress is a consumer group's committed offsets: per partition it advances only up to the
+    first letter that still fails, so a later fix can replay that one too. A letter behind it may
+    then be sent again; duplicates are harmless downstream (deduplicated by `event_id`).
+    """
+    result = ReplayResult()
+    reader = consumer(settings, group_id=REPLAY_GROUP, consumer_timeout_ms=2000)
+    producer = make_producer(settings)
+    try:
+        partitions = reader.partitions_for_topic(settings.topics.dlq) or set()
+        assignment = [TopicPartition(settings.topics.dlq, p) for p in sorted(partitions)]
+        if not assignment:
+            return result
+        reader.assign(assignment)
+        for tp in assignment:
+            committed = reader.committed(tp)
+            if committed is None:
+                reader.seek_to_beginning(tp)
+        end = reader.end_offsets(assignment)
+        letters = _read_until(reader, end, None)
+        commit_to: dict[TopicPartition, int] = {}
+        blocked: set[int] = set()
+        for letter in letters:
+            tp = TopicPartition(settings.topics.dlq, letter.partition)
+            if not include_still_bad and still_bad_reason(letter.value) is not None:
+                result.still_bad += 1
+                blocked.add(letter.partition)
+                continue
+            producer.send(settings.topics.touchpoints, key=letter.key, value=letter.value)
+            result.replayed += 1
+            if letter.partition not in blocked:
+                commit_to[tp] = letter.offset + 1
+        producer.flush(timeout=60)
+        if commit_to:
+            from kafka.structs import OffsetAndMetadata
+
+            reader.commit({tp: OffsetAndMetadata(off, "", -1) for tp, off in commit_to.items()})
+        return result
+    finally:
+        producer.close(timeout=10)
+        reader.close()

@@ -1,0 +1,125 @@
+"""The emitter library POS terminals and the web shop use to send touchpoints to Kafka.
+
+kafka-python producer keyed by journey id (so one journey stays in one partition, in order),
+acks=all and idempotence (no duplicates from producer retries), batching with a short linger.
+Delivery errors are never swallowed: `flush()` raises `DeliveryError` listing what failed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from schemas.codec import encode
+from schemas.contract import validate_event
+
+from infra.config import Settings
+from infra.errors import JourneyError
+
+log = logging.getLogger(__name__)
+
+TOUCHPOINT = "touchpoint"
+
+
+class DeliveryError(JourneyError):
+    """Some events were not acknowledged by the broker."""
+
+
+@dataclass
+class DeliveryReport:
+    """What the broker acknowledged so far."""
+
+    sent: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (event_id, error)
+
+
+def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """The producer settings every touchpoint writer shares (emitter, collector, replays)."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "batch_size": 256 * 1024,
+        "max_in_flight_requests_per_connection": 5,
+        "retries": 5,
+        "request_timeout_ms": 15000,
+        "max_block_ms": 15000,
+    }
+    config.update(overrides)
+    return config
+
+
+def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    """A kafka-python producer, or a one-line `JourneyError` when the broker is unreachable."""
+    try:
+        return KafkaProducer(**producer_config(settings, **overrides))
+    except KafkaError:
+        raise JourneyError(
+            f"Kafka broker not reachable at {settings.bootstrap_servers}: start the stack with "
+            "`journey up -d` or set KAFKA_BOOTSTRAP_SERVERS"
+        ) from None
+
+
+class TouchpointEmitter:
+    """Validates, encodes (Avro, Confluent framing) and produces touchpoint events."""
+
+    def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
+        self.topic = settings.topics.touchpoints
+        self._producer = producer or make_producer(settings)
+        self._pending: list[tuple[str, Any]] = []
+        self.report = DeliveryReport()
+
+    def send(self, event: dict[str, Any]) -> None:
+        """Queue one event already in the decoded shape (see `schemas.contract.validate_event`)."""
+        future = self._producer.send(
+            self.topic, key=event["journey_id"].encode(), value=encode(TOUCHPOINT, event)
+        )
+        self._pending.append((event["event_id"], future))
+        if len(self._pending) >= 20000:
+            self._settle()
+
+    def send_json(self, obj: Any) -> dict[str, Any]:
+        """Validate one event in the design's JSON form and queue it; raises `ContractError`."""
+        event = validate_event(obj)
+        self.send(event)
+        return event
+
+    def send_many(self, events: Iterable[dict[str, Any]]) -> None:
+        for event in events:
+            self.send(event)
+
+    def _settle(self) -> None:
+        """Wait for queued sends and record each outcome."""
+        pending, self._pending = self._pending, []
+        for event_id, future in pending:
+            try:
+                future.get(timeout=60)
+                self.report.sent += 1
+            except KafkaError as exc:
+                self.report.failed.append((event_id, f"{type(exc).__name__}: {exc}"))
+
+    def flush(self) -> DeliveryReport:
+        """Block until every queued event is acknowledged; raise `DeliveryError` if any failed."""
+        self._producer.flush(timeout=60)
+        self._settle()
+        if self.report.failed:
+            first_id, first_error = self.report.failed[0]
+            raise DeliveryError(
+                f"{len(self.report.failed)} events were not acknowledged by the broker "
+                f"(first: {first_id}: {first_error}); re-send them once the broker is healthy"
+            )
+        return self.report
+
+    def close(self) -> None:
+        self._producer.close(timeout=10)
+
+    def __enter__(self) -> TouchpointEmitter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,131 @@
+"""`journey emit` / the emitter library / `journey tail` / dead letters against the real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from infra.config import Settings
+from schemas.codec import encode
+from schemas.contract import event_to_json
+from schemas.dead_letter import dead_letter_headers
+from schemas.event_types import STAGE_OF_TYPE
+from streams.dead_letters import read_dead_letters, replay_dead_letters
+from streams.topic_reader import follow
+
+pytestmark = pytest.mark.integration
+
+
+def _event(i: int, type_: str = "VISIT", **extra: object) -> dict[str, object]:
+    event: dict[str, object] = {
+        "event_id": f"e-{i}", "journey_id": f"j-{i % 7}", "customer_id": f"c-{i % 5}",
+        "type": type_, "stage": STAGE_OF_TYPE[type_], "channel": "pos",
+        "occurred_at": "2026-11-23T12:00:00.000Z", "store_id": "seoul-01",
+    }
+    event.update(extra)
+    return event
+
+
+def _env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        JOURNEY_HOME=str(settings.home), JOURNEY_KAFKA_PORT=str(settings.kafka_port),
+        JOURNEY_CLICKHOUSE_PORT=str(settings.clickhouse_port),
+        JOURNEY_TOPIC_TOUCHPOINTS=settings.topics.touchpoints, JOURNEY_TOPIC_DLQ=settings.topics.dlq,
+        JOURNEY_TOPIC_INCIDENTS=settings.topics.incidents, JOURNEY_TOPIC_ALERTS=settings.topics.alerts,
+    )
+    return env
+
+
+def _journey(args: list[str], settings: Settings, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from infra.cli import main; main()", *args],
+        input=stdin, capture_output=True, text=True, env=_env(settings), timeout=120,
+    )
+
+
+def _read_all(settings: Settings, topic: str, count: int) -> list[dict[str, object]]:
+    return [json.loads(line) for line in follow(settings, topic, from_beginning=True, limit=count, idle_timeout_s=10)]
+
+
+def test_every_event_type_round_trips_through_the_broker(unique_topics: Settings) -> None:
+    events = [_event(i, t, request_id="r-1") for i, t in enumerate(sorted(STAGE_OF_TYPE))]
+    lines = "\n".join(json.dumps(e) for e in events) + "\n"
+    result = _journey(["emit", "--json"], unique_topics, stdin=lines)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"accepted": len(events), "rejected": 0}
+    got = _read_all(unique_topics, unique_topics.topics.touchpoints, len(events))
+    by_id = {g["event_id"]: g for g in got}
+    for event in events:
+        assert {k: by_id[event["event_id"]][k] for k in event} == event
+
+
+def test_mixed_file_gives_counts_reasons_and_each_good_line_exactly_once(
+    unique_topics: Settings, tmp_path: Path
+) -> None:
+    good = [_event(i) for i in range(20)]
+    lines = [json.dumps(e) for e in good]
+    bad = {
+        3: "{not json",
+        7: json.dumps({k: v for k, v in _event(100).items() if k != "journey_id"}),
+        11: json.dumps(_event(101, type_="VISIT") | {"type": "TELEPORTED"}),
+        15: json.dumps(_event(102) | {"occurred_at": "yesterday"}),
+    }
+    for line_no in sorted(bad):
+        lines.insert(line_no - 1, bad[line_no])
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = _journey(["emit", "--file", str(path), "--json"], unique_topics)
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"accepted": 20, "rejected": 4}
+    errors = result.stderr.strip().splitlines()
+    assert [e.split(":")[0] for e in errors] == ["line 3", "line 7", "line 11", "line 15"]
+    assert "not valid JSON" in errors[0]
+    assert "journey_id" in errors[1]
+    assert "TELEPORTED" in errors[2]
+    assert "occurred_at" in errors[3]
+    got = _read_all(unique_topics, unique_topics.topics.touchpoints, 25)
+    assert sorted(g["event_id"] for g in got) == sorted(e["event_id"] for e in good)
+
+
+def test_emit_to_an_unreachable_broker_fails_fast_with_one_line(unique_topics: Settings) -> None:
+    dead = unique_topics.with_(kafka_port=1)
+    result = _journey(["emit"], dead, stdin=json.dumps(_event(1)) + "\n")
+    assert result.returncode != 0
+    assert "not reachable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dead_letters_are_listed_with_reason_and_replayed_once_fixed(unique_topics: Settings) -> None:
+    settings = unique_topics
+    good = encode("touchpoint", _parsed(_event(500)))
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    headers = dead_letter_headers("not Avro wire format", settings.topics.touchpoints, 0, 42, "decode")
+    producer.send(settings.topics.dlq, key=b"j-x", value=b"\x7bgarbage", headers=headers)
+    producer.send(settings.topics.dlq, key=b"j-0", value=good,
+                  headers=dead_letter_headers("broker hiccup", settings.topics.touchpoints, 1, 7, "decode"))
+    producer.flush()
+    producer.close()
+    letters = read_dead_letters(settings)
+    assert sorted(letter.reason for letter in letters) == ["broker hiccup", "not Avro wire format"]
+    listed = _journey(["dlq", "list", "--json"], settings)
+    assert listed.returncode == 0, listed.stderr
+    assert len(listed.stdout.strip().splitlines()) == 2
+
+    first = replay_dead_letters(settings)
+    assert (first.replayed, first.still_bad) == (1, 1)
+    [replayed] = _read_all(settings, settings.topics.touchpoints, 1)
+    assert replayed["event_id"] == "e-500"
+
+
+def _parsed(obj: dict[str, object]) -> dict[str, object]:
+    from schemas.contract import validate_event
+
+    event = validate_event(obj)
+    assert event_to_json(event)["event_id"] == obj["event_id"]
+    return event

@@ -23,6 +23,9 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_SESSION_TIMEOUT_MS | 6000 | consumer-group session timeout (short: Tansu joins wait ~one timeout) |
 | JOURNEY_RULES_FILE | (built-in infra/rules.toml) | failure-rule configuration |
 | JOURNEY_STARTUP_TIMEOUT_S | 30 | how long `journey up` waits for each component to be ready |
+| JOURNEY_FAUST_STORE | rocksdb:// | Faust table store (`memory://` keeps state only in the changelog) |
+| JOURNEY_APP_ID | journey-tracker | Faust app id: consumer group and changelog topic prefix |
+| JOURNEY_WORKERS | 1 | Faust worker processes `journey up` starts (one per core is the most useful) |
 """
 
 from __future__ import annotations
@@ -79,6 +82,9 @@ class Settings:
     session_timeout_ms: int = 6000
     rules_file: Path | None = None
     startup_timeout_s: int = 30
+    faust_store: str = "rocksdb://"
+    app_id: str = "journey-tracker"
+    workers: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -107,7 +113,30 @@ class Settings:
             session_timeout_ms=_int(env, "JOURNEY_SESSION_TIMEOUT_MS", 6000),
             rules_file=Path(rules) if rules else None,
             startup_timeout_s=_int(env, "JOURNEY_STARTUP_TIMEOUT_S", 30),
+            faust_store=env.get("JOURNEY_FAUST_STORE", "rocksdb://") or "rocksdb://",
+            workers=_int(env, "JOURNEY_WORKERS", 1),
+            app_id=env.get("JOURNEY_APP_ID", "journey-tracker") or "journey-tracker",
         )
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables, for child processes (tests, `journey up`)."""
+        env = {
+            "JOURNEY_HOME": str(self.home.resolve()), "JOURNEY_HOST": self.host,
+            "JOURNEY_KAFKA_PORT": str(self.kafka_port), "JOURNEY_CLICKHOUSE_PORT": str(self.clickhouse_port),
+            "CLICKHOUSE_USER": self.clickhouse_user, "CLICKHOUSE_PASSWORD": self.clickhouse_password,
+            "JOURNEY_TOPIC_TOUCHPOINTS": self.topics.touchpoints, "JOURNEY_TOPIC_DLQ": self.topics.dlq,
+            "JOURNEY_TOPIC_INCIDENTS": self.topics.incidents, "JOURNEY_TOPIC_ALERTS": self.topics.alerts,
+            "JOURNEY_PARTITIONS": str(self.partitions), "JOURNEY_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
+            "JOURNEY_STARTUP_TIMEOUT_S": str(self.startup_timeout_s), "JOURNEY_FAUST_STORE": self.faust_store,
+            "JOURNEY_APP_ID": self.app_id, "JOURNEY_WORKERS": str(self.workers),
+        }
+        if self.external_kafka:
+            env["KAFKA_BOOTSTRAP_SERVERS"] = self.external_kafka
+        if self.external_clickhouse:
+            env["CLICKHOUSE_URL"] = self.external_clickhouse
+        if self.rules_file:
+            env["JOURNEY_RULES_FILE"] = str(self.rules_file)
+        return env
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (used by tests and `journey bench`)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from infra import processes
 from infra.clickhouse import ping as clickhouse_ping
 from infra.config import Settings
 from infra.errors import JourneyError
-from infra.kafka import broker_reachable
+from infra.kafka import broker_reachable, ensure_topics
 
 TANSU_ENV = "JOURNEY_TANSU_BIN"
 
@@ -114,9 +115,9 @@ def clickhouse_component(settings: Settings) -> Component:
     )
 
 
-# Later services (workers, sink, notifier, collector) register a factory here; each returns
-# a Component (or None when it does not apply). They start after the servers, in this order.
-SERVICE_FACTORIES: list[Callable[[Settings], Component | None]] = []
+# Services (workers, sink, notifier, collector) register a factory here; each returns its
+# components (none when it does not apply). They start after the servers, in this order.
+SERVICE_FACTORIES: list[Callable[[Settings], list[Component]]] = []
 
 
 def plan(settings: Settings, with_services: bool = True) -> list[Component]:
@@ -124,9 +125,7 @@ def plan(settings: Settings, with_services: bool = True) -> list[Component]:
     components = [broker_component(settings), clickhouse_component(settings)]
     if with_services:
         for factory in SERVICE_FACTORIES:
-            component = factory(settings)
-            if component is not None:
-                components.append(component)
+            components.extend(factory(settings))
     return components
 
 
@@ -162,6 +161,7 @@ def start(settings: Settings, components: list[Component], echo: Callable[[str],
             )
     pid_dir, log_dir, state_file = _paths(settings)
     state_file.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(settings.home.resolve() / "run", ignore_errors=True)  # stale heartbeats
     state_file.write_text(json.dumps({"order": [c.name for c in components if c.managed]}))
     try:
         for comp in components:
@@ -200,6 +200,9 @@ def _start_one(
         )
     else:
         echo(f"{comp.name:<11} {comp.address}  (external)")
+    if comp.name == "broker":
+        # Topics exist before anything produces, with our partition count (not an auto-create default).
+        ensure_topics(settings, settings.topics.all())
 
 
 def _last_line(path: Path) -> str:
@@ -226,6 +229,7 @@ def stop(settings: Settings) -> list[str]:
         if proc.alive():
             stopped.append(proc.name)
         processes.stop(proc, pid_dir)
+    shutil.rmtree(settings.home.resolve() / "run", ignore_errors=True)
     return stopped
 
 

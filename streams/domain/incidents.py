@@ -1,0 +1,148 @@
+"""Incidents: deterministic ids, creation with severity, recovery events and their metrics."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from streams.domain.config import SEVERITIES, RuleConfig
+
+Incident = dict[str, Any]  # the record published on the incidents topic (schemas/incident.avsc)
+
+
+def incident_id(journey_id: str, rule: str, ref: str) -> str:
+    """Same journey, rule and request (or triggering event) -> same id, in live and in replay."""
+    return "inc-" + hashlib.sha1(f"{journey_id}|{rule}|{ref}".encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def bump(severity: str) -> str:
+    """One severity level up, capped at critical."""
+    return SEVERITIES[min(SEVERITIES.index(severity) + 1, len(SEVERITIES) - 1)]
+
+
+def new_incident(
+    rule: RuleConfig, journey_id: str, ref: str, trigger: dict[str, Any], failed_at: int,
+    detected_at: int, repeat_customer: bool, request_id: str | None = None,
+) -> Incident:
+    """A freshly opened incident (version 1)."""
+    return {
+        "incident_id": incident_id(journey_id, rule.name, ref),
+        "version": 1,
+        "journey_id": journey_id,
+        "customer_id": trigger.get("customer_id"),
+        "rule": rule.name,
+        "severity": bump(rule.severity) if repeat_customer else rule.severity,
+        "servqual": rule.servqual,
+        "store_id": trigger.get("store_id"),
+        "channel": trigger.get("channel"),
+        "status": "open",
+        "failed_at": failed_at,
+        "detected_at": detected_at,
+        "updated_at": failed_at,
+        "trigger_event_id": trigger["event_id"],
+        "request_id": request_id,
+        "repeat_customer": repeat_customer,
+        "acknowledged_at": None,
+        "acknowledged_by": None,
+        "first_response_at": None,
+        "resolved_at": None,
+        "detection_lag_s": round(max(0, detected_at - failed_at) / 1000, 3),
+        "time_to_acknowledge_s": None,
+        "time_to_first_response_s": None,
+        "time_to_resolve_s": None,
+        "sla_acknowledge_breached": False,
+        "sla_first_response_breached": False,
+        "sla_resolve_breached": False,
+        "compensation_kind": None,
+        "compensation_amount": None,
+        "followed_up_at": None,
+        "post_recovery_score": None,
+        "recovered": None,
+        "late_fulfilment_at": None,
+        "note": None,
+    }
+
+
+def _seconds(incident: Incident, at: int) -> float:
+    return round((at - incident["failed_at"]) / 1000, 3)
+
+
+# Recovery stage -> (timestamp field, metric field, SLA flag, SLA target attribute)
+STAGES = {
+    "FAILURE_ACKNOWLEDGED": ("acknowledged_at", "time_to_acknowledge_s", "sla_acknowledge_breached", "acknowledge_s"),
+    "CUSTOMER_CONTACTED": ("first_response_at", "time_to_first_response_s", "sla_first_response_breached",
+                           "first_response_s"),
+    "RECOVERY_RESOLVED": ("resolved_at", "time_to_resolve_s", "sla_resolve_breached", "resolve_s"),
+}
+
+
+def apply_recovery(incident: Incident, event: dict[str, Any], rule: RuleConfig) -> bool:
+    """Apply one recovery or post-recovery event; True when the incident changed."""
+    kind, at = event["type"], event["occurred_at"]
+    attrs = event.get("attrs") or {}
+    if kind in STAGES:
+        at_field, metric, flag, target = STAGES[kind]
+        if incident[at_field] is not None:
+            return False  # the first acknowledgement / contact / resolution is what counts
+        incident[at_field] = at
+        incident[metric] = _seconds(incident, at)
+        if incident[metric] > getattr(rule.sla, target):
+            incident[flag] = True
+        if kind == "FAILURE_ACKNOWLEDGED":
+            incident["acknowledged_by"] = event.get("staff_id") or attrs.get("by")
+            if incident["status"] == "open":
+                incident["status"] = "acknowledged"
+        elif kind == "RECOVERY_RESOLVED":
+            incident["status"] = "resolved"
+        if attrs.get("note"):
+            incident["note"] = attrs["note"][:500]
+    elif kind == "COMPENSATION_GIVEN":
+        amount = _number(attrs.get("amount"))
+        incident["compensation_kind"] = attrs.get("kind") or incident["compensation_kind"] or "unspecified"
+        if amount is not None:
+            incident["compensation_amount"] = round((incident["compensation_amount"] or 0.0) + amount, 2)
+    elif kind == "FOLLOW_UP_DONE":
+        if incident["followed_up_at"] is not None:
+            return False
+        incident["followed_up_at"] = at
+    elif kind == "FEEDBACK_SUBMITTED":
+        score = _number(attrs.get("score"))
+        if score is None:
+            return False
+        incident["post_recovery_score"] = int(score)
+        incident["recovered"] = score >= 4
+    else:
+        return False
+    incident["updated_at"] = max(incident["updated_at"], at)
+    incident["version"] += 1
+    return True
+
+
+def breach_sla(incident: Incident, target: str, at: int) -> bool:
+    """The watermark passed an SLA target without the recovery event: flag it (once)."""
+    for at_field, _metric, flag, name in STAGES.values():
+        if name == target:
+            if incident[at_field] is not None or incident[flag]:
+                return False
+            incident[flag] = True
+            incident["updated_at"] = max(incident["updated_at"], at)
+            incident["version"] += 1
+            return True
+    raise ValueError(f"unknown SLA target {target}")
+
+
+def mark_recovered(incident: Incident, at: int) -> bool:
+    """The customer came back: recovered, unless feedback already said otherwise."""
+    if incident["recovered"] is not None:
+        return False
+    incident["recovered"] = True
+    incident["updated_at"] = max(incident["updated_at"], at)
+    incident["version"] += 1
+    return True
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None

@@ -1,0 +1,394 @@
+"""The detection engine: event-time watermarks, indexed deadlines, rules, incidents, metrics.
+
+One `Detector` serves all partitions a worker owns. Per partition it keeps a watermark (the
+newest event time seen) and a heap of pending deadlines, so each check touches only what is
+due. Before an event is applied, every deadline of its partition at or before the event's
+time fires; with no events, `tick` advances an idle (caught-up) partition's watermark by the
+wall-clock time elapsed since its last event arrived. Live traffic and a replay of the same
+log therefore raise the same incidents (only `detected_at` differs).
+
+Journey state is a JSON-able dict per journey (see `new_journey`); everything needed after a
+restart lives in it (pending deadlines included), and `load` rebuilds the indexes from it.
+Customer history (for repeat-failure severity and "came back" recovery) is derived from the
+incidents in the journeys this worker holds.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.event_types import FULFILMENT_OF, RECOVERY_TYPES, REQUEST_FULFILMENT
+from streams.domain.config import DetectionConfig
+from streams.domain.incidents import (
+    Incident,
+    apply_recovery,
+    breach_sla,
+    incident_id,
+    mark_recovered,
+    new_incident,
+)
+
+DAY_MS = 86_400_000
+COMPLAINT_TYPES = frozenset({"COMPLAINT_FILED", "RETURN_REQUESTED", "GUARANTEE_CLAIMED"})
+RULE_OF_REQUEST = {
+    "ITEM_REQUESTED": "promise_breach",
+    "ORDER_PLACED": "promise_breach",
+    "CHECKOUT_STARTED": "abandonment",
+    "PAYMENT_FAILED": "payment_failed",
+}
+SLA_TARGETS = ("acknowledge_s", "first_response_s", "resolve_s")
+SLA_DONE_FIELD = {"acknowledge_s": "acknowledged_at", "first_response_s": "first_response_at",
+                  "resolve_s": "resolved_at"}
+STAGE_TARGET = {"FAILURE_ACKNOWLEDGED": "acknowledge_s", "CUSTOMER_CONTACTED": "first_response_s",
+                "RECOVERY_RESOLVED": "resolve_s"}
+# Recovery events that act on the newest *open* incident; the rest take the newest at all.
+OPEN_ONLY = frozenset({"FAILURE_ACKNOWLEDGED", "CUSTOMER_CONTACTED", "COMPENSATION_GIVEN", "RECOVERY_RESOLVED"})
+
+Journey = dict[str, Any]
+
+
+def new_journey(partition: int, customer_id: str | None) -> Journey:
+    """Empty journey state. Keys are short because there is one per open journey."""
+    return {
+        "p": partition,      # partition that owns the journey
+        "c": customer_id,
+        "seen": [],          # recent event ids (dedupe)
+        "req": {},           # ref -> [type, due_ms, occurred_ms, request_id, event_id, late_at]
+        "early": [],         # fulfilments seen before their request: [type, request_id, occurred_ms]
+        "fired": {},         # ref -> incident id of a request whose deadline already fired
+        "inc": {},           # incident id -> incident record
+        "order": [],         # incident ids, oldest first
+        "dl": [],            # pending deadlines: [due_ms, kind, ref]
+        "last": None,        # newest event time in the journey
+    }
+
+
+@dataclass
+class ProcessResult:
+    """What a batch or a tick produced."""
+
+    incident_changes: list[Incident] = field(default_factory=list)
+    unmatched_recovery: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: int = 0
+    fired_deadlines: int = 0
+    late_events: int = 0
+
+    def merge(self, other: ProcessResult) -> None:
+        self.incident_changes += other.incident_changes
+        self.unmatched_recovery += other.unmatched_recovery
+        self.duplicates += other.duplicates
+        self.fired_deadlines += other.fired_deadlines
+        self.late_events += other.late_events
+
+
+class Detector:
+    """Applies touchpoints in order, fires deadlines on event time, tracks incidents."""
+
+    def __init__(self, config: DetectionConfig) -> None:
+        self.config = config
+        self.journeys: dict[str, Journey] = {}
+        self.dirty: dict[str, int] = {}  # journey id -> partition, changed since `take_dirty`
+        self._heaps: dict[int, list[tuple[int, str, str, str]]] = {}
+        self.watermarks: dict[int, int] = {}
+        self._idle_base: dict[int, tuple[int, int]] = {}  # partition -> (watermark, wall ms at arrival)
+        self._customers: dict[str, list[tuple[int, str, str]]] = {}  # customer -> [(failed_at, journey, incident)]
+        self._now = 0
+        self._out: ProcessResult = ProcessResult()
+
+    # ---- restart --------------------------------------------------------------------------
+
+    def load(self, journeys: Iterable[tuple[str, Journey]], now_ms: int) -> None:
+        """Rebuild indexes from persisted journey states (after a restart or rebalance)."""
+        for journey_id, journey in journeys:
+            self.journeys[journey_id] = journey
+            partition = journey["p"]
+            heap = self._heaps.setdefault(partition, [])
+            for due, kind, ref in journey["dl"]:
+                heap.append((due, journey_id, kind, ref))
+            if journey["last"] is not None:
+                self.watermarks[partition] = max(self.watermarks.get(partition, 0), journey["last"])
+            for iid in journey["order"]:
+                inc = journey["inc"][iid]
+                if inc["customer_id"]:
+                    self._customers.setdefault(inc["customer_id"], []).append((inc["failed_at"], journey_id, iid))
+        for heap in self._heaps.values():
+            heapq.heapify(heap)
+        for history in self._customers.values():
+            history.sort()
+        for partition, mark in self.watermarks.items():
+            self._idle_base[partition] = (mark, now_ms)
+
+    def forget_partition(self, partition: int) -> None:
+        """Drop a partition's in-memory state (it was assigned to another worker)."""
+        gone = [jid for jid, j in self.journeys.items() if j["p"] == partition]
+        for jid in gone:
+            del self.journeys[jid]
+        self._heaps.pop(partition, None)
+        self.watermarks.pop(partition, None)
+        self._idle_base.pop(partition, None)
+        for cid, history in list(self._customers.items()):
+            kept = [h for h in history if h[1] in self.journeys]
+            if kept:
+                self._customers[cid] = kept
+            else:
+                del self._customers[cid]
+
+    def take_dirty(self) -> dict[str, int]:
+        """Journeys changed since the last call (the adapter persists them)."""
+        dirty, self.dirty = self.dirty, {}
+        return dirty
+
+    def pending_deadlines(self) -> int:
+        return sum(len(h) for h in self._heaps.values())
+
+    # ---- the two entry points -------------------------------------------------------------
+
+    def process(self, events: Iterable[tuple[int, dict[str, Any]]], now_ms: int) -> ProcessResult:
+        """Apply (partition, event) pairs in order; returns incident changes and counters."""
+        self._now = now_ms
+        self._out = out = ProcessResult()
+        for partition, event in events:
+            self._process_one(partition, event)
+            self._idle_base[partition] = (self.watermarks[partition], now_ms)
+        return out
+
+    def tick(self, now_ms: int, partitions: Iterable[int] | None = None) -> ProcessResult:
+        """Advance idle partitions' watermarks by elapsed wall-clock time and fire what is due.
+
+        Pass only caught-up partitions: a partition with a backlog must advance by its events,
+        or a replay would fire a deadline whose fulfilment is still waiting to be read.
+        """
+        self._now = now_ms
+        self._out = out = ProcessResult()
+        for partition in list(self._idle_base) if partitions is None else partitions:
+            base = self._idle_base.get(partition)
+            if base is None:
+                continue
+            mark = max(self.watermarks.get(partition, 0), base[0] + max(0, now_ms - base[1]))
+            self.watermarks[partition] = mark
+            self._fire_due(partition, mark)
+        return out
+
+    # ---- per event --------------------------------------------------------------------------
+
+    def _process_one(self, partition: int, event: dict[str, Any]) -> None:
+        journey_id = event["journey_id"]
+        journey = self.journeys.get(journey_id)
+        is_new = journey is None
+        if journey is None:
+            journey = self.journeys[journey_id] = new_journey(partition, event.get("customer_id"))
+        elif event["event_id"] in journey["seen"]:
+            self._out.duplicates += 1
+            return
+        at = event["occurred_at"]
+        mark = self.watermarks.get(partition)
+        if mark is None or at > mark:
+            self.watermarks[partition] = mark = at
+        elif mark - at > self.config.allowed_lateness_s * 1000:
+            self._out.late_events += 1  # applied all the same: nothing is dropped
+        self._fire_due(partition, mark)
+        seen = journey["seen"]
+        seen.append(event["event_id"])
+        if len(seen) > self.config.seen_event_ids:
+            del seen[0]
+        if journey["c"] is None and event.get("customer_id"):
+            journey["c"] = event["customer_id"]
+        journey["last"] = at if journey["last"] is None else max(journey["last"], at)
+        self.dirty[journey_id] = partition
+        if is_new and journey["c"]:
+            self._customer_came_back(journey["c"], journey_id, at)
+        self._apply(journey_id, journey, event)
+
+    def _apply(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind in REQUEST_FULFILMENT:
+            self._open_request(journey_id, journey, event)
+        elif kind in FULFILMENT_OF:
+            self._fulfil(journey_id, journey, event)
+        elif kind in RECOVERY_TYPES:
+            self._recovery(journey, event)
+        elif kind in COMPLAINT_TYPES:
+            self._open_incident(journey_id, journey, "complaint", event["event_id"], event, event["occurred_at"])
+        elif kind == "SERVICE_ERROR":
+            self._open_incident(journey_id, journey, "service_error", event["event_id"], event, event["occurred_at"])
+        elif kind == "FEEDBACK_SUBMITTED":
+            self._feedback(journey_id, journey, event)
+
+    # ---- requests, fulfilments, deadlines --------------------------------------------------
+
+    def _window_s(self, event: dict[str, Any]) -> float:
+        kind = event["type"]
+        if kind in ("ITEM_REQUESTED", "ORDER_PLACED"):
+            return float(event.get("promised_within_s") or self.config.default_promise_s.get(kind, 600))
+        rule = self.config.rule(RULE_OF_REQUEST[kind], event.get("store_id"), event.get("channel"))
+        return float(rule.window_s or 0)
+
+    def _open_request(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
+        ref = event.get("request_id") or event["event_id"]
+        if ref in journey["req"] or ref in journey["fired"]:
+            return  # the same request again (a re-sent event with a new id) opens nothing new
+        due = event["occurred_at"] + int(self._window_s(event) * 1000)
+        early = self._take_early(journey, REQUEST_FULFILMENT[event["type"]], event.get("request_id"))
+        if early is not None and early[2] < due:
+            return  # fulfilled (on time) before the request itself reached us
+        late_at = early[2] if early is not None else None
+        journey["req"][ref] = [event["type"], due, event["occurred_at"], event.get("request_id"),
+                               event["event_id"], late_at, event.get("store_id"), event.get("channel")]
+        self._schedule(journey_id, journey, due, "req", ref)
+
+    def _take_early(self, journey: Journey, fulfil_type: str, request_id: str | None) -> list[Any] | None:
+        for i, (kind, rid, _at) in enumerate(journey["early"]):
+            if kind == fulfil_type and (rid == request_id or request_id is None or rid is None):
+                return journey["early"].pop(i)  # type: ignore[no-any-return]
+        return None
+
+    def _fulfil(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
+        request_type = FULFILMENT_OF[event["type"]]
+        rid = event.get("request_id")
+        open_refs = [r for r, req in journey["req"].items() if req[0] == request_type and (rid is None or r == rid)]
+        if open_refs:
+            ref = min(open_refs, key=lambda r: journey["req"][r][2])  # oldest open request of that kind
+            req = journey["req"].pop(ref)
+            self._unschedule(journey, req[1], "req", ref)
+            return
+        fired = [r for r, iid in journey["fired"].items()
+                 if (rid is None or r == rid) and journey["inc"].get(iid, {}).get("late_fulfilment_at") is None
+                 and RULE_OF_REQUEST[request_type] == journey["inc"].get(iid, {}).get("rule")]
+        if fired:
+            incident = journey["inc"][journey["fired"][fired[0]]]
+            incident["late_fulfilment_at"] = event["occurred_at"]
+            incident["updated_at"] = max(incident["updated_at"], event["occurred_at"])
+            incident["version"] += 1
+            self._emit(incident)
+            return
+        journey["early"].append([event["type"], rid, event["occurred_at"]])
+
+    def _schedule(self, journey_id: str, journey: Journey, due: int, kind: str, ref: str) -> None:
+        journey["dl"].append([due, kind, ref])
+        heapq.heappush(self._heaps.setdefault(journey["p"], []), (due, journey_id, kind, ref))
+
+    def _unschedule(self, journey: Journey, due: int, kind: str, ref: str) -> None:
+        # The heap entry stays and is skipped when it comes up (lazy deletion keeps this O(1)).
+        try:
+            journey["dl"].remove([due, kind, ref])
+        except ValueError:
+            pass
+
+    def _fire_due(self, partition: int, mark: int) -> None:
+        heap = self._heaps.get(partition)
+        while heap and heap[0][0] <= mark:
+            due, journey_id, kind, ref = heapq.heappop(heap)
+            journey = self.journeys.get(journey_id)
+            if journey is None or [due, kind, ref] not in journey["dl"]:
+                continue  # cancelled (fulfilled, acknowledged, ...) after it was scheduled
+            journey["dl"].remove([due, kind, ref])
+            self.dirty[journey_id] = partition
+            self._out.fired_deadlines += 1
+            if kind == "req":
+                self._breach(journey_id, journey, ref)
+            else:
+                iid, target = ref.split("|")
+                incident = journey["inc"].get(iid)
+                if incident is not None and breach_sla(incident, target, due):
+                    self._emit(incident)
+
+    def _breach(self, journey_id: str, journey: Journey, ref: str) -> None:
+        rtype, due, _occurred, rid, event_id, late_at, store, channel = journey["req"].pop(ref)
+        trigger = {"event_id": event_id, "customer_id": journey["c"], "store_id": store, "channel": channel}
+        incident = self._open_incident(journey_id, journey, RULE_OF_REQUEST[rtype], ref, trigger, due, rid, late_at)
+        if incident is not None:
+            journey["fired"][ref] = incident["incident_id"]
+
+    # ---- incidents ---------------------------------------------------------------------------
+
+    def _open_incident(
+        self, journey_id: str, journey: Journey, rule_name: str, ref: str, trigger: dict[str, Any],
+        failed_at: int, request_id: str | None = None, late_fulfilment_at: int | None = None,
+    ) -> Incident | None:
+        if incident_id(journey_id, rule_name, ref) in journey["inc"]:
+            return None  # one failure, one incident
+        rule = self.config.rule(rule_name, trigger.get("store_id"), trigger.get("channel"))
+        customer = trigger.get("customer_id") or journey["c"]
+        history = self._customers.get(customer, []) if customer else []
+        window = self.config.repeat_window_days * DAY_MS
+        repeat = any(failed_at - window <= f_at < failed_at or (f_at == failed_at and jid < journey_id)
+                     for f_at, jid, _ in history)
+        incident = new_incident(rule, journey_id, ref, {**trigger, "customer_id": customer}, failed_at,
+                                max(self._now, failed_at), repeat, request_id)
+        incident["late_fulfilment_at"] = late_fulfilment_at
+        iid = incident["incident_id"]
+        journey["inc"][iid] = incident
+        journey["order"].append(iid)
+        if customer:
+            history = self._customers.setdefault(customer, [])
+            history.append((failed_at, journey_id, iid))
+            history.sort()
+            del history[:-20]  # only the recent past matters for repeat severity
+        for target in SLA_TARGETS:
+            self._schedule(journey_id, journey, failed_at + int(getattr(rule.sla, target) * 1000), "sla",
+                           f"{iid}|{target}")
+        self._emit(incident)
+        return incident
+
+    def _emit(self, incident: Incident) -> None:
+        self._out.incident_changes.append(dict(incident))
+
+    def _newest(self, journey: Journey, open_only: bool) -> Incident | None:
+        for iid in reversed(journey["order"]):
+            incident = journey["inc"][iid]
+            if not open_only or incident["status"] != "resolved":
+                return incident  # type: ignore[no-any-return]
+        return None
+
+    def _recovery(self, journey: Journey, event: dict[str, Any]) -> None:
+        named = event.get("incident_id")
+        incident = journey["inc"].get(named) if named else self._newest(journey, event["type"] in OPEN_ONLY)
+        if incident is None:
+            self._out.unmatched_recovery.append(event)
+            return
+        rule = self.config.rule(incident["rule"], incident["store_id"], incident["channel"])
+        if apply_recovery(incident, event, rule):
+            target = STAGE_TARGET.get(event["type"])
+            if target is not None:
+                self._cancel_sla(journey, incident, target)
+            self._emit(incident)
+
+    def _cancel_sla(self, journey: Journey, incident: Incident, target: str) -> None:
+        ref = f"{incident['incident_id']}|{target}"
+        for entry in journey["dl"]:
+            if entry[1] == "sla" and entry[2] == ref:
+                journey["dl"].remove(entry)
+                return
+
+    def _feedback(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
+        """Feedback after an incident is its post-recovery score; bad feedback alone is a failure."""
+        score_text = (event.get("attrs") or {}).get("score")
+        try:
+            score = float(score_text) if score_text is not None else None
+        except ValueError:
+            score = None
+        newest = self._newest(journey, open_only=False)
+        if newest is not None and newest["failed_at"] <= event["occurred_at"]:
+            rule = self.config.rule(newest["rule"], newest["store_id"], newest["channel"])
+            if apply_recovery(newest, event, rule):
+                self._emit(newest)
+            return
+        rule = self.config.rule("negative_feedback", event.get("store_id"), event.get("channel"))
+        if score is not None and score <= (rule.max_score or 2):
+            self._open_incident(journey_id, journey, "negative_feedback", event["event_id"], event,
+                                event["occurred_at"])
+
+    def _customer_came_back(self, customer: str, journey_id: str, at: int) -> None:
+        """A new journey of a customer within the window marks their earlier incidents recovered."""
+        window = self.config.recovered_window_days * DAY_MS
+        for failed_at, jid, iid in self._customers.get(customer, []):
+            if jid == journey_id or not failed_at <= at <= failed_at + window:
+                continue
+            other = self.journeys.get(jid)
+            incident = other["inc"].get(iid) if other else None
+            if incident is not None and mark_recovered(incident, at):
+                self.dirty[jid] = other["p"]  # type: ignore[index]
+                self._emit(incident)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import TopicPartition
-from schemas.codec import decode_many
-from schemas.contract import ContractError, check_contract
-from schemas.dead_letter import parse_dead_letter_headers
 
 from infra.config import Settings
 from infra.kafka import consumer
+from schemas.codec import decode_many
+from schemas.contract import ContractError, check_contract
+from schemas.dead_letter import parse_dead_letter_headers
 from streams.emitter import make_producer
 
 REPLAY_GROUP = "journey-dlq-replay"
@@ -73,15 +73,18 @@ def read_dead_letters(settings: Settings, limit: int | None = None) -> list[Dead
 
 
 def _read_until(reader: Any, end: dict[TopicPartition, int], limit: int | None) -> list[DeadLetter]:
+    """Read what is there now: until every partition reached its end and a poll came back empty.
+
+    The empty poll matters: Tansu reports a partition's end as the base offset of its last
+    record batch + 1, so records after the first of a multi-record batch lie past `end`.
+    """
     letters: list[DeadLetter] = []
-    remaining = {tp for tp, off in end.items() if reader.position(tp) < off}
-    while remaining and (limit is None or len(letters) < limit):
-        for tp, messages in reader.poll(timeout_ms=1000).items():
-            for message in messages:
-                if message.offset < end[tp]:
-                    letters.append(_to_letter(message))
-            if reader.position(tp) >= end[tp]:
-                remaining.discard(tp)
+    while limit is None or len(letters) < limit:
+        batch = reader.poll(timeout_ms=500)
+        for messages in batch.values():
+            letters.extend(_to_letter(m) for m in messages)
+        if not batch and all(reader.position(tp) >= off for tp, off in end.items()):
+            break
     return letters[:limit] if limit is not None else letters
 
 

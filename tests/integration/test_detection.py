@@ -174,3 +174,39 @@ def test_recovery_events_give_the_incident_its_latencies(worker: Settings) -> No
     assert (incident["compensation_kind"], incident["compensation_amount"]) == ("voucher", 5.0)
     assert incident["sla_acknowledge_breached"] is False and incident["sla_resolve_breached"] is False
     assert incident["version"] == 5  # opened + four recovery steps
+
+
+def test_bad_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going(worker: Settings) -> None:
+    from schemas.codec import encode_with
+    from streams.dead_letters import read_dead_letters
+
+    now = int(time.time() * 1000)
+    good_before = event("COMPLAINT_FILED", now, "dlq-good-1")
+    good_after = event("SERVICE_ERROR", now, "dlq-good-2")
+    no_journey = dict(event("VISIT", now, "x"), journey_id="")
+    future = dict(event("VISIT", now, "dlq-future"), occurred_at=now + 10 * 86_400_000)
+    producer = KafkaProducer(bootstrap_servers=worker.bootstrap_servers, acks="all")
+    topic = worker.topics.touchpoints
+    producer.send(topic, key=b"dlq-good-1", value=encode("touchpoint", good_before))
+    producer.send(topic, key=b"a", value=b"plain text, not Avro")
+    producer.send(topic, key=b"b", value=b"\x00\x00\x00\x03\xe7" + b"body")  # unknown schema id 999
+    producer.send(topic, key=b"c", value=encode_with(1, no_journey))
+    producer.send(topic, key=b"d", value=encode_with(1, future))
+    producer.send(topic, key=b"dlq-good-2", value=encode("touchpoint", good_after))
+    producer.flush()
+    producer.close()
+    latest = incidents_until(worker, lambda got: len(got) >= 2, timeout_s=30)
+    assert sorted(i["journey_id"] for i in latest.values()) == ["dlq-good-1", "dlq-good-2"]
+    found = wait_until(lambda: len(read_dead_letters(worker)) >= 4, 60, interval_s=1)
+    if not found:
+        from kafka import KafkaConsumer, TopicPartition
+        c = KafkaConsumer(bootstrap_servers=worker.bootstrap_servers)
+        ends = c.end_offsets([TopicPartition(worker.topics.dlq, p) for p in range(4)])
+        raise AssertionError((ends, [(x.partition, x.offset, x.reason) for x in read_dead_letters(worker)]))
+    letters = read_dead_letters(worker)
+    reasons = sorted(letter.reason.split(":")[0] for letter in letters)
+    assert reasons == ["missing field 'journey_id' (empty string)", "not Avro wire format",
+                       "occurred_at is 240.0 h in the future (limit 24 h)", "unknown schema id 999"]
+    assert {letter.value for letter in letters} >= {b"plain text, not Avro", b"\x00\x00\x00\x03\xe7body"}
+    beat = json.loads((worker.home / "run" / "worker-0.json").read_text())
+    assert beat["dead_letters"] == 4

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from schemas.contract import ContractError, parse_json_line
-
 from infra.config import Settings
+from schemas.contract import ContractError, parse_json_line
 from streams.emitter import TouchpointEmitter
 
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from schemas.codec import encode
-from schemas.contract import validate_event
 
 from infra.config import Settings
 from infra.errors import JourneyError
+from schemas.codec import encode
+from schemas.contract import validate_event
 
 log = logging.getLogger(__name__)
 

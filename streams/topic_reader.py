@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from schemas.codec import decode
-from schemas.contract import event_to_json, iso_from_ms
-from schemas.dead_letter import parse_dead_letter_headers
 
 from infra.config import Settings
 from infra.errors import JourneyError
+from schemas.codec import decode
+from schemas.contract import event_to_json, iso_from_ms
+from schemas.dead_letter import parse_dead_letter_headers
 
 
 def subject_of(settings: Settings, topic: str) -> str | None:

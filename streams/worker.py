@@ -80,6 +80,8 @@ class WorkerStats:
     duplicates: int = 0
     unmatched_recovery: int = 0
     incident_changes: int = 0
+    first_batch_at: int = 0  # wall ms when the first batch arrived (throughput = events / span)
+    last_batch_at: int = 0
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -98,7 +100,9 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=max(0.1, settings.session_timeout_ms / 3000),
         broker_rebalance_timeout=max(10.0, settings.session_timeout_ms / 1000 * 2),
         stream_wait_empty=False,
-        stream_buffer_maxsize=BATCH_MAX * 2,
+        stream_buffer_maxsize=BATCH_MAX * 4,
+        broker_max_poll_records=BATCH_MAX,
+        consumer_max_fetch_size=8 * 1024 * 1024,
         producer_acks=-1,
         producer_linger_ms=5,
     )
@@ -163,6 +167,7 @@ def create_app(settings: Settings) -> faust.App:
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             await sync_assignment()
             now = _now_ms()
+            stats.first_batch_at = stats.first_batch_at or now
             records, failures = decode_many([e.message.value for e in batch], "touchpoint")
             failed = {f.index: f.reason for f in failures}
             valid: list[tuple[int, dict[str, Any]]] = []
@@ -183,6 +188,7 @@ def create_app(settings: Settings) -> faust.App:
             result = detector.process(valid, now)
             persist()
             await publish(result)
+            stats.last_batch_at = _now_ms()
 
     @app.timer(TICK_INTERVAL_S)
     async def advance_idle_partitions() -> None:

@@ -1,0 +1,130 @@
+"""Benchmark (not a test): touchpoints/s through the Faust worker with detection on.
+
+    python -m tests.bench.detect_bench [--events 200000] [--workers 1]
+
+Produces a backlog of realistic touchpoints (Avro, keyed by journey), then measures in the
+same run (a) a bare aiokafka consumer that only reads and decodes them (baseline) and (b) the
+worker(s) detecting incidents over the same backlog, from the first batch to the last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from kafka import KafkaProducer
+
+from infra import processes, stack
+from infra.config import Settings
+from schemas.codec import decode_many, encode
+from schemas.event_types import STAGE_OF_TYPE
+from streams.emitter import producer_config
+from streams.service import worker_ready
+
+MIX = ["VISIT", "ORDER_PLACED", "ITEM_REQUESTED", "ITEM_DELIVERED", "ORDER_SERVED", "CHECKOUT_STARTED",
+       "CHECKOUT_COMPLETED", "PAYMENT_SUCCEEDED", "FEEDBACK_SUBMITTED", "JOURNEY_ENDED"]
+
+
+def backlog(count: int) -> list[tuple[bytes, bytes]]:
+    """Journeys of 10 events each; 1 in 50 requests is never fulfilled (a breach)."""
+    base = int(time.time() * 1000) - 6 * 3_600_000
+    out = []
+    for i in range(count):
+        journey, step = divmod(i, len(MIX))
+        type_ = MIX[step]
+        if type_ == "ITEM_DELIVERED" and journey % 50 == 0:
+            type_ = "VISIT"
+        event = {
+            "event_id": f"b-{i}", "journey_id": f"j-{journey}", "customer_id": f"c-{journey % 20000}",
+            "type": type_, "stage": STAGE_OF_TYPE[type_], "channel": "pos", "occurred_at": base + i * 50,
+            "store_id": f"store-{journey % 12}", "staff_id": None, "request_id": None, "promised_within_s": None,
+            "incident_id": None, "attrs": {"score": "5"} if type_ == "FEEDBACK_SUBMITTED" else {}, "source": None,
+        }
+        out.append((event["journey_id"].encode(), encode("touchpoint", event)))
+    return out
+
+
+async def bare_consumer(settings: Settings, count: int) -> float:
+    consumer = AIOKafkaConsumer(settings.topics.touchpoints, bootstrap_servers=settings.bootstrap_servers,
+                                group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+                                max_poll_records=4000)
+    await consumer.start()
+    seen, started = 0, None
+    try:
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=4000)
+            for messages in batches.values():
+                started = started or time.perf_counter()
+                decode_many([m.value for m in messages], "touchpoint")
+                seen += len(messages)
+    finally:
+        await consumer.stop()
+    return count / (time.perf_counter() - (started or time.perf_counter()))
+
+
+def run_workers(settings: Settings, count: int, workers: int) -> tuple[float, int]:
+    procs = [subprocess.Popen([sys.executable, "-m", "streams.worker"],
+                              env={**os.environ, **settings.to_env(), "JOURNEY_WORKER_ID": str(w)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for w in range(workers)]
+    try:
+        beats: list[dict] = []
+
+        def done() -> bool:
+            nonlocal beats
+            beats = [_beat(settings, w) for w in range(workers)]
+            return sum(b.get("events", 0) for b in beats) >= count
+        processes.wait_until(lambda: all(worker_ready(settings, w) for w in range(workers)), 120)
+        processes.wait_until(done, 600, interval_s=0.5)
+        time.sleep(1.5)  # let the last heartbeat land
+        beats = [_beat(settings, w) for w in range(workers)]
+        first = min(b["first_batch_at"] for b in beats if b.get("first_batch_at"))
+        last = max(b["last_batch_at"] for b in beats)
+        return sum(b["events"] for b in beats) / ((last - first) / 1000), sum(b["incident_changes"] for b in beats)
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+
+
+def _beat(settings: Settings, worker: int) -> dict:
+    try:
+        return json.loads((settings.home / "run" / f"worker-{worker}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as home:
+        settings = Settings.from_env().with_(home=Path(home), kafka_port=processes.free_port(),
+                                             clickhouse_port=processes.free_port(), app_id="bench")
+        stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _: None)
+        try:
+            producer = KafkaProducer(**producer_config(settings))
+            for key, value in backlog(args.events):
+                producer.send(settings.topics.touchpoints, key=key, value=value)
+            producer.flush()
+            producer.close()
+            baseline = asyncio.run(bare_consumer(settings, args.events))
+            rate, changes = run_workers(settings, args.events, args.workers)
+        finally:
+            stack.stop(settings)
+    print(json.dumps({"detect_events_per_s": {"value": round(rate), "baseline": round(baseline),
+                                              "ratio": round(rate / baseline, 3)},
+                      "events": args.events, "workers": args.workers, "incident_changes": changes}))
+
+
+if __name__ == "__main__":
+    main()

@@ -24,6 +24,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_RULES_FILE | (built-in infra/rules.toml) | failure-rule configuration |
 | JOURNEY_STARTUP_TIMEOUT_S | 30 | how long `journey up` waits for each component to be ready |
 | JOURNEY_FAUST_STORE | rocksdb:// | Faust table store (`memory://` keeps state only in the changelog) |
+| JOURNEY_RETENTION_DAYS | (unset: keep) | ClickHouse TTL for touchpoints, incidents and alerts |
 | JOURNEY_APP_ID | journey-tracker | Faust app id: consumer group and changelog topic prefix |
 | JOURNEY_WORKERS | 1 | Faust worker processes `journey up` starts (one per core is the most useful) |
 """
@@ -84,6 +85,7 @@ class Settings:
     startup_timeout_s: int = 30
     faust_store: str = "rocksdb://"
     app_id: str = "journey-tracker"
+    retention_days: int | None = None
     workers: int = 1
 
     @classmethod
@@ -116,6 +118,7 @@ class Settings:
             faust_store=env.get("JOURNEY_FAUST_STORE", "rocksdb://") or "rocksdb://",
             workers=_int(env, "JOURNEY_WORKERS", 1),
             app_id=env.get("JOURNEY_APP_ID", "journey-tracker") or "journey-tracker",
+            retention_days=_int(env, "JOURNEY_RETENTION_DAYS", 0) or None,
         )
 
     def to_env(self) -> dict[str, str]:
@@ -134,6 +137,8 @@ class Settings:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.external_kafka
         if self.external_clickhouse:
             env["CLICKHOUSE_URL"] = self.external_clickhouse
+        if self.retention_days:
+            env["JOURNEY_RETENTION_DAYS"] = str(self.retention_days)
         if self.rules_file:
             env["JOURNEY_RULES_FILE"] = str(self.rules_file)
         return env

@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra import processes
+from infra.clickhouse import get_client
 from infra.clickhouse import ping as clickhouse_ping
 from infra.config import Settings
 from infra.errors import JourneyError
 from infra.kafka import broker_reachable, ensure_topics
+from infra.migrations import apply_migrations
 
 TANSU_ENV = "JOURNEY_TANSU_BIN"
 
@@ -203,6 +205,9 @@ def _start_one(
     if comp.name == "broker":
         # Topics exist before anything produces, with our partition count (not an auto-create default).
         ensure_topics(settings, settings.topics.all())
+    elif comp.name == "clickhouse":
+        client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
+        apply_migrations(client, settings.retention_days)
 
 
 def _last_line(path: Path) -> str:

@@ -13,7 +13,6 @@ so a promise breach fires at its deadline with no further event.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -21,7 +20,6 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -30,6 +28,7 @@ from faust.streams import _current_event
 from faust.types import TP
 
 from infra.config import Settings
+from infra.heartbeat import write_heartbeat
 from schemas.codec import decode_many, encode
 from schemas.contract import ContractError, check_contract
 from schemas.dead_letter import dead_letter_headers
@@ -211,8 +210,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(HEARTBEAT_INTERVAL_S)
     async def heartbeat() -> None:
         if app.tables.recovery.completed.is_set():
-            write_heartbeat(settings, {
-                "pid": os.getpid(), "at": _now_ms(), "ready": True,
+            write_heartbeat(settings, f"worker-{os.environ.get('JOURNEY_WORKER_ID', '0')}", {
                 "partitions": sorted(loaded), "watermarks": {str(p): w for p, w in detector.watermarks.items()},
                 "pending_deadlines": detector.pending_deadlines(), "open_journeys": len(detector.journeys),
                 **asdict(stats),
@@ -220,19 +218,6 @@ def create_app(settings: Settings) -> faust.App:
 
     _ = (detect, advance_idle_partitions, heartbeat)
     return app
-
-
-def heartbeat_path(settings: Settings) -> Path:
-    """Where worker N reports it is alive (read by `journey up` and `journey status`)."""
-    return settings.home.resolve() / "run" / f"worker-{os.environ.get('JOURNEY_WORKER_ID', '0')}.json"
-
-
-def write_heartbeat(settings: Settings, data: dict[str, Any]) -> None:
-    path = heartbeat_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)  # atomic: a reader never sees half a file
 
 
 def _now_ms() -> int:

@@ -24,10 +24,10 @@ app = typer.Typer(
 
 def _register_all() -> None:
     # Imported lazily so `import infra.cli` stays cheap for tests that only need `main`.
+    from infra import services
     from infra.cli import events_cmds, schemas_cmd, stack_cmds
-    from streams import service
 
-    service.register()
+    services.register()
 
     for module in (stack_cmds, events_cmds, schemas_cmd):
         module.register(app)

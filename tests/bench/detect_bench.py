@@ -24,10 +24,10 @@ from kafka import KafkaProducer
 
 from infra import processes, stack
 from infra.config import Settings
+from infra.heartbeat import read_heartbeat, service_ready
 from schemas.codec import decode_many, encode
 from schemas.event_types import STAGE_OF_TYPE
 from streams.emitter import producer_config
-from streams.service import worker_ready
 
 MIX = ["VISIT", "ORDER_PLACED", "ITEM_REQUESTED", "ITEM_DELIVERED", "ORDER_SERVED", "CHECKOUT_STARTED",
        "CHECKOUT_COMPLETED", "PAYMENT_SUCCEEDED", "FEEDBACK_SUBMITTED", "JOURNEY_ENDED"]
@@ -81,7 +81,7 @@ def run_workers(settings: Settings, count: int, workers: int) -> tuple[float, in
             nonlocal beats
             beats = [_beat(settings, w) for w in range(workers)]
             return sum(b.get("events", 0) for b in beats) >= count
-        processes.wait_until(lambda: all(worker_ready(settings, w) for w in range(workers)), 120)
+        processes.wait_until(lambda: all(service_ready(settings, f"worker-{w}") for w in range(workers)), 120)
         processes.wait_until(done, 600, interval_s=0.5)
         time.sleep(1.5)  # let the last heartbeat land
         beats = [_beat(settings, w) for w in range(workers)]
@@ -96,10 +96,7 @@ def run_workers(settings: Settings, count: int, workers: int) -> tuple[float, in
 
 
 def _beat(settings: Settings, worker: int) -> dict:
-    try:
-        return json.loads((settings.home / "run" / f"worker-{worker}.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_heartbeat(settings, f"worker-{worker}") or {}
 
 
 def main() -> None:

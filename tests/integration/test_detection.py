@@ -16,13 +16,13 @@ import pytest
 from kafka import KafkaProducer
 
 from infra.config import Settings
+from infra.heartbeat import service_ready
 from infra.processes import wait_until
 from schemas.codec import encode
 from schemas.contract import iso_from_ms as iso_ms
 from schemas.contract import validate_event
 from schemas.event_types import STAGE_OF_TYPE
 from streams.domain.incidents import incident_id
-from streams.service import worker_ready
 from streams.topic_reader import follow
 
 pytestmark = pytest.mark.integration
@@ -39,7 +39,7 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
         [sys.executable, "-m", "streams.worker", "worker", "--loglevel", "warning"],
         env={**os.environ, **settings.to_env(), "JOURNEY_WORKER_ID": "0"}, stdout=log, stderr=subprocess.STDOUT,
     )
-    if not wait_until(lambda: worker_ready(settings, 0) or proc.poll() is not None, 90):
+    if not wait_until(lambda: service_ready(settings, "worker-0") or proc.poll() is not None, 90):
         proc.kill()
         raise AssertionError("worker did not become ready in 90 s")
     assert proc.poll() is None, (settings.home / "worker.log").read_text()[-3000:]

@@ -1,0 +1,87 @@
+"""The recovery picture from ClickHouse (`journey report`, `journey customer`).
+
+Every filter is a server-side query parameter ({name:Type}), never spliced into SQL text.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from clickhouse_connect.driver import Client
+
+from infra.errors import JourneyError
+
+_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+_FILTER = "failed_at >= fromUnixTimestamp64Milli({since:Int64}) AND ({store:String} = '' OR store_id = {store:String})"
+
+BY_RULE = f"""
+SELECT rule, servqual, count() AS incidents,
+       round(quantile(0.5)(time_to_acknowledge_s), 1), round(quantile(0.9)(time_to_acknowledge_s), 1),
+       round(quantile(0.5)(time_to_first_response_s), 1), round(quantile(0.9)(time_to_first_response_s), 1),
+       round(quantile(0.5)(time_to_resolve_s), 1), round(quantile(0.9)(time_to_resolve_s), 1),
+       round(1 - avg(sla_acknowledge_breached OR sla_first_response_breached OR sla_resolve_breached), 3),
+       round(avg(compensation_amount IS NOT NULL), 3),
+       round(avgIf(recovered, recovered IS NOT NULL), 3)
+FROM journey.incidents FINAL WHERE {_FILTER}
+GROUP BY rule, servqual ORDER BY incidents DESC, rule
+"""
+BY_SERVQUAL = f"""
+SELECT servqual, count() FROM journey.incidents FINAL WHERE {_FILTER} GROUP BY servqual ORDER BY count() DESC
+"""
+WORST_STORES = f"""
+SELECT ifNull(store_id, '(none)') AS store, count() AS incidents,
+       round(1 - avg(sla_acknowledge_breached OR sla_first_response_breached OR sla_resolve_breached), 3) AS sla,
+       round(quantile(0.5)(time_to_resolve_s), 1)
+FROM journey.incidents FINAL WHERE {_FILTER}
+GROUP BY store ORDER BY incidents DESC, sla ASC LIMIT 5
+"""
+RULE_COLUMNS = ["rule", "servqual", "incidents", "tta_p50_s", "tta_p90_s", "ttfr_p50_s", "ttfr_p90_s",
+                "ttr_p50_s", "ttr_p90_s", "sla_compliance", "share_compensated", "share_recovered"]
+
+
+def parse_since(text: str, now_ms: int | None = None) -> int:
+    """'24h', '7d', '30m' -> epoch ms that long ago; clear error otherwise."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise JourneyError(f"--since {text!r}: use a duration such as 30m, 24h, 7d or 2w")
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return now_ms - int(match.group(1)) * _UNIT_S[match.group(2)] * 1000
+
+
+def recovery_report(client: Client, since_ms: int, store: str | None) -> dict[str, Any]:
+    """Incidents by rule and SERVQUAL dimension, recovery latencies, SLA, compensation, worst stores."""
+    params = {"since": since_ms, "store": store or ""}
+    rules = [dict(zip(RULE_COLUMNS, row, strict=True)) for row in client.query(BY_RULE, parameters=params).result_rows]
+    servqual = {row[0]: row[1] for row in client.query(BY_SERVQUAL, parameters=params).result_rows}
+    stores = [{"store": r[0], "incidents": r[1], "sla_compliance": r[2], "ttr_p50_s": r[3]}
+              for r in client.query(WORST_STORES, parameters=params).result_rows]
+    return {"since_ms": since_ms, "store": store, "total_incidents": sum(r["incidents"] for r in rules),
+            "by_rule": rules, "by_servqual": servqual, "worst_stores": stores}
+
+
+CUSTOMER_INCIDENTS = """
+SELECT incident_id, journey_id, rule, severity, status, failed_at, time_to_resolve_s, compensation_kind,
+       compensation_amount, recovered
+FROM journey.incidents FINAL WHERE customer_id = {customer:String} ORDER BY failed_at DESC LIMIT 50
+"""
+CUSTOMER_JOURNEYS = """
+SELECT journey_id, min(occurred_at), max(occurred_at), count(), any(store_id)
+FROM journey.touchpoints FINAL WHERE customer_id = {customer:String}
+GROUP BY journey_id ORDER BY min(occurred_at) DESC LIMIT 50
+"""
+
+
+def customer_history(client: Client, customer_id: str) -> dict[str, Any]:
+    """One customer's journeys and incidents, newest first."""
+    params = {"customer": customer_id}
+    keys = ["incident_id", "journey_id", "rule", "severity", "status", "failed_at", "time_to_resolve_s",
+            "compensation_kind", "compensation_amount", "recovered"]
+    rows = client.query(CUSTOMER_INCIDENTS, parameters=params).result_rows
+    incidents = [dict(zip(keys, row, strict=True)) for row in rows]
+    journeys = [{"journey_id": r[0], "first": r[1], "last": r[2], "events": r[3], "store_id": r[4]}
+                for r in client.query(CUSTOMER_JOURNEYS, parameters=params).result_rows]
+    return {"customer_id": customer_id, "journeys": journeys, "incidents": incidents}

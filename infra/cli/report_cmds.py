@@ -1,0 +1,67 @@
+"""`journey report` and `journey customer`: what ClickHouse knows, for store managers and staff."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from consumers.report import RULE_COLUMNS, customer_history, parse_since, recovery_report
+from infra.clickhouse import get_client, ping
+from infra.config import Settings
+from infra.errors import JourneyError
+
+
+def _client(settings: Settings):  # type: ignore[no-untyped-def]
+    if not ping(settings.clickhouse_url):
+        raise JourneyError(f"ClickHouse unreachable at {settings.clickhouse_url}: run `journey up -d` "
+                           "or set CLICKHOUSE_URL")
+    return get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
+
+
+def report(
+    since: str = typer.Option("7d", "--since", help="How far back: 30m, 24h, 7d, 2w."),
+    store: str | None = typer.Option(None, "--store", help="Only this store."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+) -> None:
+    """The recovery picture: incidents by rule and SERVQUAL, latencies, SLA, compensation, worst stores."""
+    settings = Settings.from_env()
+    data = recovery_report(_client(settings), parse_since(since), store)
+    if as_json:
+        typer.echo(json.dumps(data, default=str))
+        return
+    console = Console()
+    title = f"Service recovery, last {since}" + (f", store {store}" if store else "")
+    table = Table(*RULE_COLUMNS, title=title)
+    for row in data["by_rule"]:
+        table.add_row(*("-" if row[c] is None or row[c] != row[c] else str(row[c]) for c in RULE_COLUMNS))
+    console.print(table)
+    console.print("SERVQUAL: " + ", ".join(f"{k} {v}" for k, v in data["by_servqual"].items()))
+    worst = Table("store", "incidents", "sla_compliance", "ttr_p50_s", title="Stores with the most incidents")
+    for row in data["worst_stores"]:
+        worst.add_row(str(row["store"]), str(row["incidents"]), str(row["sla_compliance"]), str(row["ttr_p50_s"]))
+    console.print(worst)
+
+
+def customer(customer_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """One customer's journeys and incidents: remember your customers."""
+    settings = Settings.from_env()
+    data = customer_history(_client(settings), customer_id)
+    if as_json:
+        typer.echo(json.dumps(data, default=str))
+        return
+    console = Console()
+    table = Table("failed_at", "rule", "severity", "status", "ttr_s", "compensation", "recovered",
+                  title=f"Customer {customer_id}: {len(data['journeys'])} journeys, {len(data['incidents'])} incidents")
+    for inc in data["incidents"]:
+        comp = f"{inc['compensation_kind']} {inc['compensation_amount']}" if inc["compensation_kind"] else "-"
+        table.add_row(str(inc["failed_at"]), inc["rule"], inc["severity"], inc["status"],
+                      str(inc["time_to_resolve_s"] or "-"), comp, str(inc["recovered"]))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(report)
+    app.command()(customer)

@@ -1,0 +1,40 @@
+"""The tracker's own services that `journey up` starts after the servers: workers, sink."""
+
+from __future__ import annotations
+
+import sys
+
+from infra.config import Settings
+from infra.heartbeat import service_ready
+from infra.stack import SERVICE_FACTORIES, Component
+
+
+def worker_components(settings: Settings) -> list[Component]:
+    """One Faust worker process per JOURNEY_WORKERS (default 1)."""
+    return [
+        Component(
+            name=f"worker-{worker_id}",
+            address=f"faust worker {worker_id} (group {settings.app_id})",
+            ready=lambda name=f"worker-{worker_id}": service_ready(settings, name),
+            argv=[sys.executable, "-m", "streams.worker"],
+            env={"JOURNEY_WORKER_ID": str(worker_id)},
+        )
+        for worker_id in range(settings.workers)
+    ]
+
+
+def sink_components(settings: Settings) -> list[Component]:
+    """The ClickHouse sink."""
+    return [Component(
+        name="sink",
+        address=f"kafka -> {settings.clickhouse_url} (group {settings.app_id}-sink)",
+        ready=lambda: service_ready(settings, "sink"),
+        argv=[sys.executable, "-m", "consumers.sink"],
+    )]
+
+
+def register() -> None:
+    """Add the services to what `journey up` starts (idempotent)."""
+    for factory in (worker_components, sink_components):
+        if factory not in SERVICE_FACTORIES:
+            SERVICE_FACTORIES.append(factory)

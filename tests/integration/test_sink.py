@@ -1,0 +1,157 @@
+"""The ClickHouse sink against the real broker, a real worker and the chDB endpoint."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from infra.clickhouse import get_client
+from infra.config import Settings
+from infra.heartbeat import service_ready
+from infra.processes import wait_until
+from schemas.codec import encode
+from tests.integration.test_detection import event, produce, start_worker, stop_worker
+
+pytestmark = pytest.mark.integration
+
+
+def start_sink(settings: Settings) -> subprocess.Popen[bytes]:
+    log = open(settings.home / "sink.log", "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "-m", "consumers.sink"], env={**os.environ, **settings.to_env()},
+                            stdout=log, stderr=subprocess.STDOUT)
+    assert wait_until(lambda: service_ready(settings, "sink") or proc.poll() is not None, 60)
+    assert proc.poll() is None, (settings.home / "sink.log").read_text()[-2000:]
+    return proc
+
+
+@pytest.fixture
+def pipeline(unique_topics: Settings, tmp_path) -> Iterator[Settings]:
+    settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}")
+    settings.home.mkdir(parents=True)
+    worker = start_worker(settings)
+    sink = start_sink(settings)
+    yield settings
+    sink.terminate()
+    sink.wait(timeout=30)
+    stop_worker(worker)
+
+
+def scalar(settings: Settings, sql: str, **params: Any) -> Any:
+    client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
+    return client.query(sql, parameters=params).result_rows[0][0]
+
+
+def test_events_become_rows_and_a_replay_changes_no_count(pipeline: Settings) -> None:
+    tag = uuid.uuid4().hex[:6]
+    t = int(time.time() * 1000) - 3_600_000
+    events = [
+        event("VISIT", t, f"{tag}-a", attrs={"table": "7"}),
+        event("COMPLAINT_FILED", t + 1000, f"{tag}-a"),
+        event("FAILURE_ACKNOWLEDGED", t + 61_000, f"{tag}-a", staff_id="s-1"),
+        event("SERVICE_ERROR", t + 2000, f"{tag}-b"),
+    ]
+    produce(pipeline, events)
+    alert = {"alert_id": f"al-{tag}", "incident_id": "inc-x", "kind": "triggered", "level": 0, "severity": "high",
+             "rule": "complaint", "store_id": "seoul-01", "journey_id": f"{tag}-a", "customer_id": None,
+             "at": t + 1500, "failed_at": t + 1000, "paged": True, "reason": None, "message": "complaint at seoul-01",
+             "channels": ["terminal"]}
+    producer = KafkaProducer(bootstrap_servers=pipeline.bootstrap_servers, acks="all")
+    producer.send(pipeline.topics.alerts, key=b"inc-x", value=encode("alert", alert))
+    producer.flush()
+
+    like = f"{tag}-%"
+    count_touchpoints = "SELECT count() FROM journey.touchpoints FINAL WHERE journey_id LIKE {p:String}"
+    count_incidents = "SELECT count() FROM journey.incidents FINAL WHERE journey_id LIKE {p:String}"
+    assert wait_until(lambda: scalar(pipeline, count_touchpoints, p=like) == 4
+                      and scalar(pipeline, "SELECT max(version) FROM journey.incidents FINAL "
+                                           "WHERE journey_id = {j:String} AND rule = 'complaint'", j=f"{tag}-a") == 2,
+                      60, interval_s=0.5)
+    client = get_client(pipeline.clickhouse_url)
+    row = client.query(
+        "SELECT attrs['table'], store_id, toUnixTimestamp64Milli(occurred_at) FROM journey.touchpoints FINAL "
+        "WHERE journey_id = {j:String} AND type = 'VISIT'", parameters={"j": f"{tag}-a"}).result_rows
+    assert row == [("7", "seoul-01", t)]
+    incident = client.query(
+        "SELECT status, time_to_acknowledge_s, acknowledged_by, servqual FROM journey.incidents FINAL "
+        "WHERE journey_id = {j:String}", parameters={"j": f"{tag}-a"}).result_rows
+    assert incident == [("acknowledged", 60.0, "s-1", "assurance")]
+    assert wait_until(lambda: scalar(pipeline, "SELECT count() FROM journey.alerts FINAL WHERE alert_id = {a:String}",
+                                     a=f"al-{tag}") == 1, 30)
+
+    # the same events again (a replay): counts stay where they were
+    produce(pipeline, events)
+    producer.send(pipeline.topics.alerts, key=b"inc-x", value=encode("alert", alert))
+    producer.flush()
+    producer.close()
+    time.sleep(4)
+    assert scalar(pipeline, count_touchpoints, p=like) == 4
+    assert scalar(pipeline, count_incidents, p=like) == 2
+    assert scalar(pipeline, "SELECT count() FROM journey.alerts FINAL WHERE alert_id = {a:String}", a=f"al-{tag}") == 1
+
+
+def test_sink_killed_mid_batch_loses_and_duplicates_nothing(unique_topics: Settings, tmp_path) -> None:
+    settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}")
+    settings.home.mkdir(parents=True)
+    tag = uuid.uuid4().hex[:6]
+    t = int(time.time() * 1000) - 3_600_000
+    total = 30_000
+    sink = start_sink(settings)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
+    for i in range(total):
+        e = {"event_id": f"{tag}-{i}", "journey_id": f"{tag}-j{i % 500}", "customer_id": None, "type": "VISIT",
+             "stage": "before", "channel": "web", "occurred_at": t + i, "store_id": None, "staff_id": None,
+             "request_id": None, "promised_within_s": None, "incident_id": None, "attrs": {}, "source": None}
+        producer.send(settings.topics.touchpoints, key=e["journey_id"].encode(), value=encode("touchpoint", e))
+    producer.flush()
+    producer.close()
+    count = "SELECT count(), uniqExact(event_id) FROM journey.touchpoints WHERE journey_id LIKE {p:String}"
+    client = get_client(settings.clickhouse_url)
+    # kill -9 as soon as the first rows are in: the sink dies between inserts and commits
+    assert wait_until(lambda: client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0][0] > 0, 60, 0.05)
+    os.kill(sink.pid, signal.SIGKILL)
+    sink.wait()
+    raw_rows = client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0][0]
+    assert raw_rows < total, "the kill came too late to interrupt the run"
+    sink = start_sink(settings)
+    try:
+        final = "SELECT count(), uniqExact(event_id) FROM journey.touchpoints FINAL WHERE journey_id LIKE {p:String}"
+        assert wait_until(lambda: client.query(final, parameters={"p": f"{tag}-%"}).result_rows[0][0] >= total, 90, 0.5)
+        assert client.query(final, parameters={"p": f"{tag}-%"}).result_rows[0] == (total, total)
+    finally:
+        sink.terminate()
+        sink.wait(timeout=30)
+
+
+def test_report_and_customer_history_from_clickhouse(pipeline: Settings) -> None:
+    from consumers.report import customer_history, recovery_report
+
+    tag = uuid.uuid4().hex[:6]
+    store = f"store-{tag}"
+    t = int(time.time() * 1000) - 600_000
+    produce(pipeline, [
+        event("COMPLAINT_FILED", t, f"{tag}-1", store_id=store, customer_id=f"cust-{tag}"),
+        event("FAILURE_ACKNOWLEDGED", t + 30_000, f"{tag}-1", store_id=store, customer_id=f"cust-{tag}"),
+        event("RECOVERY_RESOLVED", t + 400_000, f"{tag}-1", store_id=store, customer_id=f"cust-{tag}"),
+        event("SERVICE_ERROR", t, f"{tag}-2", store_id=store),
+    ])
+    client = get_client(pipeline.clickhouse_url)
+    assert wait_until(lambda: recovery_report(client, t - 1000, store)["total_incidents"] == 2
+                      and recovery_report(client, t - 1000, store)["by_rule"][0]["ttr_p50_s"] is not None, 60, 0.5)
+    data = recovery_report(client, t - 1000, store)
+    by_rule = {r["rule"]: r for r in data["by_rule"]}
+    assert by_rule["complaint"]["tta_p50_s"] == 30.0 and by_rule["complaint"]["ttr_p50_s"] == 400.0
+    assert data["by_servqual"] == {"assurance": 1, "tangibles": 1}
+    assert data["worst_stores"][0]["store"] == store
+    assert recovery_report(client, t - 1000, "' OR 1=1 --")["total_incidents"] == 0  # a parameter, not SQL
+    history = customer_history(client, f"cust-{tag}")
+    assert [i["rule"] for i in history["incidents"]] == ["complaint"]
+    assert [j["journey_id"] for j in history["journeys"]] == [f"{tag}-1"]

@@ -1,0 +1,116 @@
+"""Benchmark (not a test): ClickHouse sink rows/s and incident visibility lag.
+
+    python -m tests.bench.sink_bench [--rows 200000] [--incidents 200]
+
+(a) `sink_rows_per_s`: a backlog of touchpoints drained by the sink into ClickHouse, against a
+baseline of clickhouse-connect inserting the same rows directly in batches of the same size.
+(b) `clickhouse_visible_ms_p50/p99`: an incident produced to Kafka -> its row visible through
+clickhouse-connect, one incident every 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kafka import KafkaProducer
+
+from consumers.sink import BATCH_ROWS, INCIDENT_COLUMNS, TOUCHPOINT_COLUMNS
+from infra import processes, stack
+from infra.clickhouse import get_client
+from infra.config import Settings
+from infra.heartbeat import service_ready
+from schemas.codec import encode
+from streams.emitter import producer_config
+
+
+def touchpoint(i: int, base: int) -> dict:
+    return {"event_id": f"s-{i}", "journey_id": f"j-{i % 9000}", "customer_id": f"c-{i % 4000}",
+            "type": "VISIT", "stage": "before", "channel": "pos", "occurred_at": base + i,
+            "store_id": f"store-{i % 12}", "staff_id": None, "request_id": None, "promised_within_s": None,
+            "incident_id": None, "attrs": {"table": str(i % 30)}, "source": None}
+
+
+def incident(i: int, now: int) -> dict:
+    from streams.domain.config import load_detection_config
+    from streams.domain.incidents import new_incident
+
+    rule = load_detection_config().rule("complaint")
+    trigger = {"event_id": f"t-{i}", "customer_id": "c-1", "store_id": "s-1", "channel": "pos"}
+    return new_incident(rule, f"vis-{i}", f"t-{i}", trigger, now, now, False)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--incidents", type=int, default=200)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as home:
+        settings = Settings.from_env().with_(home=Path(home), kafka_port=processes.free_port(),
+                                             clickhouse_port=processes.free_port(), app_id="sinkbench")
+        stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _: None)
+        sink = None
+        try:
+            client = get_client(settings.clickhouse_url)
+            base = int(time.time() * 1000) - 86_400_000
+            events = [touchpoint(i, base) for i in range(args.rows)]
+            # baseline: the same rows straight into ClickHouse, same batch size
+            client.command("CREATE TABLE journey.touchpoints_baseline AS journey.touchpoints")
+            rows = [[e[c] for c in TOUCHPOINT_COLUMNS[:-2]] + [0, i] for i, e in enumerate(events)]
+            started = time.perf_counter()
+            for start in range(0, len(rows), BATCH_ROWS):
+                client.insert("journey.touchpoints_baseline", rows[start:start + BATCH_ROWS],
+                              column_names=TOUCHPOINT_COLUMNS)
+            baseline = len(rows) / (time.perf_counter() - started)
+
+            producer = KafkaProducer(**producer_config(settings))
+            for e in events:
+                producer.send(settings.topics.touchpoints, key=e["journey_id"].encode(), value=encode("touchpoint", e))
+            producer.flush()
+            sink = subprocess.Popen([sys.executable, "-m", "consumers.sink"], env={**os.environ, **settings.to_env()},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            processes.wait_until(lambda: service_ready(settings, "sink"), 60)
+            started = time.perf_counter()
+            processes.wait_until(lambda: client.query("SELECT count() FROM journey.touchpoints").result_rows[0][0]
+                                 >= args.rows, 600, interval_s=0.05)
+            sink_rate = args.rows / (time.perf_counter() - started)
+
+            lags = []
+            for i in range(args.incidents):
+                record = incident(i, int(time.time() * 1000))
+                produced = time.perf_counter()
+                producer.send(settings.topics.incidents, key=record["incident_id"].encode(),
+                              value=encode("incident", record))
+                producer.flush()
+                processes.wait_until(lambda r=record: client.query(
+                    "SELECT count() FROM journey.incidents WHERE incident_id = {i:String}",
+                    parameters={"i": r["incident_id"]}).result_rows[0][0] == 1, 30, interval_s=0.01)
+                lags.append((time.perf_counter() - produced) * 1000)
+                time.sleep(0.05)
+            producer.close()
+        finally:
+            if sink is not None:
+                sink.terminate()
+                sink.wait(timeout=30)
+            stack.stop(settings)
+    print(json.dumps({
+        "sink_rows_per_s": {"value": round(sink_rate), "baseline": round(baseline), "ratio": round(sink_rate / baseline, 3)},
+        "clickhouse_visible_ms_p50": round(percentile(lags, 50), 1),
+        "clickhouse_visible_ms_p99": round(percentile(lags, 99), 1),
+        "rows": args.rows, "incidents": args.incidents, "incident_columns": len(INCIDENT_COLUMNS),
+    }))
+
+
+if __name__ == "__main__":
+    main()

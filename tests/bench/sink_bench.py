@@ -104,8 +104,9 @@ def main() -> None:
                 sink.terminate()
                 sink.wait(timeout=30)
             stack.stop(settings)
+    rate = {"value": round(sink_rate), "baseline": round(baseline), "ratio": round(sink_rate / baseline, 3)}
     print(json.dumps({
-        "sink_rows_per_s": {"value": round(sink_rate), "baseline": round(baseline), "ratio": round(sink_rate / baseline, 3)},
+        "sink_rows_per_s": rate,
         "clickhouse_visible_ms_p50": round(percentile(lags, 50), 1),
         "clickhouse_visible_ms_p99": round(percentile(lags, 99), 1),
         "rows": args.rows, "incidents": args.incidents, "incident_columns": len(INCIDENT_COLUMNS),

@@ -164,6 +164,10 @@ def start(settings: Settings, components: list[Component], echo: Callable[[str],
     pid_dir, log_dir, state_file = _paths(settings)
     state_file.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(settings.home.resolve() / "run", ignore_errors=True)  # stale heartbeats
+    if settings.runs_local_broker:
+        # The embedded broker starts empty (memory storage): table state and offsets derived
+        # from its previous life would contradict it (Faust refuses to start), so they go too.
+        shutil.rmtree(settings.home.resolve() / "faust", ignore_errors=True)
     state_file.write_text(json.dumps({"order": [c.name for c in components if c.managed]}))
     try:
         for comp in components:

@@ -25,11 +25,10 @@ app = typer.Typer(
 def _register_all() -> None:
     # Imported lazily so `import infra.cli` stays cheap for tests that only need `main`.
     from infra import services
-    from infra.cli import events_cmds, schemas_cmd, stack_cmds
+    from infra.cli import events_cmds, report_cmds, schemas_cmd, stack_cmds
 
     services.register()
-
-    for module in (stack_cmds, events_cmds, schemas_cmd):
+    for module in (stack_cmds, events_cmds, schemas_cmd, report_cmds):
         module.register(app)
 
 
@@ -53,10 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("journey: aborted", err=True)
         sys.exit(1)
-    except Exception as exc:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:
+        # Usage errors (bad option, unknown command) arrive here in standalone_mode=False;
+        # typer carries its own copy of click's exception classes, so match by behaviour.
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             sys.exit(exc.exit_code)
         raise

@@ -28,7 +28,7 @@ job="${1:-help}"
 shift || true
 case "$job" in
   demo)
-    exec "$VENV/bin/journey" smoke "$@"
+    exec "$VENV/bin/journey" demo "$@"
     ;;
   test)
     "$VENV/bin/ruff" check streams schemas consumers infra tests

@@ -1,0 +1,76 @@
+"""`journey demo`: the main job — a simulated day through the real stack, checked against truth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.config import Settings
+
+
+def demo(
+    duration: float = typer.Option(60.0, "--duration", min=5, help="Wall-clock seconds to send traffic."),
+    rate: float = typer.Option(150.0, "--rate", min=1, help="Touchpoints per second (average)."),
+    speed: float = typer.Option(720.0, "--speed", min=1, help="Simulated seconds per real second (720: a 12-hour day in a minute)."),
+    seed: int = typer.Option(7, "--seed", help="Seed of the simulator (same seed, same day)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object at the end, no live view."),
+) -> None:
+    """Simulate stores and a web shop, detect failures live, report, and check against ground truth."""
+    from streams.demo import run_demo, to_json
+
+    console = Console(stderr=True, quiet=as_json)
+    status = console.status("starting")
+    status.start()
+
+    def progress(kind: str, data: dict[str, Any]) -> None:
+        if kind == "stack":
+            console.print(data["line"])
+        elif kind == "start":
+            console.print(f"simulating {data['journeys']} journeys ({data['events']} touchpoints, "
+                          f"{data['span_s'] / 3600:.1f} h of business) at {speed:g}x")
+        elif kind == "sent":
+            status.update(f"events sent {data['sent']}, incidents detected {data['incidents']}")
+        elif kind == "wait":
+            status.update(f"waiting for the last deadlines: {data['incidents']} incidents "
+                          f"({data['expected']} failures injected)")
+        elif kind == "stopped":
+            console.print(f"stopped: {', '.join(data['stopped'])}")
+
+    try:
+        result = run_demo(Settings.from_env(), duration, rate, speed, seed, progress)
+    finally:
+        status.stop()
+    if as_json:
+        typer.echo(to_json(result))
+    else:
+        _print(result)
+    if result["missed"] or result["false_alarms"] or result["metric_mismatches"]:
+        raise typer.Exit(1)
+
+
+def _print(result: dict[str, Any]) -> None:
+    out = Console()
+    table = Table("rule", "servqual", "incidents", "resolved", "compensated", "SLA breached",
+                  "ack p50/p90 s", "contact p50/p90 s", "resolve p50/p90 s", title="Recovery report")
+    for rule, row in result["by_rule"].items():
+        def pq(name: str, row: dict[str, Any] = row) -> str:
+            return f"{row[name]['p50']} / {row[name]['p90']}"
+        table.add_row(rule, row["servqual"], str(row["incidents"]), str(row["resolved"]), str(row["compensated"]),
+                      str(row["sla_breached"]), pq("time_to_acknowledge_s"), pq("time_to_first_response_s"),
+                      pq("time_to_resolve_s"))
+    out.print(table)
+    ok = not (result["missed"] or result["false_alarms"] or result["metric_mismatches"])
+    verdict = "[green]all injected failures detected, no false alarms, metrics match[/]" if ok else "[red]MISMATCH[/]"
+    out.print(f"events {result['events']}, injected {result['injected_failures']}, detected {result['detected']}, "
+              f"missed {result['missed']}, false alarms {result['false_alarms']}, "
+              f"metric mismatches {result['metric_mismatches']}: {verdict}")
+    truth = result["truth_metrics"]
+    out.print("ground truth p50/p90 s: " + ", ".join(
+        f"{name.removeprefix('time_to_').removesuffix('_s')} {q['p50']}/{q['p90']}" for name, q in truth.items()))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(demo)

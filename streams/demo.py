@@ -1,0 +1,182 @@
+"""`journey demo`: simulate a day of service through the real stack and check what was detected.
+
+Sends the simulator's touchpoints at `speed` x real time, follows the incidents topic while it
+does, then compares the incidents (latest version each) with the simulator's ground truth:
+detected / missed / false alarms, and whether every recovery latency matches.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaConsumer
+
+from infra import stack
+from infra.config import Settings
+from schemas.codec import DecodeError, decode
+from streams.emitter import TouchpointEmitter
+from streams.simulator import Simulation, simulate
+
+EVENTS_PER_JOURNEY = 11  # about what the simulator emits per journey
+SETTLE_S = 4.0  # no new incident change for this long after the last expected one: done
+
+
+@dataclass
+class IncidentFollower:
+    """Background reader of the incidents topic: latest version of each incident of this run."""
+
+    settings: Settings
+    prefix: str
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_change: float = field(default_factory=time.monotonic)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        reader = KafkaConsumer(self.settings.topics.incidents, bootstrap_servers=self.settings.bootstrap_servers,
+                               auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
+        try:
+            while not self._stop.is_set():
+                for records in reader.poll(timeout_ms=200).values():
+                    for message in records:
+                        self._take(message.value)
+        finally:
+            reader.close()
+
+    def _take(self, value: bytes) -> None:
+        try:
+            record = decode(value, "incident")
+        except DecodeError:
+            return
+        if not record["journey_id"].startswith(self.prefix):
+            return
+        known = self.latest.get(record["incident_id"])
+        if known is None or record["version"] > known["version"]:
+            self.latest[record["incident_id"]] = record
+            self.last_change = time.monotonic()
+
+
+def compare(sim: Simulation, incidents: list[dict[str, Any]]) -> dict[str, Any]:
+    """Detected vs injected (by journey and rule), and recovery latencies vs the truth."""
+    truth = {(t.journey_id, t.rule): t for t in sim.truth}
+    found = {(i["journey_id"], i["rule"]): i for i in incidents}
+    matched = truth.keys() & found.keys()
+    mismatched = []
+    for key in sorted(matched):
+        t, i = truth[key], found[key]
+        expected = (t.acknowledge_s, t.first_response_s, t.resolve_s)
+        got = (i["time_to_acknowledge_s"], i["time_to_first_response_s"], i["time_to_resolve_s"])
+        if i["failed_at"] != t.failed_at or expected != got:
+            mismatched.append({"journey_id": key[0], "rule": key[1], "expected": expected, "got": got})
+    return {
+        "injected_failures": len(truth), "detected": len(matched), "missed": len(truth.keys() - found.keys()),
+        "false_alarms": len(found.keys() - truth.keys()), "metric_mismatches": len(mismatched),
+        "missed_list": sorted(truth.keys() - found.keys())[:10],
+        "false_alarm_list": sorted(found.keys() - truth.keys())[:10], "mismatch_list": mismatched[:10],
+    }
+
+
+def _quantiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None}
+    if len(values) == 1:
+        return {"p50": values[0], "p90": values[0]}
+    qs = statistics.quantiles(values, n=10, method="inclusive")
+    return {"p50": round(statistics.median(values), 1), "p90": round(qs[8], 1)}
+
+
+def recovery_metrics(records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """p50/p90 of each recovery latency (seconds) over incidents that have it."""
+    fields = ("time_to_acknowledge_s", "time_to_first_response_s", "time_to_resolve_s")
+    return {f: _quantiles([r[f] for r in records if r.get(f) is not None]) for f in fields}
+
+
+def send(settings: Settings, sim: Simulation, speed: float, on_sent: Callable[[int], None]) -> None:
+    """Produce the day in event-time order, paced at `speed` x real time."""
+    wall0 = time.monotonic()
+    with TouchpointEmitter(settings) as emitter:
+        for n, event in enumerate(sim.events, start=1):
+            due = (event["occurred_at"] - sim.start_ms) / 1000 / speed
+            ahead = due - (time.monotonic() - wall0)
+            if ahead > 0.02:
+                emitter.flush()
+                time.sleep(ahead)
+            emitter.send(event)
+            if n % 200 == 0:
+                on_sent(n)
+        # Store closing time: later traffic on many journeys moves every partition's event-time
+        # watermark past the day's last deadlines (the longest window is 30 min).
+        closing = sim.end_ms + 2 * 3_600_000
+        for k in range(64):
+            emitter.send({**sim.events[-1], "event_id": f"{sim.events[-1]['event_id']}-close-{k}",
+                          "journey_id": f"close-{sim.events[-1]['event_id']}-{k}", "customer_id": None,
+                          "type": "VISIT", "stage": "before", "occurred_at": closing, "attrs": {}})
+        emitter.flush()
+    on_sent(len(sim.events))
+
+
+def run_demo(settings: Settings, duration_s: float, rate: float, speed: float, seed: int,
+             progress: Callable[[str, dict[str, Any]], None]) -> dict[str, Any]:
+    """Bring the stack up if needed, run the day, compare with the truth, stop what we started."""
+    started_here = not stack.running(settings)
+    if started_here:
+        stack.start(settings, stack.plan(settings), echo=lambda line: progress("stack", {"line": line}))
+    try:
+        span_s = duration_s * speed
+        journeys = max(10, int(rate * duration_s / EVENTS_PER_JOURNEY))
+        now = int(time.time() * 1000)
+        sim = simulate(seed, journeys, start_ms=now - int(span_s * 1000) - 4 * 3_600_000, span_s=span_s)
+        prefix = sim.events[0]["event_id"].rsplit("-", 1)[0]
+        follower = IncidentFollower(settings, prefix)
+        follower.start()
+        progress("start", {"events": len(sim.events), "journeys": journeys, "span_s": span_s})
+        send(settings, sim, speed, lambda n: progress("sent", {"sent": n, "incidents": len(follower.latest)}))
+        expected = len(sim.truth)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            found = {(i["journey_id"], i["rule"]) for i in follower.latest.values()}
+            done = all((t.journey_id, t.rule) in found for t in sim.truth)
+            if done and time.monotonic() - follower.last_change > SETTLE_S:
+                break
+            progress("wait", {"incidents": len(follower.latest), "expected": expected})
+            time.sleep(0.5)
+        follower.stop()
+        incidents = list(follower.latest.values())
+        result = {"events": len(sim.events), "journeys": journeys, "simulated_hours": round(span_s / 3600, 2),
+                  **compare(sim, incidents), "recovery_metrics": recovery_metrics(incidents),
+                  "truth_metrics": recovery_metrics([
+                      {"time_to_acknowledge_s": t.acknowledge_s, "time_to_first_response_s": t.first_response_s,
+                       "time_to_resolve_s": t.resolve_s} for t in sim.truth])}
+        result["by_rule"] = _by_rule(incidents)
+        return result
+    finally:
+        if started_here:
+            progress("stopped", {"stopped": stack.stop(settings)})
+
+
+def _by_rule(incidents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for rule in sorted({i["rule"] for i in incidents}):
+        mine = [i for i in incidents if i["rule"] == rule]
+        out[rule] = {"incidents": len(mine), "servqual": mine[0]["servqual"],
+                     "resolved": sum(i["status"] == "resolved" for i in mine),
+                     "compensated": sum(i["compensation_amount"] is not None for i in mine),
+                     "sla_breached": sum(i["sla_acknowledge_breached"] or i["sla_first_response_breached"]
+                                         or i["sla_resolve_breached"] for i in mine),
+                     **recovery_metrics(mine)}
+    return out
+
+
+def to_json(result: dict[str, Any]) -> str:
+    return json.dumps(result, default=str)

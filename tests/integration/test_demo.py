@@ -1,0 +1,35 @@
+"""End to end: a short `journey demo` on its own embedded stack, checked against ground truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra import processes
+
+pytestmark = pytest.mark.integration
+
+
+def test_short_demo_detects_every_injected_failure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL")}
+    env.update(JOURNEY_HOME=str(tmp_path / "home"), JOURNEY_KAFKA_PORT=str(processes.free_port()),
+               JOURNEY_CLICKHOUSE_PORT=str(processes.free_port()), JOURNEY_STARTUP_TIMEOUT_S="90")
+    result = subprocess.run(
+        [sys.executable, "-c", "from infra.cli import main; main()", "demo", "--duration", "10", "--rate", "150",
+         "--speed", "720", "--seed", "11", "--json"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-2000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["injected_failures"] > 5
+    assert report["detected"] == report["injected_failures"]
+    assert (report["missed"], report["false_alarms"], report["metric_mismatches"]) == (0, 0, 0)
+    assert report["recovery_metrics"] == report["truth_metrics"]
+    assert report["events"] > 500
+    # the demo stopped everything it started
+    assert not [p for p in processes.tracked(tmp_path / "home" / "pids") if p.alive()]

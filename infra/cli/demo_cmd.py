@@ -14,7 +14,9 @@ from infra.config import Settings
 def demo(
     duration: float = typer.Option(60.0, "--duration", min=5, help="Wall-clock seconds to send traffic."),
     rate: float = typer.Option(150.0, "--rate", min=1, help="Touchpoints per second (average)."),
-    speed: float = typer.Option(720.0, "--speed", min=1, help="Simulated seconds per real second (720: a 12-hour day in a minute)."),
+    speed: float = typer.Option(
+        720.0, "--speed", min=1, help="Simulated seconds per real second (720: a 12-hour day in a minute)."
+    ),
     seed: int = typer.Option(7, "--seed", help="Seed of the simulator (same seed, same day)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object at the end, no live view."),
 ) -> None:

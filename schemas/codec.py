@@ -35,11 +35,8 @@ class DecodeFailure:
 
 def encode(subject: str, record: dict[str, Any], registry: Registry | None = None) -> bytes:
     """Encode `record` with the latest version of `subject`."""
-    schema = (registry or get_registry()).latest(subject)
-    out = BytesIO()
-    out.write(_HEADER.pack(MAGIC, schema.id))
-    schemaless_writer(out, schema.parsed, record)
-    return out.getvalue()
+    registry = registry or get_registry()
+    return encode_with(registry.latest(subject).id, record, registry)
 
 
 def encode_with(schema_id: int, record: dict[str, Any], registry: Registry | None = None) -> bytes:

@@ -15,19 +15,18 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaProducer
 
-from infra import processes, stack
+from infra import processes
 from infra.config import Settings
 from infra.heartbeat import read_heartbeat, service_ready
 from schemas.codec import decode_many, encode
 from schemas.event_types import STAGE_OF_TYPE
 from streams.emitter import producer_config
+from tests.bench.common import bench_servers
 
 MIX = ["VISIT", "ORDER_PLACED", "ITEM_REQUESTED", "ITEM_DELIVERED", "ORDER_SERVED", "CHECKOUT_STARTED",
        "CHECKOUT_COMPLETED", "PAYMENT_SUCCEEDED", "FEEDBACK_SUBMITTED", "JOURNEY_ENDED"]
@@ -104,20 +103,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as home:
-        settings = Settings.from_env().with_(home=Path(home), kafka_port=processes.free_port(),
-                                             clickhouse_port=processes.free_port(), app_id="bench")
-        stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _: None)
-        try:
-            producer = KafkaProducer(**producer_config(settings))
-            for key, value in backlog(args.events):
-                producer.send(settings.topics.touchpoints, key=key, value=value)
-            producer.flush()
-            producer.close()
-            baseline = asyncio.run(bare_consumer(settings, args.events))
-            rate, changes = run_workers(settings, args.events, args.workers)
-        finally:
-            stack.stop(settings)
+    with bench_servers("bench") as settings:
+        producer = KafkaProducer(**producer_config(settings))
+        for key, value in backlog(args.events):
+            producer.send(settings.topics.touchpoints, key=key, value=value)
+        producer.flush()
+        producer.close()
+        baseline = asyncio.run(bare_consumer(settings, args.events))
+        rate, changes = run_workers(settings, args.events, args.workers)
     print(json.dumps({"detect_events_per_s": {"value": round(rate), "baseline": round(baseline),
                                               "ratio": round(rate / baseline, 3)},
                       "events": args.events, "workers": args.workers, "incident_changes": changes}))

@@ -12,19 +12,15 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import tempfile
 import time
-from pathlib import Path
 
 from kafka import KafkaProducer
 
-from infra import processes, stack
-from infra.config import Settings
-from infra.kafka import ensure_topics
 from schemas.codec import encode
 from schemas.contract import parse_json_line
 from streams.emit_lines import emit_lines
 from streams.emitter import producer_config
+from tests.bench.common import bench_servers
 
 
 def sample_lines(count: int) -> list[str]:
@@ -49,30 +45,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as home:
-        settings = Settings.from_env().with_(home=Path(home), kafka_port=processes.free_port(),
-                                             clickhouse_port=processes.free_port())
-        stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _: None)
-        try:
-            ensure_topics(settings, settings.topics.all())
-            lines = sample_lines(args.events)
-            text = "\n".join(lines) + "\n"
-            started = time.perf_counter()
-            summary = emit_lines(settings, io.StringIO(text), on_reject=lambda n, r: None)
-            emit_s = time.perf_counter() - started
-            assert summary.accepted == args.events, summary
+    with bench_servers("emitbench") as settings:
+        lines = sample_lines(args.events)
+        text = "\n".join(lines) + "\n"
+        started = time.perf_counter()
+        summary = emit_lines(settings, io.StringIO(text), on_reject=lambda n, r: None)
+        emit_s = time.perf_counter() - started
+        assert summary.accepted == args.events, summary
 
-            payloads = [(e["journey_id"].encode(), encode("touchpoint", e))
-                        for e in (parse_json_line(line) for line in lines)]
-            producer = KafkaProducer(**producer_config(settings))
-            started = time.perf_counter()
-            for key, value in payloads:
-                producer.send(settings.topics.touchpoints, key=key, value=value)
-            producer.flush()
-            bare_s = time.perf_counter() - started
-            producer.close()
-        finally:
-            stack.stop(settings)
+        payloads = [(e["journey_id"].encode(), encode("touchpoint", e))
+                    for e in (parse_json_line(line) for line in lines)]
+        producer = KafkaProducer(**producer_config(settings))
+        started = time.perf_counter()
+        for key, value in payloads:
+            producer.send(settings.topics.touchpoints, key=key, value=value)
+        producer.flush()
+        bare_s = time.perf_counter() - started
+        producer.close()
     emit_rate, bare_rate = args.events / emit_s, args.events / bare_s
     print(json.dumps({"emit_events_per_s": {"value": round(emit_rate), "baseline": round(bare_rate),
                                             "ratio": round(emit_rate / bare_rate, 3)},

@@ -16,19 +16,17 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from kafka import KafkaProducer
 
 from consumers.sink import BATCH_ROWS, INCIDENT_COLUMNS, TOUCHPOINT_COLUMNS
-from infra import processes, stack
+from infra import processes
 from infra.clickhouse import get_client
-from infra.config import Settings
 from infra.heartbeat import service_ready
 from schemas.codec import encode
 from streams.emitter import producer_config
+from tests.bench.common import bench_servers
 
 
 def touchpoint(i: int, base: int) -> dict:
@@ -56,10 +54,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--incidents", type=int, default=200)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as home:
-        settings = Settings.from_env().with_(home=Path(home), kafka_port=processes.free_port(),
-                                             clickhouse_port=processes.free_port(), app_id="sinkbench")
-        stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _: None)
+    with bench_servers("sinkbench") as settings:
         sink = None
         try:
             client = get_client(settings.clickhouse_url)
@@ -103,7 +98,6 @@ def main() -> None:
             if sink is not None:
                 sink.terminate()
                 sink.wait(timeout=30)
-            stack.stop(settings)
     rate = {"value": round(sink_rate), "baseline": round(baseline), "ratio": round(sink_rate / baseline, 3)}
     print(json.dumps({
         "sink_rows_per_s": rate,

@@ -129,3 +129,37 @@ def _parsed(obj: dict[str, object]) -> dict[str, object]:
     event = validate_event(obj)
     assert event_to_json(event)["event_id"] == obj["event_id"]
     return event
+
+
+def test_schema_evolution_through_the_broker(unique_topics: Settings) -> None:
+    """A newer producer (v2: one more optional field) and an older one share the topic;
+    a v1 reader and a v2 reader each read both kinds of message."""
+    import copy
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from schemas.codec import decode, encode_with
+    from schemas.registry import load_registry
+
+    registry = load_registry()
+    v1 = registry.latest("touchpoint")
+    raw = copy.deepcopy(v1.raw)
+    raw["fields"].append({"name": "device", "type": ["null", "string"], "default": None})
+    v2 = registry.register(2001, "touchpoint", 2, raw)
+    old = _parsed(_event(900))
+    new = dict(_parsed(_event(901)), device="kiosk-2")
+    producer = KafkaProducer(bootstrap_servers=unique_topics.bootstrap_servers, acks="all")
+    topic = unique_topics.topics.touchpoints
+    producer.send(topic, key=b"j", partition=0, value=encode_with(v1.id, old, registry))
+    producer.send(topic, key=b"j", partition=0, value=encode_with(v2.id, new, registry))
+    producer.flush()
+    producer.close()
+    reader = KafkaConsumer(bootstrap_servers=unique_topics.bootstrap_servers, consumer_timeout_ms=10000)
+    reader.assign([TopicPartition(topic, 0)])
+    reader.seek_to_beginning()
+    values = [m.value for m, _ in zip(reader, range(2), strict=False)]
+    reader.close()
+    as_v1 = [decode(v, "touchpoint", registry, reader=v1) for v in values]
+    as_v2 = [decode(v, "touchpoint", registry, reader=v2) for v in values]
+    assert as_v1 == [old, {k: v for k, v in new.items() if k != "device"}]  # old reader, new writer
+    assert as_v2 == [dict(old, device=None), new]  # new reader, old writer

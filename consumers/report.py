@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import re
 import time
+import tomllib
+from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clickhouse_connect.driver import Client
 
@@ -52,15 +55,18 @@ def parse_since(text: str, now_ms: int | None = None) -> int:
     return now_ms - int(match.group(1)) * _UNIT_S[match.group(2)] * 1000
 
 
-def recovery_report(client: Client, since_ms: int, store: str | None) -> dict[str, Any]:
-    """Incidents by rule and SERVQUAL dimension, recovery latencies, SLA, compensation, worst stores."""
+def recovery_report(client: Client, since_ms: int, store: str | None,
+                    zones: dict[str, str] | None = None) -> dict[str, Any]:
+    """Incidents by rule and SERVQUAL dimension, recovery latencies, SLA, compensation, worst stores,
+    and incidents by each store's local hour of the day."""
     params = {"since": since_ms, "store": store or ""}
     rules = [dict(zip(RULE_COLUMNS, row, strict=True)) for row in client.query(BY_RULE, parameters=params).result_rows]
     servqual = {row[0]: row[1] for row in client.query(BY_SERVQUAL, parameters=params).result_rows}
     stores = [{"store": r[0], "incidents": r[1], "sla_compliance": r[2], "ttr_p50_s": r[3]}
               for r in client.query(WORST_STORES, parameters=params).result_rows]
     return {"since_ms": since_ms, "store": store, "total_incidents": sum(r["incidents"] for r in rules),
-            "by_rule": rules, "by_servqual": servqual, "worst_stores": stores}
+            "by_rule": rules, "by_servqual": servqual, "worst_stores": stores,
+            "by_local_hour": incidents_by_local_hour(client, since_ms, store, zones or {})}
 
 
 CUSTOMER_INCIDENTS = """
@@ -85,3 +91,46 @@ def customer_history(client: Client, customer_id: str) -> dict[str, Any]:
     journeys = [{"journey_id": r[0], "first": r[1], "last": r[2], "events": r[3], "store_id": r[4]}
                 for r in client.query(CUSTOMER_JOURNEYS, parameters=params).result_rows]
     return {"customer_id": customer_id, "journeys": journeys, "incidents": incidents}
+
+
+DEFAULT_STORES_FILE = Path(__file__).resolve().parents[1] / "infra" / "stores.toml"
+
+LOCAL_HOURS = f"""
+SELECT toHour(failed_at, {{tz:String}}) AS local_hour, count()
+FROM journey.incidents FINAL
+WHERE {_FILTER} AND ifNull(store_id, '') IN {{stores:Array(String)}}
+GROUP BY local_hour ORDER BY local_hour
+"""
+OTHER_STORES = "SELECT DISTINCT ifNull(store_id, '') FROM journey.incidents FINAL WHERE " + _FILTER
+
+
+def store_timezones(path: Path | None = None) -> dict[str, str]:
+    """Store id -> IANA time zone, from the stores file; clear error for a bad zone."""
+    path = path or DEFAULT_STORES_FILE
+    try:
+        raw = tomllib.loads(path.read_text()).get("stores", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise JourneyError(f"stores file {path}: {exc} (JOURNEY_STORES_FILE)") from None
+    zones = {store: str(body.get("timezone", "UTC")) for store, body in raw.items()}
+    for store, zone in zones.items():
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise JourneyError(f"stores file {path}: store {store!r} has unknown time zone {zone!r}") from None
+    return zones
+
+
+def incidents_by_local_hour(client: Client, since_ms: int, store: str | None,
+                            zones: dict[str, str]) -> dict[int, int]:
+    """Incidents per hour of the day in each store's own time zone (stores not configured: UTC)."""
+    params: dict[str, Any] = {"since": since_ms, "store": store or ""}
+    present = {row[0] for row in client.query(OTHER_STORES, parameters=params).result_rows}
+    by_zone: dict[str, list[str]] = {}
+    for name in present:
+        by_zone.setdefault(zones.get(name, "UTC"), []).append(name)
+    hours = dict.fromkeys(range(24), 0)
+    for zone, stores in by_zone.items():
+        rows = client.query(LOCAL_HOURS, parameters={**params, "tz": zone, "stores": stores}).result_rows
+        for hour, count in rows:
+            hours[int(hour)] += int(count)
+    return hours

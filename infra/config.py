@@ -22,6 +22,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_PARTITIONS | 4 | partitions of the topics the tracker creates |
 | JOURNEY_SESSION_TIMEOUT_MS | 6000 | consumer-group session timeout (short: Tansu joins wait ~one timeout) |
 | JOURNEY_RULES_FILE | (built-in infra/rules.toml) | failure-rule configuration |
+| JOURNEY_STORES_FILE | (built-in infra/stores.toml) | stores and their time zones (report's local hours) |
 | JOURNEY_STARTUP_TIMEOUT_S | 30 | how long `journey up` waits for each component to be ready |
 | JOURNEY_FAUST_STORE | rocksdb:// | Faust table store (`memory://` keeps state only in the changelog) |
 | JOURNEY_RETENTION_DAYS | (unset: keep) | ClickHouse TTL for touchpoints, incidents and alerts |
@@ -82,6 +83,7 @@ class Settings:
     partitions: int = 4
     session_timeout_ms: int = 6000
     rules_file: Path | None = None
+    stores_file: Path | None = None
     startup_timeout_s: int = 30
     faust_store: str = "rocksdb://"
     app_id: str = "journey-tracker"
@@ -114,6 +116,7 @@ class Settings:
             partitions=_int(env, "JOURNEY_PARTITIONS", 4),
             session_timeout_ms=_int(env, "JOURNEY_SESSION_TIMEOUT_MS", 6000),
             rules_file=Path(rules) if rules else None,
+            stores_file=Path(env["JOURNEY_STORES_FILE"]) if env.get("JOURNEY_STORES_FILE") else None,
             startup_timeout_s=_int(env, "JOURNEY_STARTUP_TIMEOUT_S", 30),
             faust_store=env.get("JOURNEY_FAUST_STORE", "rocksdb://") or "rocksdb://",
             workers=_int(env, "JOURNEY_WORKERS", 1),
@@ -141,6 +144,8 @@ class Settings:
             env["JOURNEY_RETENTION_DAYS"] = str(self.retention_days)
         if self.rules_file:
             env["JOURNEY_RULES_FILE"] = str(self.rules_file)
+        if self.stores_file:
+            env["JOURNEY_STORES_FILE"] = str(self.stores_file)
         return env
 
     def with_(self, **changes: object) -> Settings:

@@ -55,6 +55,8 @@ def demo(
 
 def _print(result: dict[str, Any]) -> None:
     out = Console()
+    if not out.is_terminal:
+        out = Console(width=140)  # logs and pipes: no terminal width to fit, keep the table readable
     table = Table("rule", "servqual", "incidents", "resolved", "compensated", "SLA breached",
                   "ack p50/p90 s", "contact p50/p90 s", "resolve p50/p90 s", title="Recovery report")
     for rule, row in result["by_rule"].items():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from consumers.report import RULE_COLUMNS, customer_history, parse_since, recovery_report
+from consumers.html_report import render_html
+from consumers.report import RULE_COLUMNS, customer_history, parse_since, recovery_report, store_timezones
 from infra.clickhouse import get_client, ping
 from infra.config import Settings
 from infra.errors import JourneyError
@@ -25,15 +27,20 @@ def report(
     since: str = typer.Option("7d", "--since", help="How far back: 30m, 24h, 7d, 2w."),
     store: str | None = typer.Option(None, "--store", help="Only this store."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+    html_file: Path | None = typer.Option(None, "--html", help="Also write an HTML report with charts here."),
 ) -> None:
     """The recovery picture: incidents by rule and SERVQUAL, latencies, SLA, compensation, worst stores."""
     settings = Settings.from_env()
-    data = recovery_report(_client(settings), parse_since(since), store)
+    zones = store_timezones(settings.stores_file)
+    data = recovery_report(_client(settings), parse_since(since), store, zones)
+    title = f"Service recovery, last {since}" + (f", store {store}" if store else "")
+    if html_file is not None:
+        html_file.write_text(render_html(data, title), encoding="utf-8")
+        typer.echo(f"wrote {html_file}", err=True)
     if as_json:
         typer.echo(json.dumps(data, default=str))
         return
     console = Console()
-    title = f"Service recovery, last {since}" + (f", store {store}" if store else "")
     table = Table(*RULE_COLUMNS, title=title)
     for row in data["by_rule"]:
         table.add_row(*("-" if row[c] is None or row[c] != row[c] else str(row[c]) for c in RULE_COLUMNS))
@@ -43,6 +50,8 @@ def report(
     for row in data["worst_stores"]:
         worst.add_row(str(row["store"]), str(row["incidents"]), str(row["sla_compliance"]), str(row["ttr_p50_s"]))
     console.print(worst)
+    hours = " ".join(f"{h:02d}h:{n}" for h, n in sorted(data["by_local_hour"].items()) if n)
+    console.print(f"incidents by store-local hour: {hours or 'none'}")
 
 
 def customer(customer_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:

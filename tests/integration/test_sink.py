@@ -152,6 +152,13 @@ def test_report_and_customer_history_from_clickhouse(pipeline: Settings) -> None
     assert data["by_servqual"] == {"assurance": 1, "tangibles": 1}
     assert data["worst_stores"][0]["store"] == store
     assert recovery_report(client, t - 1000, "' OR 1=1 --")["total_incidents"] == 0  # a parameter, not SQL
+    # local hours: the store is in Seoul (UTC+9); without a zone it would count in UTC
+    from datetime import UTC, datetime
+
+    utc_hour = datetime.fromtimestamp(t / 1000, tz=UTC).hour
+    seoul = recovery_report(client, t - 1000, store, {store: "Asia/Seoul"})["by_local_hour"]
+    assert seoul[(utc_hour + 9) % 24] >= 1 and sum(seoul.values()) == 2
+    assert recovery_report(client, t - 1000, store)["by_local_hour"][utc_hour] >= 1
     history = customer_history(client, f"cust-{tag}")
     assert [i["rule"] for i in history["incidents"]] == ["complaint"]
     assert [j["journey_id"] for j in history["journeys"]] == [f"{tag}-1"]

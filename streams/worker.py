@@ -140,8 +140,12 @@ def create_app(settings: Settings) -> faust.App:
     def persist() -> None:
         topic = touchpoints.get_topic_name()
         for journey_id, partition in detector.take_dirty().items():
+            state = detector.journeys.get(journey_id)
             with writing_partition(topic, partition):
-                journeys[journey_id.encode()] = detector.journeys.get(journey_id)
+                if state is None:  # expired: a tombstone in the changelog, gone from RocksDB
+                    journeys.pop(journey_id.encode(), None)
+                else:
+                    journeys[journey_id.encode()] = state
 
     async def publish(result: ProcessResult) -> None:
         for change in result.incident_changes:
@@ -212,7 +216,7 @@ def create_app(settings: Settings) -> faust.App:
         if app.tables.recovery.completed.is_set():
             write_heartbeat(settings, f"worker-{os.environ.get('JOURNEY_WORKER_ID', '0')}", {
                 "partitions": sorted(loaded), "watermarks": {str(p): w for p, w in detector.watermarks.items()},
-                "pending_deadlines": detector.pending_deadlines(), "open_journeys": len(detector.journeys),
+                "deadline_index": detector.deadline_index_size(), "open_journeys": len(detector.journeys),
                 **asdict(stats),
             })
 

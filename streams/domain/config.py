@@ -37,6 +37,8 @@ class DetectionConfig:
     repeat_window_days: float = 30
     recovered_window_days: float = 30
     seen_event_ids: int = 64
+    journey_ttl_days: float = 2
+    incident_journey_ttl_days: float = 30
     overrides: dict[str, dict[str, RuleConfig]] = field(default_factory=dict)
 
     def rule(self, name: str, store_id: str | None = None, channel: str | None = None) -> RuleConfig:
@@ -96,5 +98,7 @@ def load_detection_config(path: Path | None = None) -> DetectionConfig:
         repeat_window_days=det.get("repeat_window_days", 30),
         recovered_window_days=det.get("recovered_window_days", 30),
         seen_event_ids=det.get("seen_event_ids", 64),
+        journey_ttl_days=det.get("journey_ttl_days", 2),
+        incident_journey_ttl_days=det.get("incident_journey_ttl_days", 30),
         overrides=overrides,
     )

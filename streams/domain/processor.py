@@ -63,6 +63,7 @@ def new_journey(partition: int, customer_id: str | None) -> Journey:
         "order": [],         # incident ids, oldest first
         "dl": [],            # pending deadlines: [due_ms, kind, ref]
         "last": None,        # newest event time in the journey
+        "exp": None,         # due time of its expiry check (one pending at most)
     }
 
 
@@ -141,7 +142,8 @@ class Detector:
         dirty, self.dirty = self.dirty, {}
         return dirty
 
-    def pending_deadlines(self) -> int:
+    def deadline_index_size(self) -> int:
+        """Entries in the deadline heaps (pending deadlines, expiry checks, cancelled ones not yet popped)."""
         return sum(len(h) for h in self._heaps.values())
 
     # ---- the two entry points -------------------------------------------------------------
@@ -201,6 +203,8 @@ class Detector:
         if is_new and journey["c"]:
             self._customer_came_back(journey["c"], journey_id, at)
         self._apply(journey_id, journey, event)
+        if journey.get("exp") is None:
+            self._schedule_expiry(journey_id, journey)
 
     def _apply(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
         kind = event["type"]
@@ -266,6 +270,25 @@ class Detector:
             return
         journey["early"].append([event["type"], rid, event["occurred_at"]])
 
+    def _ttl_ms(self, journey: Journey) -> int:
+        days = self.config.incident_journey_ttl_days if journey["order"] else self.config.journey_ttl_days
+        return int(days * DAY_MS)
+
+    def _schedule_expiry(self, journey_id: str, journey: Journey) -> None:
+        """Journey state is bounded: it goes once its last event is older than the TTL (event time).
+
+        One expiry entry per journey; when it comes due with newer events seen, it moves on.
+        """
+        due = journey["last"] + self._ttl_ms(journey)
+        journey["exp"] = due
+        self._schedule(journey_id, journey, due, "exp", "")
+
+    def _expire(self, journey_id: str, journey: Journey, due: int) -> None:
+        if journey["req"] or journey["last"] + self._ttl_ms(journey) > due:
+            self._schedule_expiry(journey_id, journey)  # still active (or waiting on a request)
+            return
+        del self.journeys[journey_id]  # persisted as a deletion by the adapter (dirty, now absent)
+
     def _schedule(self, journey_id: str, journey: Journey, due: int, kind: str, ref: str) -> None:
         journey["dl"].append([due, kind, ref])
         heapq.heappush(self._heaps.setdefault(journey["p"], []), (due, journey_id, kind, ref))
@@ -289,6 +312,8 @@ class Detector:
             self._out.fired_deadlines += 1
             if kind == "req":
                 self._breach(journey_id, journey, ref)
+            elif kind == "exp":
+                self._expire(journey_id, journey, due)
             else:
                 iid, target = ref.split("|")
                 incident = journey["inc"].get(iid)

@@ -267,3 +267,20 @@ def test_per_store_override(tmp_path, store: str, severity: str) -> None:
     d.process([(0, ev("SERVICE_ERROR", 0, store_id=store))], T0)
     [incident] = incidents(d)
     assert incident["severity"] == severity
+
+
+def test_journey_state_expires_on_event_time_and_incidents_keep_theirs_longer() -> None:
+    d = run([ev("VISIT", 0, journey="quiet"), ev("SERVICE_ERROR", 0, journey="trouble", customer_id="c-2")])
+    d.process([(0, ev("VISIT", 3 * 86_400, journey="later", customer_id="c-3"))], T0)
+    assert "quiet" not in d.journeys  # 2 days after its last event
+    assert "trouble" in d.journeys  # had an incident: kept 30 days
+    assert "quiet" in d.take_dirty()  # the adapter persists the deletion
+    d.process([(0, ev("VISIT", 31 * 86_400, journey="much-later", customer_id="c-4"))], T0)
+    assert set(d.journeys) == {"much-later"}  # "later" went 2 days after day 3, "trouble" after 30
+
+
+def test_an_active_journey_is_not_expired() -> None:
+    d = run([ev("VISIT", 0, journey="regular")])
+    for day in range(1, 6):
+        d.process([(0, ev("VISIT", day * 86_400, journey="regular"))], T0)
+    assert "regular" in d.journeys

@@ -162,3 +162,47 @@ def test_report_and_customer_history_from_clickhouse(pipeline: Settings) -> None
     history = customer_history(client, f"cust-{tag}")
     assert [i["rule"] for i in history["incidents"]] == ["complaint"]
     assert [j["journey_id"] for j in history["journeys"]] == [f"{tag}-1"]
+
+
+def test_clickhouse_down_then_back_loses_and_doubles_nothing(unique_topics: Settings, tmp_path) -> None:
+    """The sink holds its batch and retries while its ClickHouse endpoint is down."""
+    from infra import processes
+    from infra.clickhouse import wait_ready
+
+    port = processes.free_port()
+    data_dir = tmp_path / "own-clickhouse"
+
+    def start_endpoint() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, "-m", "infra.clickhouse_server", "--port", str(port),
+                                 "--data-dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ready(f"http://127.0.0.1:{port}", 30)
+        return proc
+
+    endpoint = start_endpoint()
+    settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}",
+                                   external_clickhouse=f"http://127.0.0.1:{port}")
+    settings.home.mkdir(parents=True)
+    sink = start_sink(settings)
+    tag = uuid.uuid4().hex[:6]
+    t = int(time.time() * 1000) - 3_600_000
+    try:
+        produce(settings, [event("VISIT", t + i, f"{tag}-{i % 7}") for i in range(50)])
+        count = "SELECT count(), uniqExact(event_id) FROM journey.touchpoints FINAL WHERE journey_id LIKE {p:String}"
+        client = get_client(settings.clickhouse_url)
+        assert wait_until(lambda: client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0][0] == 50, 30, 0.2)
+        endpoint.terminate()
+        endpoint.wait(timeout=30)
+        produce(settings, [event("VISIT", t + 100 + i, f"{tag}-{i % 7}") for i in range(50)])
+        log = settings.home / "sink.log"
+        assert wait_until(lambda: "ClickHouse unavailable" in log.read_text(), 30, 0.5)
+        time.sleep(3)  # several failed attempts while it is down
+        endpoint = start_endpoint()
+        client = get_client(settings.clickhouse_url)
+        assert wait_until(lambda: client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0][0] == 100, 60, 0.5)
+        assert client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0] == (100, 100)
+        assert "ClickHouse is back" in log.read_text()
+    finally:
+        sink.terminate()
+        sink.wait(timeout=30)
+        endpoint.terminate()
+        endpoint.wait(timeout=30)

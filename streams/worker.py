@@ -109,14 +109,11 @@ def create_app(settings: Settings) -> faust.App:
                             key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(settings.topics.dlq, key_serializer="raw", value_serializer="raw")
     incidents = app.topic(settings.topics.incidents, key_serializer="raw", value_serializer="raw")
-    journeys = app.Table("journeys", default=None, key_type=bytes,
-                         partitions=settings.partitions)
+    journeys = app.Table("journeys", default=None, key_type=bytes, partitions=settings.partitions)
     detector = Detector(load_detection_config(settings.rules_file))
     stats = WorkerStats()
     loaded: set[int] = set()
     next_offset: dict[int, int] = {}
-    app.journey_detector = detector  # type: ignore[attr-defined]  # for tests and status
-    app.journey_stats = stats  # type: ignore[attr-defined]
 
     async def sync_assignment() -> None:
         """Load journeys of newly assigned partitions; forget those that moved away."""

@@ -40,7 +40,7 @@ def report(
     if as_json:
         typer.echo(json.dumps(data, default=str))
         return
-    console = Console()
+    console = Console() if Console().is_terminal else Console(width=160)  # pipes/logs: no width to fit
     table = Table(*RULE_COLUMNS, title=title)
     for row in data["by_rule"]:
         table.add_row(*("-" if row[c] is None or row[c] != row[c] else str(row[c]) for c in RULE_COLUMNS))

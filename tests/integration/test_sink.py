@@ -168,6 +168,7 @@ def test_clickhouse_down_then_back_loses_and_doubles_nothing(unique_topics: Sett
     """The sink holds its batch and retries while its ClickHouse endpoint is down."""
     from infra import processes
     from infra.clickhouse import wait_ready
+    from infra.migrations import apply_migrations
 
     port = processes.free_port()
     data_dir = tmp_path / "own-clickhouse"
@@ -176,6 +177,8 @@ def test_clickhouse_down_then_back_loses_and_doubles_nothing(unique_topics: Sett
         proc = subprocess.Popen([sys.executable, "-m", "infra.clickhouse_server", "--port", str(port),
                                  "--data-dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ready(f"http://127.0.0.1:{port}", 30)
+        # as `journey up` does: the schema exists before anyone queries it (the sink applies it too, later)
+        apply_migrations(get_client(f"http://127.0.0.1:{port}"), unique_topics.retention_days)
         return proc
 
     endpoint = start_endpoint()

@@ -19,6 +19,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_TOPIC_DLQ | touchpoints.dlq | dead letters (with reason and original bytes) |
 | JOURNEY_TOPIC_INCIDENTS | incidents | every incident state change |
 | JOURNEY_TOPIC_ALERTS | alerts | every notification |
+| JOURNEY_TOPIC_SILENCES | alerts.silences | alert silences as events (created, expired), so they survive restarts |
 | JOURNEY_PARTITIONS | 4 | partitions of the topics the tracker creates |
 | JOURNEY_SESSION_TIMEOUT_MS | 6000 | consumer-group session timeout (short: Tansu joins wait ~one timeout) |
 | JOURNEY_RULES_FILE | (built-in infra/rules.toml) | failure-rule configuration |
@@ -28,6 +29,15 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_RETENTION_DAYS | (unset: keep) | ClickHouse TTL for touchpoints, incidents and alerts |
 | JOURNEY_APP_ID | journey-tracker | Faust app id: consumer group and changelog topic prefix |
 | JOURNEY_WORKERS | 1 | Faust worker processes `journey up` starts (one per core is the most useful) |
+| JOURNEY_WEB_PORT | 8088 | the live on-call page (served by the notifier) |
+| JOURNEY_ONCALL_TOKEN | (generated) | on-call page token; unset: a random one kept in `$JOURNEY_HOME/oncall.token` |
+| JOURNEY_WEBHOOKS | (unset) | alert webhooks, `name=url[,name=url...]` (Slack-compatible JSON); secret: never logged |
+| JOURNEY_COLLECTOR_PORT | 8090 | the HTTP collector (`POST /v1/touchpoints`) |
+| JOURNEY_COLLECTOR_KEYS | (unset) | collector API keys per source, `source=key[,source=key...]`; secret: never logged |
+| JOURNEY_COLLECTOR_ORIGINS | (unset) | web-shop origins allowed by the collector's CORS, comma-separated |
+| JOURNEY_COLLECTOR_MAX_BODY_BYTES | 1048576 | largest request body the collector reads (413 above) |
+| JOURNEY_COLLECTOR_MAX_BATCH | 500 | most events in one request (413 above) |
+| JOURNEY_COLLECTOR_RATE_PER_S | 200 | events/s per API key (429 with Retry-After above; bursts of 2 s allowed) |
 """
 
 from __future__ import annotations
@@ -40,6 +50,20 @@ from pathlib import Path
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message says which variable and how to fix it."""
+
+
+def _pairs(env: Mapping[str, str], name: str) -> dict[str, str]:
+    """`name=value[,name=value...]` -> dict (webhooks, API keys)."""
+    out: dict[str, str] = {}
+    for item in (env.get(name) or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            # the value may be a secret: name the entry's position, never echo it
+            raise ConfigError(f"{name}: entry {len(out) + 1} is not `name=value`; use name=value[,name=value...]")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -60,9 +84,10 @@ class Topics:
     dlq: str = "touchpoints.dlq"
     incidents: str = "incidents"
     alerts: str = "alerts"
+    silences: str = "alerts.silences"
 
     def all(self) -> list[str]:
-        return [self.touchpoints, self.dlq, self.incidents, self.alerts]
+        return [self.touchpoints, self.dlq, self.incidents, self.alerts, self.silences]
 
 
 @dataclass(frozen=True)
@@ -89,6 +114,15 @@ class Settings:
     app_id: str = "journey-tracker"
     retention_days: int | None = None
     workers: int = 1
+    web_port: int = 8088
+    oncall_token: str = field(default="", repr=False)
+    webhooks: dict[str, str] = field(default_factory=dict, repr=False)
+    collector_port: int = 8090
+    collector_keys: dict[str, str] = field(default_factory=dict, repr=False)
+    collector_origins: tuple[str, ...] = ()
+    collector_max_body_bytes: int = 1_048_576
+    collector_max_batch: int = 500
+    collector_rate_per_s: int = 200
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +133,7 @@ class Settings:
             dlq=env.get("JOURNEY_TOPIC_DLQ", Topics.dlq),
             incidents=env.get("JOURNEY_TOPIC_INCIDENTS", Topics.incidents),
             alerts=env.get("JOURNEY_TOPIC_ALERTS", Topics.alerts),
+            silences=env.get("JOURNEY_TOPIC_SILENCES", Topics.silences),
         )
         rules = env.get("JOURNEY_RULES_FILE")
         return cls(
@@ -122,6 +157,16 @@ class Settings:
             workers=_int(env, "JOURNEY_WORKERS", 1),
             app_id=env.get("JOURNEY_APP_ID", "journey-tracker") or "journey-tracker",
             retention_days=_int(env, "JOURNEY_RETENTION_DAYS", 0) or None,
+            web_port=_int(env, "JOURNEY_WEB_PORT", 8088),
+            oncall_token=env.get("JOURNEY_ONCALL_TOKEN", ""),
+            webhooks=_pairs(env, "JOURNEY_WEBHOOKS"),
+            collector_port=_int(env, "JOURNEY_COLLECTOR_PORT", 8090),
+            collector_keys=_pairs(env, "JOURNEY_COLLECTOR_KEYS"),
+            collector_origins=tuple(o.strip() for o in env.get("JOURNEY_COLLECTOR_ORIGINS", "").split(",")
+                                    if o.strip()),
+            collector_max_body_bytes=_int(env, "JOURNEY_COLLECTOR_MAX_BODY_BYTES", 1_048_576),
+            collector_max_batch=_int(env, "JOURNEY_COLLECTOR_MAX_BATCH", 500),
+            collector_rate_per_s=_int(env, "JOURNEY_COLLECTOR_RATE_PER_S", 200),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -135,6 +180,15 @@ class Settings:
             "JOURNEY_PARTITIONS": str(self.partitions), "JOURNEY_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
             "JOURNEY_STARTUP_TIMEOUT_S": str(self.startup_timeout_s), "JOURNEY_FAUST_STORE": self.faust_store,
             "JOURNEY_APP_ID": self.app_id, "JOURNEY_WORKERS": str(self.workers),
+            "JOURNEY_TOPIC_SILENCES": self.topics.silences, "JOURNEY_WEB_PORT": str(self.web_port),
+            "JOURNEY_ONCALL_TOKEN": self.oncall_token,
+            "JOURNEY_WEBHOOKS": ",".join(f"{k}={v}" for k, v in self.webhooks.items()),
+            "JOURNEY_COLLECTOR_PORT": str(self.collector_port),
+            "JOURNEY_COLLECTOR_KEYS": ",".join(f"{k}={v}" for k, v in self.collector_keys.items()),
+            "JOURNEY_COLLECTOR_ORIGINS": ",".join(self.collector_origins),
+            "JOURNEY_COLLECTOR_MAX_BODY_BYTES": str(self.collector_max_body_bytes),
+            "JOURNEY_COLLECTOR_MAX_BATCH": str(self.collector_max_batch),
+            "JOURNEY_COLLECTOR_RATE_PER_S": str(self.collector_rate_per_s),
         }
         if self.external_kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.external_kafka

@@ -16,7 +16,7 @@ def test_defaults_bind_loopback_and_use_local_servers() -> None:
     assert s.bootstrap_servers == "127.0.0.1:9092"
     assert s.clickhouse_url == "http://127.0.0.1:8123"
     assert s.runs_local_broker and s.runs_local_clickhouse
-    assert s.topics.all() == ["touchpoints", "touchpoints.dlq", "incidents", "alerts"]
+    assert s.topics.all() == ["touchpoints", "touchpoints.dlq", "incidents", "alerts", "alerts.silences"]
 
 
 def test_external_servers_replace_the_local_ones() -> None:
@@ -40,3 +40,15 @@ def test_bad_integer_names_the_variable() -> None:
 def test_password_is_not_in_repr() -> None:
     s = Settings.from_env({"CLICKHOUSE_PASSWORD": "hunter2"})
     assert "hunter2" not in repr(s)
+
+
+def test_webhooks_and_keys_parse_and_bad_entries_never_echo_the_secret() -> None:
+    s = Settings.from_env({"JOURNEY_WEBHOOKS": "oncall=http://h/a?t=1, managers=http://h/b",
+                           "JOURNEY_COLLECTOR_KEYS": "web-shop=k1"})
+    assert s.webhooks == {"oncall": "http://h/a?t=1", "managers": "http://h/b"}
+    assert s.collector_keys == {"web-shop": "k1"}
+    assert "http://h/a" not in repr(s)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"JOURNEY_WEBHOOKS": "oncall=http://h/a,https://secret-hook"})
+    assert "secret-hook" not in str(err.value) and "entry 2" in str(err.value)
+    assert Settings.from_env(s.to_env()).webhooks == s.webhooks

@@ -45,6 +45,7 @@ def unique_topics(stack_settings: Settings) -> Settings:
             dlq=f"{topics.dlq}-{suffix}",
             incidents=f"{topics.incidents}-{suffix}",
             alerts=f"{topics.alerts}-{suffix}",
+            silences=f"{topics.silences}-{suffix}",
         )
     )
     ensure_topics(settings, settings.topics.all())

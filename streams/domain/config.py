@@ -73,15 +73,21 @@ def _rule(name: str, raw: dict[str, Any], base: RuleConfig | None = None) -> Rul
     return rule
 
 
-def load_detection_config(path: Path | None = None) -> DetectionConfig:
-    """Read the rules file (None: the built-in defaults)."""
+def read_rules_file(path: Path | None = None) -> dict[str, Any]:
+    """The rules file as a dict (None: the built-in defaults); a clear error when unreadable."""
     path = path or DEFAULT_RULES_FILE
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise RuleConfigError(f"rules file {path} not found (JOURNEY_RULES_FILE)") from None
     except tomllib.TOMLDecodeError as exc:
         raise RuleConfigError(f"rules file {path}: {exc}") from None
+
+
+def load_detection_config(path: Path | None = None) -> DetectionConfig:
+    """Read the rules file (None: the built-in defaults)."""
+    path = path or DEFAULT_RULES_FILE
+    raw = read_rules_file(path)
     rules = {name: _rule(name, body) for name, body in raw.get("rules", {}).items()}
     missing = [r for r in RULES if r not in rules]
     if missing:

@@ -143,6 +143,10 @@ class AlertBook:
             return f"already {record['status']} when first seen: not paged"
         return None
 
+    def is_closed(self, iid: str) -> bool:
+        """True when the incident was resolved (as far as this book remembers)."""
+        return iid in self._closed
+
     def _close(self, iid: str) -> None:
         self.open.pop(iid, None)
         self._closed[iid] = None

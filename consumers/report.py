@@ -46,13 +46,18 @@ RULE_COLUMNS = ["rule", "servqual", "incidents", "tta_p50_s", "tta_p90_s", "ttfr
                 "ttr_p50_s", "ttr_p90_s", "sla_compliance", "share_compensated", "share_recovered"]
 
 
-def parse_since(text: str, now_ms: int | None = None) -> int:
-    """'24h', '7d', '30m' -> epoch ms that long ago; clear error otherwise."""
+def parse_duration_s(text: str, option: str) -> int:
+    """'30m', '24h', '7d', '2w' -> seconds; a clear error naming `option` otherwise."""
     match = _DURATION.match(text.strip())
     if not match:
-        raise JourneyError(f"--since {text!r}: use a duration such as 30m, 24h, 7d or 2w")
+        raise JourneyError(f"{option} {text!r}: use a duration such as 30m, 24h, 7d or 2w")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def parse_since(text: str, now_ms: int | None = None) -> int:
+    """'24h', '7d', '30m' -> epoch ms that long ago; clear error otherwise."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return now_ms - int(match.group(1)) * _UNIT_S[match.group(2)] * 1000
+    return now_ms - parse_duration_s(text, "--since") * 1000
 
 
 def recovery_report(client: Client, since_ms: int, store: str | None,

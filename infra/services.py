@@ -1,4 +1,4 @@
-"""The tracker's own services that `journey up` starts after the servers: workers, sink."""
+"""The tracker's own services that `journey up` starts after the servers: workers, sink, notifier."""
 
 from __future__ import annotations
 
@@ -33,8 +33,20 @@ def sink_components(settings: Settings) -> list[Component]:
     )]
 
 
+def notifier_components(settings: Settings) -> list[Component]:
+    """The alert notifier (also serves the on-call page)."""
+    return [Component(
+        name="notifier",
+        address=f"http://{settings.host}:{settings.web_port}/ (on-call page; token: JOURNEY_ONCALL_TOKEN "
+                "or $JOURNEY_HOME/oncall.token)",
+        ready=lambda: service_ready(settings, "notifier"),
+        argv=[sys.executable, "-m", "consumers.notifier"],
+        port=settings.web_port,
+    )]
+
+
 def register() -> None:
     """Add the services to what `journey up` starts (idempotent)."""
-    for factory in (worker_components, sink_components):
+    for factory in (worker_components, sink_components, notifier_components):
         if factory not in SERVICE_FACTORIES:
             SERVICE_FACTORIES.append(factory)

@@ -117,6 +117,9 @@ def clickhouse_component(settings: Settings) -> Component:
     )
 
 
+PORT_VARIABLES = {"broker": "JOURNEY_KAFKA_PORT", "clickhouse": "JOURNEY_CLICKHOUSE_PORT",
+                  "notifier": "JOURNEY_WEB_PORT", "collector": "JOURNEY_COLLECTOR_PORT"}
+
 # Services (workers, sink, notifier, collector) register a factory here; each returns its
 # components (none when it does not apply). They start after the servers, in this order.
 SERVICE_FACTORIES: list[Callable[[Settings], list[Component]]] = []
@@ -154,9 +157,7 @@ def start(settings: Settings, components: list[Component], echo: Callable[[str],
         )
     for comp in components:
         if comp.managed and comp.port is not None and not processes.port_free(settings.host, comp.port):
-            var = {"broker": "JOURNEY_KAFKA_PORT", "clickhouse": "JOURNEY_CLICKHOUSE_PORT"}.get(
-                comp.name, "its port variable"
-            )
+            var = PORT_VARIABLES.get(comp.name, "its port variable")
             raise JourneyError(
                 f"port {comp.port} is already in use ({comp.name}): stop what is using it "
                 f"(`journey down` if it is an old stack) or set {var} to a free port"

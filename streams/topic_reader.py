@@ -19,7 +19,8 @@ from schemas.dead_letter import parse_dead_letter_headers
 def subject_of(settings: Settings, topic: str) -> str | None:
     """Avro subject of a topic's values; None for the dead-letter topic (raw bytes)."""
     topics = settings.topics
-    subjects = {topics.touchpoints: "touchpoint", topics.incidents: "incident", topics.alerts: "alert"}
+    subjects = {topics.touchpoints: "touchpoint", topics.incidents: "incident", topics.alerts: "alert",
+                topics.silences: "silence"}
     if topic == topics.dlq:
         return None
     if topic not in subjects:

@@ -64,18 +64,40 @@ def down() -> None:
 
 def status(as_json: bool = typer.Option(False, "--json", help="One JSON object.")) -> None:
     """Each component's address and whether it answers. Exit 1 when one is down."""
+    from infra.heartbeat import read_heartbeat
+
     settings = Settings.from_env()
     components = stack.status(settings)
+    pipeline = (read_heartbeat(settings, "notifier") or {}).get("health") or None
     if as_json:
-        typer.echo(json.dumps({"components": components}))
+        typer.echo(json.dumps({"components": components, "pipeline": pipeline}))
     else:
         table = Table("component", "address", "ok", "pid")
         for comp in components:
             ok = "[green]yes[/]" if comp["ok"] else "[red]no[/]"
             table.add_row(str(comp["name"]), str(comp["address"]), ok, str(comp["pid"] or "-"))
         console.print(table)
-    if not all(comp["ok"] for comp in components):
+        if pipeline:
+            console.print(_pipeline_table(pipeline))
+    problems = [p for p in (pipeline or {}).get("problems", {}).values() if p]
+    if not all(comp["ok"] for comp in components) or problems:
         raise typer.Exit(1)
+
+
+def _pipeline_table(pipeline: dict[str, object]) -> Table:
+    """The self-monitoring figures the notifier last measured."""
+    table = Table("pipeline", "figure", title="pipeline health (measured by the notifier)")
+    for label, key in (("worker consumer lag", "worker_lag"), ("sink lag", "sink_lag")):
+        lag = pipeline.get(key)
+        table.add_row(label, "no offsets committed yet" if lag is None else f"{lag} messages")
+    table.add_row("dead letters / min", str(pipeline.get("dead_letters_per_min", "?")))
+    for name, worker in (pipeline.get("workers") or {}).items():  # type: ignore[union-attr]
+        lags = ", ".join(f"p{p}: {lag:.0f} s" for p, lag in sorted(worker["watermark_lag_s"].items()))
+        table.add_row(f"{name} watermark lag", lags or "no partition has events yet")
+        table.add_row(f"{name} pending deadlines", str(worker["pending_deadlines"]))
+    for name, problem in (pipeline.get("problems") or {}).items():  # type: ignore[union-attr]
+        table.add_row(f"{name} status", f"[red]{problem}[/]" if problem else "[green]ok[/]")
+    return table
 
 
 def smoke() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +10,13 @@ from pathlib import Path
 import pytest
 
 from infra import processes
+from tests.integration.own_stack import own_stack_env
 
 pytestmark = pytest.mark.integration
 
 
 def test_short_demo_detects_every_injected_failure(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL")}
-    env.update(JOURNEY_HOME=str(tmp_path / "home"), JOURNEY_KAFKA_PORT=str(processes.free_port()),
-               JOURNEY_CLICKHOUSE_PORT=str(processes.free_port()), JOURNEY_STARTUP_TIMEOUT_S="90")
+    env = own_stack_env(tmp_path / "home", JOURNEY_STARTUP_TIMEOUT_S="90")
     result = subprocess.run(
         [sys.executable, "-c", "from infra.cli import main; main()", "demo", "--duration", "10", "--rate", "150",
          "--speed", "720", "--seed", "11", "--json"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra import processes
+from tests.integration.own_stack import own_stack_env
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +23,7 @@ def _journey(args: list[str], env: dict[str, str], timeout: int = 180) -> subpro
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL")}
-    env.update(
-        JOURNEY_HOME=str(tmp_path / "home"),
-        JOURNEY_KAFKA_PORT=str(processes.free_port()),
-        JOURNEY_CLICKHOUSE_PORT=str(processes.free_port()),
-    )
-    env.update(extra)
-    return env
+    return own_stack_env(tmp_path / "home", **extra)
 
 
 def test_up_detached_status_down_leaves_nothing_running(tmp_path: Path) -> None:

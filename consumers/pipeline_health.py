@@ -1,0 +1,128 @@
+"""The tracker watches itself: consumer lag, watermark lag per partition, pending deadlines,
+dead-letter rate, sink lag — and which of them means the pipeline stalled.
+
+`probe()` reads the figures (worker/sink heartbeats, Kafka group offsets); `StallDetector`
+is plain logic over successive snapshots: a stuck watermark silently stops all breach
+detection, so a watermark or heartbeat standing still for `stall_after_s` is a problem.
+Note: Tansu reports a partition's end offset as its last batch's base offset + 1, so lags
+read from it can be low by up to one producer batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from infra.config import Settings
+from infra.heartbeat import read_heartbeat
+
+
+def worker_names(settings: Settings) -> list[str]:
+    run = settings.home.resolve() / "run"
+    return sorted(p.stem for p in run.glob("worker-*.json")) if run.is_dir() else []
+
+
+def _group_lag(admin: KafkaAdminClient, reader: KafkaConsumer, group: str, topics: list[str]) -> int | None:
+    try:
+        committed = admin.list_group_offsets({group: None}).get(group, {})
+    except KafkaError:
+        return None
+    parts = [tp for tp in committed if tp.topic in topics and committed[tp].offset >= 0]
+    if not parts:
+        return None
+    ends = reader.end_offsets(parts)
+    return sum(max(0, ends[tp] - committed[tp].offset) for tp in parts)
+
+
+def probe(settings: Settings, now_ms: int) -> dict[str, Any]:
+    """One snapshot of the pipeline's figures (blocking: run it in a thread)."""
+    workers = {name: read_heartbeat(settings, name) for name in worker_names(settings)}
+    snapshot: dict[str, Any] = {"at": now_ms, "workers": {}, "sink": None, "worker_lag": None, "sink_lag": None,
+                                "dead_letters": None}
+    for name, beat in workers.items():
+        if beat is None:
+            continue
+        marks = {p: int(w) for p, w in beat.get("watermarks", {}).items()}
+        snapshot["workers"][name] = {
+            "heartbeat_age_s": round((now_ms - beat.get("at", 0)) / 1000, 1), "watermarks": marks,
+            "watermark_lag_s": {p: round((now_ms - w) / 1000, 1) for p, w in marks.items()},
+            "pending_deadlines": beat.get("deadline_index"), "open_journeys": beat.get("open_journeys"),
+            "events": beat.get("events"),
+        }
+    sink = read_heartbeat(settings, "sink")
+    if sink is not None:
+        snapshot["sink"] = {"heartbeat_age_s": round((now_ms - sink.get("at", 0)) / 1000, 1)}
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000,
+                                 bootstrap_timeout_ms=3000)
+    except (KafkaError, ValueError):
+        return snapshot
+    reader = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, request_timeout_ms=5000)
+    try:
+        t = settings.topics
+        snapshot["worker_lag"] = _group_lag(admin, reader, settings.app_id, [t.touchpoints])
+        snapshot["sink_lag"] = _group_lag(admin, reader, f"{settings.app_id}-sink",
+                                          [t.touchpoints, t.incidents, t.alerts])
+        dlq = [TopicPartition(t.dlq, p) for p in reader.partitions_for_topic(t.dlq) or ()]
+        snapshot["dead_letters"] = sum(reader.end_offsets(dlq).values()) if dlq else 0
+    except KafkaError:
+        pass
+    finally:
+        reader.close()
+        admin.close()
+    return snapshot
+
+
+@dataclass
+class StallDetector:
+    """Turns snapshots into problems per component (None: healthy)."""
+
+    stall_after_s: float
+    sink_lag_alert: int
+    _mark_moved: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # -> (watermark, when)
+    _sink_lag_since: int | None = None
+    _dead_letters: tuple[int, int] | None = None  # (count, at) of the previous snapshot
+    dead_letters_per_min: float = 0.0
+
+    def assess(self, snapshot: dict[str, Any]) -> dict[str, str | None]:
+        now = snapshot["at"]
+        limit_ms = int(self.stall_after_s * 1000)
+        problems: dict[str, str | None] = {}
+        for name, worker in snapshot["workers"].items():
+            problem = None
+            if worker["heartbeat_age_s"] * 1000 > limit_ms:
+                problem = f"{name}: no heartbeat for {worker['heartbeat_age_s']:.0f} s"
+            else:
+                for partition, mark in worker["watermarks"].items():
+                    seen, since = self._mark_moved.get((name, partition), (None, now))
+                    if seen != mark:
+                        self._mark_moved[(name, partition)] = (mark, now)
+                    elif now - since > limit_ms:
+                        problem = (f"{name}: watermark of partition {partition} stuck for {(now - since) / 1000:.0f} s "
+                                   "(promise breaches stopped firing)")
+                        break
+            problems[name] = problem
+        if snapshot["sink"] is not None:
+            problems["sink"] = self._sink_problem(snapshot, now, limit_ms)
+        if snapshot["dead_letters"] is not None:
+            if self._dead_letters is not None and now > self._dead_letters[1]:
+                count, at = self._dead_letters
+                self.dead_letters_per_min = round((snapshot["dead_letters"] - count) * 60_000 / (now - at), 1)
+            self._dead_letters = (snapshot["dead_letters"], now)
+        return problems
+
+    def _sink_problem(self, snapshot: dict[str, Any], now: int, limit_ms: int) -> str | None:
+        age = snapshot["sink"]["heartbeat_age_s"]
+        if age * 1000 > limit_ms:
+            return f"sink: no heartbeat for {age:.0f} s (ClickHouse is falling behind)"
+        lag = snapshot["sink_lag"]
+        if lag is None or lag <= self.sink_lag_alert:
+            self._sink_lag_since = None
+            return None
+        self._sink_lag_since = self._sink_lag_since or now
+        if now - self._sink_lag_since > limit_ms:
+            return f"sink: {lag} messages behind for {(now - self._sink_lag_since) / 1000:.0f} s"
+        return None

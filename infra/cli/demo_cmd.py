@@ -34,10 +34,11 @@ def demo(
             console.print(f"simulating {data['journeys']} journeys ({data['events']} touchpoints, "
                           f"{data['span_s'] / 3600:.1f} h of business) at {speed:g}x")
         elif kind == "sent":
-            status.update(f"events sent {data['sent']}, incidents detected {data['incidents']}")
+            status.update(f"events sent {data['sent']}, incidents detected {data['incidents']}, "
+                          f"alerts fired {data['alerts']}")
         elif kind == "wait":
             status.update(f"waiting for the last deadlines: {data['incidents']} incidents "
-                          f"({data['expected']} failures injected)")
+                          f"({data['expected']} failures injected), alerts fired {data['alerts']}")
         elif kind == "stopped":
             console.print(f"stopped: {', '.join(data['stopped'])}")
 
@@ -71,6 +72,11 @@ def _print(result: dict[str, Any]) -> None:
     out.print(f"events {result['events']}, injected {result['injected_failures']}, detected {result['detected']}, "
               f"missed {result['missed']}, false alarms {result['false_alarms']}, "
               f"metric mismatches {result['metric_mismatches']}: {verdict}")
+    alerts = result["alerts"]
+    out.print(f"alerts: {alerts.get('triggered', 0)} incidents paged, {alerts.get('escalated', 0)} escalations, "
+              f"{alerts.get('acknowledged', 0)} acknowledged, {alerts.get('resolved', 0)} resolved; "
+              f"{alerts.get('suppressed', 0)} recorded without paging (failed over an hour before the simulator "
+              "sent them: the demo compresses the day)")
     truth = result["truth_metrics"]
     out.print("ground truth p50/p90 s: " + ", ".join(
         f"{name.removeprefix('time_to_').removesuffix('_s')} {q['p50']}/{q['p90']}" for name, q in truth.items()))

@@ -31,6 +31,14 @@ case "$job" in
     exec "$VENV/bin/journey" demo "$@"
     ;;
   test)
+    # The on-call page and the collector's snippet are tested in a real headless browser:
+    # Debian's chromium, driven by Playwright (no browser download).
+    if [ ! -x /usr/bin/chromium ]; then
+      SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+      { $SUDO apt-get install -y -qq chromium >/dev/null 2>&1 \
+        || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null; }; } \
+        || echo "warning: could not install Debian's chromium; the browser tests will be skipped" >&2
+    fi
     "$VENV/bin/ruff" check streams schemas consumers infra tests
     exec "$VENV/bin/pytest" -q "$@"
     ;;

@@ -229,3 +229,43 @@ def test_on_call_api_needs_the_token(oncall: dict[str, Any]) -> None:
     with urllib.request.urlopen(good, timeout=10) as response:
         assert "incidents" in json.loads(response.read())
     assert TOKEN not in (settings.home / "notifier.log").read_text()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("JOURNEY_ARTIFACTS_DIR", Path(__file__).resolve().parents[1] / "artifacts"))
+
+
+def test_on_call_page_in_a_real_browser_shows_the_incident_and_acknowledges_it(oncall: dict[str, Any]) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (`bash infra/dev.sh test` installs it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    settings = oncall["settings"]
+    tag = uuid.uuid4().hex[:6]
+    produce(settings, [event("COMPLAINT_FILED", int(time.time() * 1000), f"{tag}-web", store_id="seoul-02",
+                             event_id=f"{tag}-c")])
+    iid = incident_id(f"{tag}-web", "complaint", f"{tag}-c")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(f"http://127.0.0.1:{settings.web_port}/#token={TOKEN}")
+            assert "token" not in page.url  # the page moved the token out of the address bar
+            page.fill("#me", "page-tester")
+            page.dispatch_event("#me", "change")
+            row = page.locator(f'tr[data-incident="{iid}"]')
+            expect(row).to_be_visible(timeout=30_000)  # appeared without a reload
+            expect(row).to_contain_text("complaint")
+            expect(row).to_contain_text("seoul-02")
+            page.screenshot(path=str(ARTIFACTS / "oncall-page-incident.png"), full_page=True)
+            row.locator('button[data-action="ack"]').click()
+            expect(row.locator("td.status")).to_contain_text("acknowledged by page-tester", timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "oncall-page-acknowledged.png"), full_page=True)
+        finally:
+            browser.close()
+    alerts = alerts_of(settings, iid, lambda a: any(x["kind"] == "acknowledged" for x in a))
+    assert alerts[-1]["kind"] == "acknowledged" and "by page-tester" in alerts[-1]["reason"]
+    assert (ARTIFACTS / "oncall-page-acknowledged.png").stat().st_size > 10_000

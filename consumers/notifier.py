@@ -41,6 +41,7 @@ log = logging.getLogger("journey.notifier")
 TICK_S = 0.5
 HEALTH_EVERY_S = 2.0
 RECENT_ALERTS = 30
+FETCH_WAIT_MS = 20
 
 
 def _now_ms() -> int:
@@ -108,8 +109,11 @@ class Notifier:
         await web.TCPSite(runner, s.host, s.web_port).start()
         try:
             await self._restore()
+            # A short fetch wait: the broker answers an empty fetch after it, and a new incident
+            # waits for the next fetch (Tansu does not cut the wait short when data arrives).
             reader = AIOKafkaConsumer(s.topics.silences, s.topics.incidents, bootstrap_servers=s.bootstrap_servers,
-                                      group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
+                                      group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
+                                      fetch_max_wait_ms=FETCH_WAIT_MS)
             await reader.start()
             try:
                 await asyncio.gather(self._consume(reader), self._clock(), self._watch_pipeline())

@@ -29,7 +29,8 @@ def slack_payload(alert: dict[str, Any]) -> dict[str, Any]:
         "text": alert["message"],
         "attachments": [{"color": SEVERITY_COLOR.get(alert["severity"], "warning"), "fields": fields,
                          "footer": f"journey {alert['kind']} {alert['alert_id']}"}],
-        "alert": {k: alert[k] for k in ("alert_id", "incident_id", "kind", "level", "severity", "rule", "at")},
+        "alert": {k: alert[k] for k in ("alert_id", "incident_id", "journey_id", "store_id", "kind", "level",
+                                        "severity", "rule", "at")},
     }
 
 

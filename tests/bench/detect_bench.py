@@ -102,6 +102,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--figure", default="detect_events_per_s",
+                        help="name of the figure (replay_events_per_s: the same run over a history backlog)")
     args = parser.parse_args()
     with bench_servers("bench") as settings:
         producer = KafkaProducer(**producer_config(settings))
@@ -111,7 +113,7 @@ def main() -> None:
         producer.close()
         baseline = asyncio.run(bare_consumer(settings, args.events))
         rate, changes = run_workers(settings, args.events, args.workers)
-    print(json.dumps({"detect_events_per_s": {"value": round(rate), "baseline": round(baseline),
+    print(json.dumps({args.figure: {"value": round(rate), "baseline": round(baseline),
                                               "ratio": round(rate / baseline, 3)},
                       "events": args.events, "workers": args.workers, "incident_changes": changes}))
 

@@ -1,0 +1,91 @@
+"""Benchmark (not a test): worker memory per open journey.
+
+    python -m tests.bench.memory_bench [--journeys 1000000]
+
+Opens `--journeys` journeys (one VISIT each, none ends) through a real worker and reads the
+worker's resident memory (VmRSS) before and after. Baseline, same run: the pure `Detector`
+holding the same journeys in this process (no Faust, no RocksDB), measured the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kafka import KafkaProducer
+
+from infra import processes
+from infra.heartbeat import read_heartbeat, service_ready
+from schemas.codec import encode
+from streams.domain.config import load_detection_config
+from streams.domain.processor import Detector
+from streams.emitter import producer_config
+from tests.bench.common import bench_servers
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def visit(i: int, at: int) -> dict:
+    return {"event_id": f"m-{i}", "journey_id": f"open-{i}", "customer_id": f"c-{i}", "type": "VISIT",
+            "stage": "before", "channel": "pos", "occurred_at": at + i, "store_id": f"store-{i % 12}",
+            "staff_id": None, "request_id": None, "promised_within_s": None, "incident_id": None, "attrs": {},
+            "source": None}
+
+
+def detector_bytes_per_journey(count: int, at: int) -> float:
+    gc.collect()
+    before = rss_bytes(os.getpid())
+    detector = Detector(load_detection_config())
+    for start in range(0, count, 10_000):
+        detector.process([(i % 4, visit(i, at)) for i in range(start, min(count, start + 10_000))], at + count)
+    gc.collect()
+    grown = rss_bytes(os.getpid()) - before
+    assert len(detector.journeys) == count
+    return grown / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--journeys", type=int, default=1_000_000)
+    args = parser.parse_args()
+    at = int(time.time() * 1000) - 3_600_000
+    baseline = detector_bytes_per_journey(args.journeys, at)
+    with bench_servers("bench-memory") as settings:
+        worker = subprocess.Popen([sys.executable, "-m", "streams.worker"],
+                                  env={**os.environ, **settings.to_env(), "JOURNEY_WORKER_ID": "0"},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            processes.wait_until(lambda: service_ready(settings, "worker-0"), 120)
+            time.sleep(2)
+            before = rss_bytes(worker.pid)
+            producer = KafkaProducer(**producer_config(settings))
+            for i in range(args.journeys):
+                producer.send(settings.topics.touchpoints, key=f"open-{i}".encode(), value=encode("touchpoint",
+                                                                                                 visit(i, at)))
+            producer.flush()
+            producer.close()
+            processes.wait_until(lambda: (read_heartbeat(settings, "worker-0") or {}).get("open_journeys", 0)
+                                 >= args.journeys, 1800, interval_s=1)
+            time.sleep(3)  # table writes settle
+            grown = rss_bytes(worker.pid) - before
+        finally:
+            worker.terminate()
+            worker.wait(timeout=120)
+    value = grown / args.journeys
+    print(json.dumps({"bytes_per_open_journey": {"value": round(value), "baseline": round(baseline),
+                                                 "ratio": round(value / baseline, 2)}, "journeys": args.journeys}))
+
+
+if __name__ == "__main__":
+    main()

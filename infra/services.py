@@ -1,4 +1,4 @@
-"""The tracker's own services that `journey up` starts after the servers: workers, sink, notifier."""
+"""The tracker's own services that `journey up` starts after the servers: workers, sink, notifier, collector."""
 
 from __future__ import annotations
 
@@ -45,8 +45,21 @@ def notifier_components(settings: Settings) -> list[Component]:
     )]
 
 
+def collector_components(settings: Settings) -> list[Component]:
+    """The HTTP collector (POST /v1/touchpoints, the browser snippet)."""
+    sources = ", ".join(sorted(settings.collector_keys))
+    return [Component(
+        name="collector",
+        address=f"http://{settings.host}:{settings.collector_port}/v1/touchpoints "
+                f"({'sources: ' + sources if sources else 'no keys: anonymous, loopback only'})",
+        ready=lambda: service_ready(settings, "collector"),
+        argv=[sys.executable, "-m", "streams.collector"],
+        port=settings.collector_port,
+    )]
+
+
 def register() -> None:
     """Add the services to what `journey up` starts (idempotent)."""
-    for factory in (worker_components, sink_components, notifier_components):
+    for factory in (worker_components, sink_components, notifier_components, collector_components):
         if factory not in SERVICE_FACTORIES:
             SERVICE_FACTORIES.append(factory)

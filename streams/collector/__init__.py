@@ -1,0 +1,1 @@
+"""The HTTP collector: browsers and POS terminals POST touchpoints; valid ones go to Kafka."""

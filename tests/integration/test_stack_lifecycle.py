@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,10 @@ def test_up_detached_status_down_leaves_nothing_running(tmp_path: Path) -> None:
         status = _journey(["status", "--json"], env)
         assert status.returncode == 0, status.stderr
         assert all(c["ok"] for c in json.loads(status.stdout)["components"])
+        assert "collector" in [c["name"] for c in json.loads(status.stdout)["components"]]
+        collector = f"http://127.0.0.1:{env['JOURNEY_COLLECTOR_PORT']}/healthz"
+        with urllib.request.urlopen(collector, timeout=10) as health:  # noqa: S310 - our own loopback URL
+            assert json.loads(health.read())["status"] == "ok"
         pids = [p.pid for p in processes.tracked(Path(env["JOURNEY_HOME"]) / "pids")]
         assert pids
     finally:

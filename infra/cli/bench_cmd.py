@@ -33,6 +33,8 @@ SCENARIOS: dict[str, tuple[str, list[str], list[str]]] = {
                                             "replay_events_per_s"],
                ["--events", "100000", "--workers", "2", "--figure", "replay_events_per_s"]),
     "memory": ("tests.bench.memory_bench", ["--journeys", "1000000"], ["--journeys", "100000"]),
+    "collector": ("tests.bench.collector_bench", ["--batches", "1000", "--seconds", "20"],
+                  ["--batches", "300", "--seconds", "10"]),
 }
 
 # figure -> (target, True when higher is better)

@@ -20,6 +20,7 @@ from collections import Counter
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from infra.config import ConfigError, Settings
 from infra.heartbeat import write_heartbeat
@@ -33,6 +34,8 @@ PRODUCE_TIMEOUT_S = 5.0  # longer than any healthy ack; a client waits at most t
 PROBE_EVERY_S = 1.0
 PROBE_TIMEOUT_S = 2.0
 START_RETRY_S = 1.0
+PARTITIONER = DefaultPartitioner()  # murmur2 of the key, as kafka-python's emitter and Java clients
+MAX_BATCH_BYTES = 1024 * 1024
 
 
 class Collector:
@@ -56,7 +59,7 @@ class Collector:
         deadline = loop.time() + PRODUCE_TIMEOUT_S
         try:
             async with asyncio.timeout(PRODUCE_TIMEOUT_S):
-                sent = [await self.producer.send(topic, c.value, key=c.key) for c in checked]
+                sent = await self._send_batches(topic, checked)
         except (TimeoutError, KafkaError) as exc:
             raise BrokerUnavailable(f"could not queue the events: {type(exc).__name__}") from None
         # asyncio.wait, not gather: a timeout must not cancel futures the producer still resolves
@@ -67,6 +70,29 @@ class Collector:
         failed = [f.exception() for f in done if f.exception() is not None]
         if failed:
             raise BrokerUnavailable(f"{len(failed)} events refused: {type(failed[0]).__name__}: {failed[0]}")
+
+    async def _send_batches(self, topic: str, checked: list[Checked]) -> list[asyncio.Future[object]]:
+        """Queue the events as one record batch per partition; a future per batch.
+
+        aiokafka's per-message `send` costs ~3x the whole batch path (a future, a size estimate
+        and an accumulator round per message); the partition is the one `send` would pick.
+        """
+        partitions = sorted(await self.producer.partitions_for(topic))
+        by_partition: dict[int, list[Checked]] = {}
+        for c in checked:
+            by_partition.setdefault(PARTITIONER(c.key, partitions, partitions), []).append(c)
+        futures = []
+        for partition, items in by_partition.items():
+            batch = self.producer.create_batch()
+            for c in items:
+                if batch.append(key=c.key, value=c.value, timestamp=None) is None:  # full: send, start another
+                    batch.close()
+                    futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+                    batch = self.producer.create_batch()
+                    batch.append(key=c.key, value=c.value, timestamp=None)
+            batch.close()
+            futures.append(await self.producer.send_batch(batch, topic, partition=partition))
+        return futures
 
     async def _probe(self) -> None:
         """Keep `broker_ok` current: a metadata request through the producer's own client."""
@@ -97,6 +123,7 @@ class Collector:
         s = self.settings
         while not self._stop.is_set():
             self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", linger_ms=5,
+                                             max_batch_size=MAX_BATCH_BYTES,
                                              request_timeout_ms=int(PRODUCE_TIMEOUT_S * 1000))
             try:
                 await self.producer.start()

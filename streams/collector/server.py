@@ -69,13 +69,14 @@ class Collector:
             raise BrokerUnavailable(f"no acknowledgement within {PRODUCE_TIMEOUT_S:.0f} s")
         failed = [f.exception() for f in done if f.exception() is not None]
         if failed:
-            raise BrokerUnavailable(f"{len(failed)} events refused: {type(failed[0]).__name__}: {failed[0]}")
+            raise BrokerUnavailable(f"{len(failed)} record batches refused: {type(failed[0]).__name__}: {failed[0]}")
 
     async def _send_batches(self, topic: str, checked: list[Checked]) -> list[asyncio.Future[object]]:
         """Queue the events as one record batch per partition; a future per batch.
 
-        aiokafka's per-message `send` costs ~3x the whole batch path (a future, a size estimate
-        and an accumulator round per message); the partition is the one `send` would pick.
+        aiokafka's per-message `send` pays a future, a size estimate and an accumulator round
+        per message: batching per partition took the benchmark from ~8.6k to ~13-15k events/s.
+        The partition is the one `send` would pick.
         """
         partitions = sorted(await self.producer.partitions_for(topic))
         by_partition: dict[int, list[Checked]] = {}

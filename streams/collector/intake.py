@@ -38,6 +38,13 @@ class Checked:
     def valid(self) -> bool:
         return self.reason is None
 
+    @property
+    def record(self) -> tuple[bytes, bytes]:
+        """Kafka key and value of a valid event."""
+        if self.key is None or self.value is None:
+            raise ValueError(f"event {self.index} was rejected: it has no record")
+        return self.key, self.value
+
 
 def parse_body(body: bytes, max_batch: int) -> list[Any]:
     """The body's events: one JSON object, or a JSON array of them (a batch)."""

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,19 @@ def test_broker_down_is_503_and_a_retry_after_it_is_back_loses_nothing(
             assert {r["event_id"] for r in on_topic(settings, tag)} == {e["event_id"] for e in batch}
     finally:
         stack.stop(broker)
+
+
+def test_concurrent_batches_are_never_refused_by_aiokafkas_batch_slot(unique_topics: Settings, tmp_path: Path) -> None:
+    """Regression: concurrent `send_batch` callers timed out in aiokafka's accumulator (a 503 on a healthy broker)."""
+    settings = unique_topics.with_(home=tmp_path, collector_port=processes.free_port(), collector_keys=KEYS,
+                                   collector_rate_per_s=0)
+    tag = uuid.uuid4().hex[:8]
+    batches = [[touchpoint(tag, b * 100 + n) for n in range(100)] for b in range(40)]
+    with collector_process(settings), ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda batch: request(settings, "POST", PATH, batch, key("pos-1"))[0], batches))
+    assert statuses == [200] * len(batches)
+    written = Counter(r["event_id"] for r in on_topic(settings, tag))
+    assert written == Counter(e["event_id"] for batch in batches for e in batch)
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed (`bash infra/dev.sh test`)")

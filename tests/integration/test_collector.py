@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -282,3 +285,14 @@ def test_snippet_in_a_real_browser_sends_batches_and_a_beacon_on_page_exit(
     assert {r["source"] for r in records} == {"web-shop"} and {r["channel"] for r in records} == {"web"}
     assert [r["event_id"] for r in records[3:]] == ids
     assert records[1]["attrs"] == {"sku": "spoon-3", "qty": "2"}
+
+
+def test_keyless_collector_off_loopback_refuses_to_start_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, **Settings(home=tmp_path, host="0.0.0.0", collector_port=processes.free_port()).to_env()}
+    env.pop("JOURNEY_COLLECTOR_KEYS", None)
+    done = subprocess.run([sys.executable, "-m", "streams.collector"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "collector: the collector would listen on 0.0.0.0 without API keys: set JOURNEY_COLLECTOR_KEYS "
+        "(source=key[,source=key...]) or bind it to loopback (JOURNEY_HOST=127.0.0.1)"]

@@ -70,7 +70,7 @@ def create_collector_app(settings: Settings, backend: Backend, access: Access, l
         if request.path == PATH and not access.origin_allowed(origin):
             # CORS alone only hides the answer from the page; refusing here keeps other sites'
             # pages from writing events at all.
-            response: web.StreamResponse = _error(403, f"origin {origin} is not allowed: add it to "
+            response: web.StreamResponse = _error(403, f"origin {(origin or '')[:200]} is not allowed: add it to "
                                                        "JOURNEY_COLLECTOR_ORIGINS")
         else:
             response = await handler(request)

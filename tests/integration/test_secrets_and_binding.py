@@ -1,0 +1,143 @@
+"""A whole stack with every secret configured: none of them in logs, outputs or `ps`; loopback only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra import processes
+from infra.processes import wait_until
+from schemas.contract import iso_from_ms
+from tests.integration.own_stack import own_stack_env
+
+pytestmark = pytest.mark.integration
+
+SECRETS = {
+    "CLICKHOUSE_PASSWORD": f"pw-{uuid.uuid4().hex}",
+    "CLICKHOUSE_READONLY_PASSWORD": f"ro-{uuid.uuid4().hex}",
+    "JOURNEY_ONCALL_TOKEN": f"tok-{uuid.uuid4().hex}",
+}
+HOOK_SECRET = f"T000/B000/{uuid.uuid4().hex}"  # what a Slack webhook URL's path holds
+
+
+def journey(args: list[str], env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", "from infra.cli import main; main()", *args], env=env,
+                          input=stdin, capture_output=True, text=True, timeout=240)
+
+
+@pytest.fixture(scope="module")
+def secured_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    home = tmp_path_factory.mktemp("secured-home")
+    closed = processes.free_port()  # the webhook receiver is down: its failures get logged
+    env = own_stack_env(home, **SECRETS, CLICKHOUSE_READONLY_USER="bi",
+                        JOURNEY_WEBHOOKS=f"ops=http://127.0.0.1:{closed}/services/{HOOK_SECRET}")
+    outputs: list[str] = []
+    up = journey(["up", "-d"], env)
+    outputs += [up.stdout, up.stderr]
+    assert up.returncode == 0, up.stderr
+    try:
+        yield {"env": env, "home": home, "outputs": outputs}
+    finally:
+        down = journey(["down"], env)
+        assert down.returncode == 0, down.stderr
+
+
+def stack_pids(home: Path) -> set[int]:
+    """Pids of the stack's processes and their children."""
+    pids = {p.pid for p in processes.tracked(home / "pids") if p.alive()}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid in pids:
+            pids.add(int(stat.parent.name))
+    return pids
+
+
+def listening_addresses(pids: set[int]) -> list[tuple[str, int, int]]:
+    """(address, port, pid) of every TCP socket in LISTEN state owned by `pids` (from /proc)."""
+    inode_pid: dict[str, int] = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").glob("*"):
+            try:
+                target = fd.readlink().name
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inode_pid[target[8:-1]] = pid
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state != "0A" or inode not in inode_pid:
+                continue
+            address_hex, port_hex = local.split(":")
+            found.append((_address(address_hex), int(port_hex, 16), inode_pid[inode]))
+    return found
+
+
+def _address(hex_text: str) -> str:
+    raw = bytes.fromhex(hex_text)
+    if len(raw) == 4:
+        return ".".join(str(b) for b in raw[::-1])
+    words = [raw[i:i + 4][::-1].hex() for i in range(0, 16, 4)]  # /proc stores each 32-bit word little-endian
+    return ":".join(w[j:j + 4] for w in words for j in (0, 4))
+
+
+def test_everything_listens_on_loopback_only(secured_stack: dict[str, Any]) -> None:
+    env = secured_stack["env"]
+    found = listening_addresses(stack_pids(secured_stack["home"]))
+    print("listening:", sorted(found))
+    ports = {port for _, port, _ in found}
+    for name in ("JOURNEY_KAFKA_PORT", "JOURNEY_CLICKHOUSE_PORT", "JOURNEY_WEB_PORT"):
+        assert int(env[name]) in ports, (name, found)  # the check saw the real listeners
+    loopback = ("127.0.0.1", "0000:0000:0000:0000:0000:0000:0000:0001")
+    assert [f for f in found if f[0] not in loopback] == []
+
+
+def test_no_secret_in_logs_outputs_state_or_argv(secured_stack: dict[str, Any]) -> None:
+    env, home, outputs = secured_stack["env"], secured_stack["home"], secured_stack["outputs"]
+    for pid in stack_pids(home):  # argv is world-readable (`ps`): secrets travel in the environment
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        assert not [s for s in (*SECRETS.values(), HOOK_SECRET) if s in argv], argv
+    now = int(time.time() * 1000)
+    complaint = {"event_id": f"sec-{uuid.uuid4().hex[:6]}", "journey_id": "sec-1", "customer_id": "c-sec",
+                 "type": "COMPLAINT_FILED", "channel": "pos", "occurred_at": iso_from_ms(now), "store_id": "seoul-01"}
+    runs = [journey(["emit"], env, json.dumps(complaint) + "\n")]
+    logs = home / "logs"
+    # the high-severity complaint pages the webhook, which is down: retries and the give-up get logged
+    assert wait_until(lambda: "gave up" in (logs / "notifier.log").read_text(), 90, interval_s=1), \
+        (logs / "notifier.log").read_text()[-2000:]
+    api = f"http://127.0.0.1:{env['JOURNEY_WEB_PORT']}/api/incidents"
+    for token in ("wrong-token", env["JOURNEY_ONCALL_TOKEN"]):
+        request = urllib.request.Request(api, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                outputs.append(response.read().decode())
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 401
+            outputs.append(refused.read().decode())
+    runs += [journey(["status"], env), journey(["report", "--since", "1h"], env),
+             journey(["alerts", "--from-beginning", "--idle-timeout", "3"], env),
+             journey(["tail", "touchpoints", "--from-beginning", "--idle-timeout", "2"], env)]
+    assert all(run.returncode in (0, 1) and "Traceback" not in run.stderr for run in runs)
+    assert any("delivery_failed" in run.stdout or "ops" in run.stdout for run in runs)  # the failure is told
+    outputs += [run.stdout + run.stderr for run in runs]
+    files = [p for p in (*logs.rglob("*"), *(home / "run").rglob("*"), home / "stack.json") if p.is_file()]
+    assert any(p.name == "notifier.log" for p in files) and any(p.name == "clickhouse.log" for p in files)
+    texts = {str(p): p.read_text(errors="replace") for p in files} | {f"output {i}": o for i, o in enumerate(outputs)}
+    leaks = [(where, name) for where, text in texts.items()
+             for name, secret in (*SECRETS.items(), ("webhook URL", HOOK_SECRET)) if secret in text]
+    assert leaks == []

@@ -29,7 +29,7 @@ KAFKA_COMMANDS = [
 ]
 NOTIFIER_COMMANDS = [["ack", "inc-1"], ["resolve", "inc-1"]]  # through the notifier's API
 CLICKHOUSE_COMMANDS = [["report"], ["customer", "c-77"], ["forget", "c-77"]]
-STACK_COMMANDS = [["demo"], ["smoke"]]  # with KAFKA_BOOTSTRAP_SERVERS set they use that broker
+STACK_COMMANDS = [["up", "-d"], ["demo"], ["smoke"]]  # with KAFKA_BOOTSTRAP_SERVERS set they use that broker
 
 
 @pytest.fixture(scope="module")

@@ -107,6 +107,47 @@ def test_everything_listens_on_loopback_only(secured_stack: dict[str, Any]) -> N
     assert [f for f in found if f[0] not in loopback] == []
 
 
+def test_clickhouse_of_the_stack_needs_credentials_and_offers_a_read_only_user(secured_stack: dict[str, Any]) -> None:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    from infra.clickhouse import get_client
+
+    url = f"http://127.0.0.1:{secured_stack['env']['JOURNEY_CLICKHOUSE_PORT']}"
+    for user, password in (("default", ""), ("default", "guess"), ("bi", ""), ("nobody", "x")):
+        with pytest.raises(DatabaseError, match="Code: 516"):
+            get_client(url, user, password).query("SELECT 1")
+    bi = get_client(url, "bi", SECRETS["CLICKHOUSE_READONLY_PASSWORD"])
+    assert bi.query("SELECT count() >= 0 FROM journey.touchpoints").result_rows == [(True,)]
+    for write in ("INSERT INTO journey.alerts (alert_id) VALUES ('x')", "DROP TABLE journey.alerts",
+                  "ALTER TABLE journey.touchpoints DELETE WHERE 1", "CREATE TABLE journey.x (a UInt8) ENGINE = Memory"):
+        with pytest.raises(DatabaseError, match=r"Code: 164\. DB::Exception: bi: Cannot execute query in readonly"):
+            bi.command(write)
+    admin = get_client(url, "default", SECRETS["CLICKHOUSE_PASSWORD"])
+    assert admin.query("EXISTS TABLE journey.alerts").result_rows == [(1,)]
+
+
+def test_on_call_actions_need_the_token(secured_stack: dict[str, Any]) -> None:
+    env = secured_stack["env"]
+    base = f"http://127.0.0.1:{env['JOURNEY_WEB_PORT']}"
+    body = json.dumps({"by": "intruder"}).encode()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-Journey-Token": "wrong"},
+                    {"Authorization": f"Bearer {env['JOURNEY_ONCALL_TOKEN']}x"}):
+        for path in ("/api/incidents/inc-x/ack", "/api/incidents/inc-x/resolve"):
+            request = urllib.request.Request(base + path, data=body, method="POST",
+                                             headers={"Content-Type": "application/json", **headers})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=10)
+            assert refused.value.code == 401, (path, headers)
+    with urllib.request.urlopen(base + "/", timeout=10) as page:  # the page itself holds no data
+        assert page.status == 200 and page.headers["Referrer-Policy"] == "no-referrer"
+    good = urllib.request.Request(base + "/api/incidents/inc-x/ack", data=body, method="POST",
+                                  headers={"Content-Type": "application/json",
+                                           "Authorization": f"Bearer {env['JOURNEY_ONCALL_TOKEN']}"})
+    with pytest.raises(urllib.error.HTTPError) as unknown:
+        urllib.request.urlopen(good, timeout=10)
+    assert unknown.value.code == 404  # past the token: refused only because no such incident is open
+
+
 def test_no_secret_in_logs_outputs_state_or_argv(secured_stack: dict[str, Any]) -> None:
     env, home, outputs = secured_stack["env"], secured_stack["home"], secured_stack["outputs"]
     for pid in stack_pids(home):  # argv is world-readable (`ps`): secrets travel in the environment

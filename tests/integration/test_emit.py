@@ -114,18 +114,21 @@ def test_dead_letters_are_listed_with_reason_and_replayed_once_fixed(unique_topi
     producer.send(settings.topics.dlq, key=b"j-x", value=b"\x7bgarbage", headers=headers)
     producer.send(settings.topics.dlq, key=b"j-0", value=good,
                   headers=dead_letter_headers("broker hiccup", settings.topics.touchpoints, 1, 7, "decode"))
+    # a line `journey emit` refused (say, under a stricter contract) that reads fine now
+    producer.send(settings.topics.dlq, key=None, value=json.dumps(_event(501)).encode(),
+                  headers=dead_letter_headers("stricter once", "journey emit", None, 3, "contract"))
     producer.flush()
     producer.close()
     letters = read_dead_letters(settings)
-    assert sorted(letter.reason for letter in letters) == ["broker hiccup", "not Avro wire format"]
+    assert sorted(letter.reason for letter in letters) == ["broker hiccup", "not Avro wire format", "stricter once"]
     listed = _journey(["dlq", "list", "--json"], settings)
     assert listed.returncode == 0, listed.stderr
-    assert len(listed.stdout.strip().splitlines()) == 2
+    assert len(listed.stdout.strip().splitlines()) == 3
 
     first = replay_dead_letters(settings)
-    assert (first.replayed, first.still_bad) == (1, 1)
-    [replayed] = _read_all(settings, settings.topics.touchpoints, 1)
-    assert replayed["event_id"] == "e-500"
+    assert (first.replayed, first.still_bad) == (2, 1)
+    replayed = _read_all(settings, settings.topics.touchpoints, 2)  # decoded as Avro touchpoints
+    assert sorted(r["event_id"] for r in replayed) == ["e-500", "e-501"]
 
 
 def _parsed(obj: dict[str, object]) -> dict[str, object]:

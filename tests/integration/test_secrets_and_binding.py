@@ -174,6 +174,7 @@ def test_no_secret_in_logs_outputs_state_or_argv(secured_stack: dict[str, Any]) 
              journey(["alerts", "--from-beginning", "--idle-timeout", "3"], env),
              journey(["tail", "touchpoints", "--from-beginning", "--idle-timeout", "2"], env)]
     assert all(run.returncode in (0, 1) and "Traceback" not in run.stderr for run in runs)
+    assert runs[0].returncode == 0 and runs[2].returncode == 0, (runs[0].stderr, runs[2].stderr)  # emit, report
     assert any("delivery_failed" in run.stdout or "ops" in run.stdout for run in runs)  # the failure is told
     outputs += [run.stdout + run.stderr for run in runs]
     files = [p for p in (*logs.rglob("*"), *(home / "run").rglob("*"), home / "stack.json") if p.is_file()]

@@ -81,7 +81,7 @@ def _text(value: str, what: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ContractError(f"{what} is not valid Unicode text (lone surrogate escape)") from None
+        raise ContractError(f"{what} is not valid Unicode text (a lone surrogate, or bytes not UTF-8)") from None
     return value
 
 
@@ -91,7 +91,7 @@ def validate_event(obj: Any, now: int | None = None) -> dict[str, Any]:
         raise ContractError(f"an event must be a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - KNOWN_FIELDS)
     if unknown:
-        raise ContractError(f"unknown field '{unknown[0]}' (allowed: {', '.join(sorted(KNOWN_FIELDS))})")
+        raise ContractError(f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(KNOWN_FIELDS))})")
     for name in REQUIRED:
         if obj.get(name) is None:
             raise ContractError(f"missing field '{name}'")

@@ -51,7 +51,10 @@ class DeadLetter:
 
 def _to_letter(message: Any) -> DeadLetter:
     info = parse_dead_letter_headers(message.headers or [])
-    origin = f"{info.get('source_topic', '?')}[{info.get('partition', '?')}]@{info.get('offset', '?')}"
+    if "partition" in info:
+        origin = f"{info.get('source_topic', '?')}[{info['partition']}]@{info.get('offset', '?')}"
+    else:  # refused before it reached a topic (`journey emit`): the offset is the line number
+        origin = f"{info.get('source_topic', '?')} line {info.get('offset', '?')}"
     return DeadLetter(
         message.partition, message.offset, message.key, message.value or b"",
         str(info.get("reason", "unknown")), origin,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -183,3 +185,41 @@ def test_no_secret_in_logs_outputs_state_or_argv(secured_stack: dict[str, Any]) 
     leaks = [(where, name) for where, text in texts.items()
              for name, secret in (*SECRETS.items(), ("webhook URL", HOOK_SECRET)) if secret in text]
     assert leaks == []
+
+
+def test_ack_while_the_broker_is_away_says_why_in_one_line(secured_stack: dict[str, Any]) -> None:
+    """Last in this module: it pauses the stack's broker, then lets it carry on."""
+    from streams.domain.incidents import incident_id
+
+    env, home = secured_stack["env"], secured_stack["home"]
+    event_id = f"away-{uuid.uuid4().hex[:6]}"
+    complaint = {"event_id": event_id, "journey_id": "away-1", "customer_id": "c-away", "type": "COMPLAINT_FILED",
+                 "channel": "pos", "occurred_at": iso_from_ms(int(time.time() * 1000)), "store_id": "seoul-01"}
+    assert journey(["emit"], env, json.dumps(complaint) + "\n").returncode == 0
+    iid = incident_id("away-1", "complaint", event_id)
+    url = f"http://127.0.0.1:{env['JOURNEY_WEB_PORT']}/api/incidents/{iid}"
+
+    def known() -> bool:
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {env['JOURNEY_ONCALL_TOKEN']}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10):
+                return True
+        except urllib.error.HTTPError:
+            return False
+
+    assert wait_until(known, 60, interval_s=0.5)
+    [broker] = [p for p in processes.tracked(home / "pids") if p.name == "broker"]
+    os.kill(broker.pid, signal.SIGSTOP)
+    try:
+        away = journey(["ack", iid, "--by", "s-7"], env)
+    finally:
+        os.kill(broker.pid, signal.SIGCONT)
+    lines = away.stderr.strip().splitlines()
+    assert away.returncode == 1 and "Traceback" not in away.stderr
+    assert len(lines) == 1 and "broker did not take" in lines[0], away.stderr
+
+    def acked() -> bool:  # once the broker is back, acking works (or the first one arrived after all)
+        again = journey(["ack", iid, "--by", "s-7"], env)
+        return again.returncode == 0 or "already acknowledged" in again.stderr
+
+    assert wait_until(acked, 90, interval_s=2)

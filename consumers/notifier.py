@@ -42,6 +42,7 @@ TICK_S = 0.5
 HEALTH_EVERY_S = 2.0
 RECENT_ALERTS = 30
 FETCH_WAIT_MS = 20
+ACT_SEND_TIMEOUT_S = 8.0  # below the CLI's 15 s: the person acking hears why, not "no answer"
 
 
 def _now_ms() -> int:
@@ -90,8 +91,15 @@ class Notifier:
         assert state is not None
         event = recovery_event(state, action, by, note, _now_ms())
         check_contract(event)
-        await self.producer.send_and_wait(self.settings.topics.touchpoints, encode("touchpoint", event),
-                                          key=event["journey_id"].encode())
+        try:
+            await asyncio.wait_for(self.producer.send_and_wait(
+                self.settings.topics.touchpoints, encode("touchpoint", event), key=event["journey_id"].encode()),
+                ACT_SEND_TIMEOUT_S)
+        except (KafkaError, TimeoutError):
+            raise ActionRefused(
+                f"the Kafka broker did not take the {event['type']} event within {ACT_SEND_TIMEOUT_S:.0f} s "
+                f"(not reachable at {self.settings.bootstrap_servers}?); it may still arrive once the broker is "
+                "back, and a repeated ack is refused, so trying again is safe", 503) from None
         log.info("%s of %s by %s emitted as %s", action, incident_id, by, event["event_id"])
         return {"incident_id": incident_id, "event_id": event["event_id"], "type": event["type"]}
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from infra.sql_guard import UnreadableSql, inspect_sql
+
 VERSION = "26.9.2.1"
 
 # URL parameters that belong to the HTTP interface itself, not to query settings.
@@ -29,13 +31,6 @@ _INSERT_FORMAT = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_LEADING_NOISE = re.compile(r"^(\s+|--[^\n]*\n|/\*.*?\*/|\()+", re.DOTALL)
-_READ_ONLY_KINDS = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN")
-_WRITE_KINDS = (
-    "INSERT", "CREATE", "DROP", "ALTER", "TRUNCATE", "RENAME", "OPTIMIZE", "SYSTEM", "KILL",
-    "GRANT", "REVOKE", "ATTACH", "DETACH", "DELETE", "UPDATE", "EXCHANGE", "UNDROP", "BACKUP",
-    "RESTORE", "MOVE", "SET", "USE",
-)
 
 # ClickHouse's HTTP status for an exception code (HTTPHandler's exceptionCodeToHTTPStatus).
 _STATUS_BY_CODE = {
@@ -186,23 +181,46 @@ def result_format(sql: str, default: str) -> str:
     return match.group(1) if match else default
 
 
-def _first_keyword(sql: str) -> str:
-    head = _LEADING_NOISE.sub("", sql, count=1).lstrip()
-    return head.split(None, 1)[0].upper() if head else ""
+GET_IS_READONLY = (
+    "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. "
+    "You should use method POST for modifying queries. (READONLY)"
+)
 
 
-def _writes_files(sql: str) -> bool:
-    return "INTO OUTFILE" in " ".join(sql.upper().split())
+def check_access(sql: str, user: str, readonly: bool, method: str) -> None:
+    """Refuse what ClickHouse's HTTP interface refuses, and what a read-only user must not do.
+
+    One statement per request (chDB would run them all); a read-only user runs reads only and
+    reaches nothing outside the database (files, network, programs); GET never writes.
+    """
+    try:
+        info = inspect_sql(sql)
+    except UnreadableSql as exc:
+        raise RequestError(62, "SYNTAX_ERROR", f"Syntax error: {exc}") from None
+    if info.statements > 1:
+        raise RequestError(62, "SYNTAX_ERROR", "Syntax error (Multi-statements are not allowed)")
+    if readonly and not info.reads_only:
+        what = (f"function {info.outside_calls[0]}() reaches outside the database" if info.outside_calls
+                else "only reads are allowed")
+        raise RequestError(164, "READONLY", f"{user}: Cannot execute query in readonly mode: {what}. (READONLY)")
+    if method == "GET" and info.writes:
+        raise RequestError(164, "READONLY", GET_IS_READONLY)
 
 
 def is_read_only_query(sql: str) -> bool:
-    """True for statements known not to change anything (all a read-only user may run)."""
-    return _first_keyword(sql) in _READ_ONLY_KINDS and not _writes_files(sql)
+    """True for one statement known not to change anything (all a read-only user may run)."""
+    try:
+        return inspect_sql(sql).reads_only
+    except UnreadableSql:
+        return False
 
 
 def is_write_query(sql: str) -> bool:
     """True for statements known to change data or state (refused over GET, like ClickHouse)."""
-    return _first_keyword(sql) in _WRITE_KINDS or _writes_files(sql)
+    try:
+        return inspect_sql(sql).writes
+    except UnreadableSql:
+        return True
 
 
 def quote_literal(value: str) -> str:

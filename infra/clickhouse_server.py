@@ -33,11 +33,10 @@ from infra.clickhouse_http import (
     VERSION,
     ParsedRequest,
     RequestError,
+    check_access,
     decompress_body,
     error_body,
     http_status,
-    is_read_only_query,
-    is_write_query,
     parse_request,
     quote_literal,
     result_format,
@@ -45,12 +44,6 @@ from infra.clickhouse_http import (
 )
 
 log = logging.getLogger("journey.clickhouse")
-
-GET_IS_READONLY = (
-    "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. "
-    "You should use method POST for modifying queries. (READONLY)"
-)
-
 
 @dataclass(frozen=True)
 class User:
@@ -142,10 +135,7 @@ class Endpoint:
                 return web.Response(text="Ok.\n")
             req = parse_request(request.query, request.headers, body)
             user = self._authenticate(req)
-            if (user.readonly or req.readonly) and not is_read_only_query(req.sql):
-                raise RequestError(164, "READONLY", f"{user.name}: Cannot execute query in readonly mode. (READONLY)")
-            if request.method == "GET" and is_write_query(req.sql):
-                raise RequestError(164, "READONLY", GET_IS_READONLY)
+            check_access(req.sql, user.name, user.readonly or req.readonly, request.method)
             loop = asyncio.get_running_loop()
             data, counters, fmt = await loop.run_in_executor(self.executor, self.engine.run, req)
         except RequestError as exc:

@@ -72,6 +72,16 @@ def _string(obj: dict[str, Any], name: str, required: bool) -> str | None:
         return None
     if not isinstance(value, str):
         raise ContractError(f"field '{name}' must be a string, got {type(value).__name__}")
+    return _text(value, f"field '{name}'")
+
+
+def _text(value: str, what: str) -> str:
+    """`value` if it is encodable text; JSON's \\ud800-style escapes can carry lone surrogates,
+    which Avro (UTF-8) cannot write."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ContractError(f"{what} is not valid Unicode text (a lone surrogate, or bytes not UTF-8)") from None
     return value
 
 
@@ -81,7 +91,7 @@ def validate_event(obj: Any, now: int | None = None) -> dict[str, Any]:
         raise ContractError(f"an event must be a JSON object, got {type(obj).__name__}")
     unknown = sorted(set(obj) - KNOWN_FIELDS)
     if unknown:
-        raise ContractError(f"unknown field '{unknown[0]}' (allowed: {', '.join(sorted(KNOWN_FIELDS))})")
+        raise ContractError(f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(KNOWN_FIELDS))})")
     for name in REQUIRED:
         if obj.get(name) is None:
             raise ContractError(f"missing field '{name}'")
@@ -150,6 +160,7 @@ def _check_attrs(attrs: Any) -> None:
     for key, value in attrs.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise ContractError(f"attrs must map strings to strings (numbers as decimal strings): {key!r}")
+        _text(key + value, f"attrs entry {key[:40]!r}")
         if len(key) > MAX_ATTR_KEY_LEN or len(value) > MAX_ATTR_VALUE_LEN:
             raise ContractError(
                 f"attrs entry {key[:40]!r} is too long (key max {MAX_ATTR_KEY_LEN}, value max {MAX_ATTR_VALUE_LEN})"

@@ -1,6 +1,7 @@
 """The dead-letter topic: what could not be read, with the reason and the original bytes.
 
-Writers: the touchpoint worker (undecodable or contract-violating messages). Readers:
+Writers: the touchpoint worker (undecodable or contract-violating messages) and `journey emit`
+(lines it refused, as sent, the line number as offset). Readers:
 `journey dlq list` and `journey dlq replay`. A dead letter is the original key and value,
 unchanged, with the reason in Kafka headers, so nothing about the bad input is lost.
 """
@@ -14,8 +15,8 @@ from kafka import TopicPartition
 
 from infra.config import Settings
 from infra.kafka import consumer
-from schemas.codec import decode_many
-from schemas.contract import ContractError, check_contract
+from schemas.codec import decode_many, encode
+from schemas.contract import ContractError, check_contract, parse_json_line
 from schemas.dead_letter import parse_dead_letter_headers
 from streams.emitter import make_producer
 
@@ -50,7 +51,10 @@ class DeadLetter:
 
 def _to_letter(message: Any) -> DeadLetter:
     info = parse_dead_letter_headers(message.headers or [])
-    origin = f"{info.get('source_topic', '?')}[{info.get('partition', '?')}]@{info.get('offset', '?')}"
+    if "partition" in info:
+        origin = f"{info.get('source_topic', '?')}[{info['partition']}]@{info.get('offset', '?')}"
+    else:  # refused before it reached a topic (`journey emit`): the offset is the line number
+        origin = f"{info.get('source_topic', '?')} line {info.get('offset', '?')}"
     return DeadLetter(
         message.partition, message.offset, message.key, message.value or b"",
         str(info.get("reason", "unknown")), origin,
@@ -94,16 +98,26 @@ class ReplayResult:
     still_bad: int = 0
 
 
-def still_bad_reason(value: bytes, now_ms: int | None = None) -> str | None:
-    """Why `value` would be dead-lettered again, or None when it now reads fine."""
-    events, failures = decode_many([value], "touchpoint")
+def repaired(letter: DeadLetter, now_ms: int | None = None) -> tuple[bytes | None, bytes, str | None]:
+    """(key, value, None) to re-send when the letter now reads fine, else (.., .., why not).
+
+    An Avro message goes back as it was; a JSON line that `journey emit` refused goes back as
+    the Avro touchpoint it now validates to (keyed by its journey, like every touchpoint).
+    """
+    if letter.value[:1] != b"\x00":  # not Avro framing: maybe a JSON line from `journey emit`
+        try:
+            event = parse_json_line(letter.value.decode("utf-8"), now_ms)
+        except (ContractError, UnicodeDecodeError) as exc:
+            return letter.key, letter.value, str(exc)
+        return event["journey_id"].encode(), encode("touchpoint", event), None
+    events, failures = decode_many([letter.value], "touchpoint")
     if failures:
-        return failures[0].reason
+        return letter.key, letter.value, failures[0].reason
     try:
         check_contract(events[0], now_ms)
     except ContractError as exc:
-        return str(exc)
-    return None
+        return letter.key, letter.value, str(exc)
+    return letter.key, letter.value, None
 
 
 def replay_dead_letters(settings: Settings, include_still_bad: bool = False) -> ReplayResult:
@@ -132,11 +146,12 @@ def replay_dead_letters(settings: Settings, include_still_bad: bool = False) -> 
         blocked: set[int] = set()
         for letter in letters:
             tp = TopicPartition(settings.topics.dlq, letter.partition)
-            if not include_still_bad and still_bad_reason(letter.value) is not None:
+            key, value, still_bad = repaired(letter)
+            if still_bad is not None and not include_still_bad:
                 result.still_bad += 1
                 blocked.add(letter.partition)
                 continue
-            producer.send(settings.topics.touchpoints, key=letter.key, value=letter.value)
+            producer.send(settings.topics.touchpoints, key=key, value=value)
             result.replayed += 1
             if letter.partition not in blocked:
                 commit_to[tp] = letter.offset + 1

@@ -23,11 +23,14 @@ def emit_lines(
     lines: Iterable[str],
     on_reject: Callable[[int, str], None],
     emitter: TouchpointEmitter | None = None,
+    source: str = "journey emit",
 ) -> EmitSummary:
     """Validate each line; produce the valid ones; call `on_reject(line_number, reason)` for others.
 
-    Blank lines are skipped (not counted). Raises `DeliveryError` if the broker did not
-    acknowledge every accepted event, so "accepted" never counts an event that was not written.
+    Each rejected line also goes to the dead-letter topic (its bytes, the reason, the line
+    number), like what the worker refuses. Blank lines are skipped (not counted). Raises
+    `DeliveryError` if the broker did not acknowledge every accepted event, so "accepted" never
+    counts an event that was not written.
     """
     summary = EmitSummary()
     own = emitter is None
@@ -41,6 +44,9 @@ def emit_lines(
             except ContractError as exc:
                 summary.rejected += 1
                 on_reject(number, str(exc))
+                # surrogateescape: undecodable input bytes come back exactly as they were sent
+                emitter.send_dead_letter(line.rstrip("\r\n").encode("utf-8", "surrogateescape"), str(exc),
+                                         source, number)
                 continue
             emitter.send(event)
             summary.accepted += 1

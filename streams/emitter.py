@@ -19,6 +19,7 @@ from infra.config import Settings
 from infra.errors import JourneyError
 from schemas.codec import encode
 from schemas.contract import validate_event
+from schemas.dead_letter import dead_letter_headers
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class TouchpointEmitter:
 
     def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
         self.topic = settings.topics.touchpoints
+        self.dlq_topic = settings.topics.dlq
         self._producer = producer or make_producer(settings)
         self._pending: list[tuple[str, Any]] = []
         self.report = DeliveryReport()
@@ -80,6 +82,17 @@ class TouchpointEmitter:
             self.topic, key=event["journey_id"].encode(), value=encode(TOUCHPOINT, event)
         )
         self._pending.append((event["event_id"], future))
+        if len(self._pending) >= 20000:
+            self._settle()
+
+    def send_dead_letter(self, raw: bytes, reason: str, source: str, line: int) -> None:
+        """Queue input that was refused before it became an event: the original bytes, the reason
+        in headers (the line number travels as the offset), so nothing sent to us is lost."""
+        future = self._producer.send(
+            self.dlq_topic, key=None, value=raw,
+            headers=dead_letter_headers(reason, source, None, line, "contract"),
+        )
+        self._pending.append((f"{source} line {line}", future))
         if len(self._pending) >= 20000:
             self._settle()
 

@@ -30,11 +30,11 @@ from faust.types import TP
 
 from infra.config import Settings
 from infra.heartbeat import write_heartbeat
-from schemas.codec import decode_many, encode
-from schemas.contract import ContractError, check_contract
+from schemas.codec import encode
 from schemas.dead_letter import dead_letter_headers
 from streams.domain.config import load_detection_config
 from streams.domain.processor import Detector, ProcessResult
+from streams.intake import sort_batch
 
 log = logging.getLogger("journey.worker")
 
@@ -188,22 +188,12 @@ def create_app(settings: Settings) -> faust.App:
             await sync_assignment()
             now = _now_ms()
             stats.first_batch_at = stats.first_batch_at or now
-            records, failures = decode_many([e.message.value for e in batch], "touchpoint")
-            failed = {f.index: f.reason for f in failures}
-            valid: list[tuple[int, dict[str, Any]]] = []
-            decoded = iter(records)
-            for index, event in enumerate(batch):
+            sorted_ = sort_batch([e.message.value for e in batch], now)
+            for event in batch:
                 next_offset[event.message.partition] = event.message.offset + 1
-                if index in failed:
-                    await dead_letter(event, failed[index], "decode")
-                    continue
-                record = next(decoded)
-                try:
-                    check_contract(record, now)
-                except ContractError as exc:
-                    await dead_letter(event, str(exc), "contract")
-                    continue
-                valid.append((event.message.partition, record))
+            for index in sorted(sorted_.rejected):  # in batch order
+                await dead_letter(batch[index], *sorted_.rejected[index])
+            valid = [(batch[index].message.partition, record) for index, record in sorted_.valid]
             stats.events += len(valid)
             result = detector.process(valid, now)
             persist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -27,7 +28,10 @@ def emit(
     require_broker(settings)
     if file is not None and not file.is_file():
         raise JourneyError(f"--file {file}: no such file; pass a JSON-lines file or pipe events on stdin")
-    stream: TextIO = open(file, encoding="utf-8") if file is not None else sys.stdin  # noqa: SIM115
+    # surrogateescape: a line that is not UTF-8 is refused with a reason (and dead-lettered byte
+    # for byte) instead of stopping the whole run with a decode error
+    stream: TextIO = (open(file, encoding="utf-8", errors="surrogateescape") if file is not None  # noqa: SIM115
+                      else io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape"))
     try:
         summary = emit_lines(settings, stream, on_reject=lambda n, r: typer.echo(f"line {n}: {r}", err=True))
     finally:
@@ -36,7 +40,8 @@ def emit(
     if as_json:
         typer.echo(json.dumps({"accepted": summary.accepted, "rejected": summary.rejected}))
     else:
-        typer.echo(f"accepted {summary.accepted}, rejected {summary.rejected}")
+        dead = f" (in {settings.topics.dlq} with their reasons)" if summary.rejected else ""
+        typer.echo(f"accepted {summary.accepted}, rejected {summary.rejected}{dead}")
     if summary.rejected:
         raise typer.Exit(1)
 

@@ -71,6 +71,30 @@ def customer(customer_id: str = typer.Argument(...), as_json: bool = typer.Optio
     console.print(table)
 
 
+def forget(
+    customer_id: str = typer.Argument(..., help="The customer whose data ClickHouse should drop."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object."),
+) -> None:
+    """Remove one customer's touchpoints, incidents and alerts from ClickHouse (says what stays in Kafka)."""
+    from consumers.forget import forget_customer
+
+    if not customer_id.strip():
+        raise JourneyError("forget: give a customer id (the customer_id of their events)")
+    settings = Settings.from_env()
+    done = forget_customer(_client(settings), settings, customer_id)
+    if as_json:
+        typer.echo(json.dumps(done.as_json()))
+        return
+    removed = ", ".join(f"{n} {table}" for table, n in done.removed.items())
+    typer.echo(f"removed customer {customer_id} from ClickHouse: {removed} rows")
+    if any(done.left.values()):
+        typer.echo(f"written again meanwhile (run forget again): {done.left}", err=True)
+    typer.echo("still in Kafka until the topics' retention expires (a replay into ClickHouse would bring them "
+               f"back): {', '.join(done.still_in_kafka)}; open journeys stay in the workers' state until they "
+               "expire (2 days, 30 with an incident)")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(report)
     app.command()(customer)
+    app.command()(forget)

@@ -86,6 +86,8 @@ def test_query_parameters_are_bound_server_side(stack_settings) -> None:
 def test_password_required_when_configured(secured: str) -> None:
     with pytest.raises(DatabaseError, match="516"):
         get_client(secured, "default", "wrong").query("SELECT 1")
+    status, body = _http(f"{secured}/?query=SELECT+1")  # no credentials at all
+    assert status == 403 and body.startswith("Code: 516.")
     assert get_client(secured, "default", "s3cret").query("SELECT 2").result_rows == [(2,)]
 
 
@@ -100,6 +102,39 @@ def test_read_only_user_reads_but_cannot_write(secured: str) -> None:
     with pytest.raises(DatabaseError, match="164"):
         bi.insert("ro_t", [[3]], column_names=["a"])
     assert admin.query("SELECT count() FROM ro_t").result_rows == [(2,)]
+
+
+def test_read_only_user_cannot_get_around_it(secured: str, tmp_path: Path) -> None:
+    """chDB would run every statement of a request, read any file and write INTO OUTFILE even
+    with readonly=1; the endpoint refuses each with ClickHouse's error and changes nothing."""
+    admin = get_client(secured, "default", "s3cret")
+    admin.command("CREATE TABLE IF NOT EXISTS ro_keep (a UInt8) ENGINE = MergeTree ORDER BY a")
+    admin.insert("ro_keep", [[1]], column_names=["a"])
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do-not-read")
+    outfile = tmp_path / "out.tsv"
+    bi = get_client(secured, "bi", "view")
+    attempts = {
+        "SELECT 1; DROP TABLE ro_keep": "62",
+        "SELECT 1 /* a /* nested */ */; TRUNCATE TABLE ro_keep": "62",
+        f"SELECT * FROM file('{secret}', 'LineAsString')": "164",
+        f"SELECT `file`('{secret}')": "164",
+        "SELECT * FROM url('http://127.0.0.1:1/', 'LineAsString')": "164",
+        f"SELECT 1 INTO OUTFILE '{outfile}'": "164",
+        "ALTER TABLE ro_keep DELETE WHERE 1": "164",
+        "DELETE FROM ro_keep WHERE 1": "164",
+    }
+    for sql, code in attempts.items():
+        with pytest.raises(DatabaseError) as refused:
+            bi.query(sql)
+        assert f"Code: {code}." in str(refused.value), sql
+        assert "do-not-read" not in str(refused.value)
+    assert admin.query("SELECT count() FROM ro_keep").result_rows == [(1,)]
+    assert not outfile.exists()
+    # and a GET from anybody never runs a second statement
+    status, body = _http(f"{secured}/?user=default&password=s3cret&query=SELECT+1%3B+DROP+TABLE+ro_keep")
+    assert status == 400 and "Multi-statements are not allowed" in body
+    assert admin.query("SELECT count() FROM ro_keep").result_rows == [(1,)]
 
 
 def test_concurrent_inserts_and_selects_lose_nothing(stack_settings) -> None:

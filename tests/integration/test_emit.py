@@ -92,6 +92,10 @@ def test_mixed_file_gives_counts_reasons_and_each_good_line_exactly_once(
     assert "occurred_at" in errors[3]
     got = _read_all(unique_topics, unique_topics.topics.touchpoints, 25)
     assert sorted(g["event_id"] for g in got) == sorted(e["event_id"] for e in good)
+    # every refused line is in the dead-letter topic, byte for byte, with the reason it was refused
+    letters = sorted(read_dead_letters(unique_topics), key=lambda d: int(d.origin.rsplit(" ", 1)[1]))
+    assert [d.value.decode() for d in letters] == [bad[n] for n in sorted(bad)]
+    assert [f"{d.origin.removeprefix('journey emit ')}: {d.reason}" for d in letters] == errors  # "line N: why"
 
 
 def test_emit_to_an_unreachable_broker_fails_fast_with_one_line(unique_topics: Settings) -> None:
@@ -109,18 +113,21 @@ def test_dead_letters_are_listed_with_reason_and_replayed_once_fixed(unique_topi
     producer.send(settings.topics.dlq, key=b"j-x", value=b"\x7bgarbage", headers=headers)
     producer.send(settings.topics.dlq, key=b"j-0", value=good,
                   headers=dead_letter_headers("broker hiccup", settings.topics.touchpoints, 1, 7, "decode"))
+    # a line `journey emit` refused (say, under a stricter contract) that reads fine now
+    producer.send(settings.topics.dlq, key=None, value=json.dumps(_event(501)).encode(),
+                  headers=dead_letter_headers("stricter once", "journey emit", None, 3, "contract"))
     producer.flush()
     producer.close()
     letters = read_dead_letters(settings)
-    assert sorted(letter.reason for letter in letters) == ["broker hiccup", "not Avro wire format"]
+    assert sorted(letter.reason for letter in letters) == ["broker hiccup", "not Avro wire format", "stricter once"]
     listed = _journey(["dlq", "list", "--json"], settings)
     assert listed.returncode == 0, listed.stderr
-    assert len(listed.stdout.strip().splitlines()) == 2
+    assert len(listed.stdout.strip().splitlines()) == 3
 
     first = replay_dead_letters(settings)
-    assert (first.replayed, first.still_bad) == (1, 1)
-    [replayed] = _read_all(settings, settings.topics.touchpoints, 1)
-    assert replayed["event_id"] == "e-500"
+    assert (first.replayed, first.still_bad) == (2, 1)
+    replayed = _read_all(settings, settings.topics.touchpoints, 2)  # decoded as Avro touchpoints
+    assert sorted(r["event_id"] for r in replayed) == ["e-500", "e-501"]
 
 
 def _parsed(obj: dict[str, object]) -> dict[str, object]:

@@ -9,6 +9,7 @@ import pytest
 
 from infra.clickhouse_http import (
     RequestError,
+    check_access,
     decompress_body,
     error_body,
     http_status,
@@ -68,3 +69,50 @@ def test_error_texts_and_statuses() -> None:
     assert error_body(60, "m").startswith("Code: 60. DB::Exception: m (version ")
     assert [http_status(c) for c in (62, 60, 516, 164, 999)] == [400, 404, 403, 403, 500]
     assert result_format("SELECT 1 FORMAT JSONEachRow", "Native") == "JSONEachRow"
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1; DROP TABLE t",
+    "SELECT 1;\nINSERT INTO t VALUES (1)",
+    "SELECT 1 /* a /* nested */ still comment */; DROP TABLE t",
+    "SELECT 'it''s' ; DROP TABLE t",
+    "SELECT $tag$ ; $tag$ ; DROP TABLE t",
+])
+def test_multi_statements_are_refused_for_everyone(sql: str) -> None:
+    with pytest.raises(RequestError) as refused:
+        check_access(sql, "default", readonly=False, method="POST")
+    assert refused.value.code == 62 and "Multi-statements" in str(refused.value)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1;", "SELECT 1;;", "SELECT ';' AS semi", "SELECT 1 -- ; DROP TABLE t",
+    "SELECT 1 # ; DROP TABLE t", "SELECT 1 /* ; DROP TABLE t */", "SELECT `a;b` FROM t",
+    "SELECT $$;$$", "SELECT 'a\\' ; DROP TABLE t'", "SELECT file_name, urls FROM t",
+])
+def test_one_statement_with_semicolons_in_quotes_or_comments_is_one(sql: str) -> None:
+    check_access(sql, "bi", readonly=True, method="GET")
+
+
+@pytest.mark.parametrize(("sql", "why"), [
+    ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "file()"),
+    ("SELECT file('/etc/hostname')", "file()"),
+    ("SELECT `file` /* hide */ ('/etc/hostname')", "file()"),
+    ("SELECT * FROM url('http://169.254.169.254/', 'LineAsString')", "url()"),
+    ("SELECT * FROM t, executable('sh', 'TSV', 'x String')", "executable()"),
+    ("SELECT 1 INTO OUTFILE '/tmp/x'", "only reads"),
+    ("INSERT INTO t VALUES (1)", "only reads"),
+    ("ALTER TABLE t DELETE WHERE 1", "only reads"),
+    ("SET max_threads = 1", "only reads"),
+    ("'SELECT' 1", "only reads"),
+])
+def test_read_only_user_gets_reads_only(sql: str, why: str) -> None:
+    with pytest.raises(RequestError) as refused:
+        check_access(sql, "bi", readonly=True, method="POST")
+    assert refused.value.code == 164 and why in str(refused.value)
+
+
+def test_text_the_guard_cannot_read_is_refused() -> None:
+    for sql in ("SELECT 'unterminated", "SELECT 1 /* open", "SELECT $x$ open"):
+        with pytest.raises(RequestError) as refused:
+            check_access(sql, "default", readonly=False, method="POST")
+        assert refused.value.code == 62

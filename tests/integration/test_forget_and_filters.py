@@ -1,0 +1,109 @@
+"""`journey forget`, and report filters bound as query parameters (never string-built SQL)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from infra.clickhouse import get_client
+from infra.config import Settings
+from infra.migrations import apply_migrations
+
+pytestmark = pytest.mark.integration
+
+INJECTIONS = ["x' OR '1'='1", "x' OR 1=1 --", "') OR 1=1 OR ('", "x\\' OR 1=1 #", "x'; DROP TABLE journey.alerts; --"]
+
+
+def journey(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", "from infra.cli import main; main()", *args],
+                          env=settings.to_env(), capture_output=True, text=True, timeout=120)
+
+
+def _client(settings: Settings) -> Any:
+    client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
+    apply_migrations(client)
+    return client
+
+
+def seed_customer(client: Any, customer: str, store: str, touchpoints: int, incident_versions: int,
+                  alerts: int) -> None:
+    """Rows as the sink writes them (only the columns that matter here; the rest take defaults)."""
+    now = datetime.now(UTC)
+    journey_id = f"j-{customer}"
+    client.insert("journey.touchpoints", [
+        [f"{customer}-e{i}", journey_id, customer, "VISIT", "before", "pos", now, store] for i in range(touchpoints)
+    ], column_names=["event_id", "journey_id", "customer_id", "type", "stage", "channel", "occurred_at", "store_id"])
+    for v in range(1, incident_versions + 1):  # one insert per version, as the sink writes them over time
+        client.insert("journey.incidents", [
+            [f"inc-{customer}", v, journey_id, customer, "complaint", "medium", "assurance", store, "open", now, now,
+             now]], column_names=["incident_id", "version", "journey_id", "customer_id", "rule", "severity", "servqual",
+                     "store_id", "status", "failed_at", "detected_at", "updated_at"])
+    client.insert("journey.alerts", [
+        [f"al-{customer}-{i}", f"inc-{customer}", "triggered", "medium", "complaint", store, journey_id, customer,
+         now, now, True, "page"] for i in range(alerts)
+    ], column_names=["alert_id", "incident_id", "kind", "severity", "rule", "store_id", "journey_id",
+                     "customer_id", "at", "failed_at", "paged", "message"])
+
+
+def rows_of(client: Any, customer: str) -> dict[str, int]:
+    return {t: client.query(f"SELECT count() FROM journey.{t} FINAL WHERE customer_id = {{c:String}}",
+                            parameters={"c": customer}).result_rows[0][0]
+            for t in ("touchpoints", "incidents", "alerts")}
+
+
+def test_forget_removes_one_customer_everywhere_in_clickhouse_and_nobody_else(stack_settings: Settings) -> None:
+    client = _client(stack_settings)
+    tag = uuid.uuid4().hex[:8]
+    gone, kept = f"c-gone-{tag}", f"c-kept-{tag}"
+    seed_customer(client, gone, f"s-{tag}", touchpoints=3, incident_versions=2, alerts=2)
+    seed_customer(client, kept, f"s-{tag}", touchpoints=2, incident_versions=1, alerts=1)
+
+    done = journey(stack_settings, "forget", gone, "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["removed"] == {"touchpoints": 3, "incidents": 2, "alerts": 2}
+    assert result["left"] == {"touchpoints": 0, "incidents": 0, "alerts": 0}
+    topics = stack_settings.topics
+    assert {topics.touchpoints, topics.incidents, topics.alerts, topics.dlq} <= set(result["still_in_kafka"])
+    assert rows_of(client, gone) == {"touchpoints": 0, "incidents": 0, "alerts": 0}
+    assert rows_of(client, kept) == {"touchpoints": 2, "incidents": 1, "alerts": 1}
+    history = json.loads(journey(stack_settings, "customer", gone, "--json").stdout)
+    assert history["journeys"] == [] and history["incidents"] == []
+
+    again = journey(stack_settings, "forget", gone)  # the readable form, and idempotent
+    assert again.returncode == 0 and "0 touchpoints, 0 incidents, 0 alerts" in again.stdout
+    assert "retention" in again.stdout and topics.touchpoints in again.stdout
+
+
+@pytest.mark.parametrize("attack", INJECTIONS)
+def test_an_id_that_looks_like_sql_is_only_ever_a_value(stack_settings: Settings, attack: str) -> None:
+    client = _client(stack_settings)
+    tag = uuid.uuid4().hex[:8]
+    store, other = f"s-{tag}", f"t-{tag}"
+    seed_customer(client, f"c1-{tag}", store, touchpoints=1, incident_versions=1, alerts=1)
+    seed_customer(client, f"c2-{tag}", other, touchpoints=1, incident_versions=1, alerts=1)
+    assert client.query("SELECT count() FROM journey.incidents FINAL").result_rows[0][0] >= 2
+
+    report = json.loads(journey(stack_settings, "report", "--since", "1h", "--store", attack, "--json").stdout)
+    assert report["total_incidents"] == 0 and report["by_rule"] == []
+    own = json.loads(journey(stack_settings, "report", "--since", "1h", "--store", store, "--json").stdout)
+    assert own["total_incidents"] == 1 and [s["store"] for s in own["worst_stores"]] == [store]
+    history = json.loads(journey(stack_settings, "customer", attack, "--json").stdout)
+    assert history["incidents"] == [] and history["journeys"] == []
+    forgot = journey(stack_settings, "forget", attack, "--json")
+    assert json.loads(forgot.stdout)["removed"] == {"touchpoints": 0, "incidents": 0, "alerts": 0}
+    assert rows_of(client, f"c1-{tag}") == rows_of(client, f"c2-{tag}") == {"touchpoints": 1, "incidents": 1,
+                                                                            "alerts": 1}
+    assert client.query("EXISTS TABLE journey.alerts").result_rows == [(1,)]
+
+
+def test_forget_refuses_an_empty_id(stack_settings: Settings) -> None:
+    done = journey(stack_settings, "forget", " ")
+    assert done.returncode != 0 and done.stderr.startswith("journey: error: forget: give a customer id")
+    assert "Traceback" not in done.stderr

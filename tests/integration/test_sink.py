@@ -99,7 +99,8 @@ def test_events_become_rows_and_a_replay_changes_no_count(pipeline: Settings) ->
 
 
 def test_sink_killed_mid_batch_loses_and_duplicates_nothing(unique_topics: Settings, tmp_path) -> None:
-    settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}")
+    # small batches, so the kill lands between the first batch's insert and the last one
+    settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}", sink_batch_rows=3000)
     settings.home.mkdir(parents=True)
     tag = uuid.uuid4().hex[:6]
     t = int(time.time() * 1000) - 3_600_000

@@ -29,6 +29,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_RETENTION_DAYS | (unset: keep) | ClickHouse TTL for touchpoints, incidents and alerts |
 | JOURNEY_APP_ID | journey-tracker | Faust app id: consumer group and changelog topic prefix |
 | JOURNEY_WORKERS | 1 | Faust worker processes `journey up` starts (one per core is the most useful) |
+| JOURNEY_EMIT_PROCESSES | 2 | producer processes `journey emit` uses for a file (lines split by journey) |
 | JOURNEY_SINK_PROCESSES | 2 | ClickHouse sink processes in one consumer group (Avro decoding is their CPU cost) |
 | JOURNEY_SINK_BATCH_ROWS | 50000 | most rows in one sink insert (a batch also closes 0.5 s after its first message) |
 | JOURNEY_WEB_PORT | 8088 | the live on-call page (served by the notifier) |
@@ -116,6 +117,7 @@ class Settings:
     app_id: str = "journey-tracker"
     retention_days: int | None = None
     workers: int = 1
+    emit_processes: int = 2
     sink_processes: int = 2
     sink_batch_rows: int = 50_000
     web_port: int = 8088
@@ -159,6 +161,7 @@ class Settings:
             startup_timeout_s=_int(env, "JOURNEY_STARTUP_TIMEOUT_S", 30),
             faust_store=env.get("JOURNEY_FAUST_STORE", "rocksdb://") or "rocksdb://",
             workers=_int(env, "JOURNEY_WORKERS", 1),
+            emit_processes=max(1, _int(env, "JOURNEY_EMIT_PROCESSES", 2)),
             sink_processes=max(1, _int(env, "JOURNEY_SINK_PROCESSES", 2)),
             sink_batch_rows=max(1, _int(env, "JOURNEY_SINK_BATCH_ROWS", 50_000)),
             app_id=env.get("JOURNEY_APP_ID", "journey-tracker") or "journey-tracker",
@@ -186,6 +189,7 @@ class Settings:
             "JOURNEY_PARTITIONS": str(self.partitions), "JOURNEY_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
             "JOURNEY_STARTUP_TIMEOUT_S": str(self.startup_timeout_s), "JOURNEY_FAUST_STORE": self.faust_store,
             "JOURNEY_APP_ID": self.app_id, "JOURNEY_WORKERS": str(self.workers),
+            "JOURNEY_EMIT_PROCESSES": str(self.emit_processes),
             "JOURNEY_SINK_PROCESSES": str(self.sink_processes), "JOURNEY_SINK_BATCH_ROWS": str(self.sink_batch_rows),
             "JOURNEY_TOPIC_SILENCES": self.topics.silences, "JOURNEY_WEB_PORT": str(self.web_port),
             "JOURNEY_ONCALL_TOKEN": self.oncall_token,

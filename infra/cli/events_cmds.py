@@ -21,7 +21,7 @@ def emit(
     as_json: bool = typer.Option(False, "--json", help='Summary as {"accepted": N, "rejected": M}.'),
 ) -> None:
     """Validate JSON-lines touchpoints and produce the valid ones; rejects go to stderr."""
-    from streams.emit_lines import emit_lines
+    from streams.emit_lines import emit_stream
 
     settings = Settings.from_env()
     require_broker(settings)
@@ -29,7 +29,7 @@ def emit(
         raise JourneyError(f"--file {file}: no such file; pass a JSON-lines file or pipe events on stdin")
     stream: TextIO = open(file, encoding="utf-8") if file is not None else sys.stdin  # noqa: SIM115
     try:
-        summary = emit_lines(settings, stream, on_reject=lambda n, r: typer.echo(f"line {n}: {r}", err=True))
+        summary = emit_stream(settings, stream, on_reject=lambda n, r: typer.echo(f"line {n}: {r}", err=True))
     finally:
         if file is not None:
             stream.close()

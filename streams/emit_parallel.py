@@ -2,9 +2,9 @@
 
 Profiled, one process spends ~20 µs per line validating, ~17 µs encoding Avro and ~30 µs in
 kafka-python's send path (all holding the GIL), so a single process tops out near 15k lines/s.
-Here the parent only reads lines and routes each one by a hash of its journey id (one
-`json.loads`); each worker process validates, encodes and produces its share with its own
-idempotent, acks=all producer. One journey always goes to the same worker, and a worker
+Here the parent reads lines and routes each one by a hash of its journey id; it produces one
+share itself and hands the others to worker processes; each share is validated, encoded and
+produced by its own idempotent, acks=all producer. One journey always goes to the same worker, and a worker
 produces in file order, so each journey's events keep their order in their partition.
 Lines without a readable journey id go to worker 0, which rejects them with the reason.
 Rejects are reported by line number, in line order, once every worker is done.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from infra.errors import JourneyError
 from schemas.contract import ContractError, parse_json_line
 
 CHUNK_LINES = 2000
+_KEY = '"journey_id"'
+_JOURNEY = re.compile(r'"journey_id"\s*:\s*"([^"]*)"')
 
 
 @dataclass
@@ -37,81 +40,117 @@ class WorkerResult:
 
 
 def route(line: str, workers: int) -> int:
-    """The worker for a line: by its journey id, so one journey always goes to the same worker."""
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError):
-        return 0
-    journey = obj.get("journey_id") if isinstance(obj, dict) else None
+    """The worker for a line: by its journey id, so one journey always goes to the same worker.
+
+    The parent routes every line, so the usual line (one `"journey_id"` key, no escapes: then
+    the match can only be that key and its whole value) is read with a regex, ~5x cheaper than
+    `json.loads`; anything else is parsed.
+    """
+    journey: object = None
+    if "\\" not in line and line.count(_KEY) == 1:
+        match = _JOURNEY.search(line)
+        journey = match.group(1) if match else None
+    if journey is None:
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            return 0
+        journey = obj.get("journey_id") if isinstance(obj, dict) else None
     if not isinstance(journey, str):
         return 0
     return zlib.crc32(journey.encode("utf-8", "surrogatepass")) % workers
 
 
-def _work(settings: Settings, conn: Connection) -> None:
-    """Worker process: validate, encode and produce each line received, then report."""
-    from streams.emitter import DeliveryError, TouchpointEmitter
+class Share:
+    """One process's share of the lines: validated, encoded and produced by its own emitter."""
 
-    result = WorkerResult()
-    emitter = None
+    def __init__(self, settings: Settings) -> None:
+        from streams.emitter import TouchpointEmitter
+
+        self.result = WorkerResult()
+        self.emitter = TouchpointEmitter(settings)  # JourneyError when the broker is unreachable
+
+    def add(self, number: int, line: str) -> None:
+        try:
+            event = parse_json_line(line)
+        except ContractError as exc:
+            self.result.rejects.append((number, str(exc)))
+            return
+        self.emitter.send(event)
+        self.result.accepted += 1
+
+    def finish(self) -> WorkerResult:
+        """Wait for the broker's acknowledgements; record what it did not acknowledge."""
+        from streams.emitter import DeliveryError
+
+        try:
+            self.emitter.flush()
+        except DeliveryError:
+            self.result.failed = list(self.emitter.report.failed)
+        finally:
+            self.emitter.close()
+        return self.result
+
+
+def _work(settings: Settings, conn: Connection) -> None:
+    """A worker process: its share of the lines arrives in chunks, then None; it reports back."""
     try:
-        emitter = TouchpointEmitter(settings)
+        share = Share(settings)
         while (chunk := conn.recv()) is not None:
             for number, line in chunk:
-                try:
-                    event = parse_json_line(line)
-                except ContractError as exc:
-                    result.rejects.append((number, str(exc)))
-                    continue
-                emitter.send(event)
-                result.accepted += 1
-        try:
-            emitter.flush()
-        except DeliveryError:
-            result.failed = list(emitter.report.failed)
+                share.add(number, line)
+        result = share.finish()
     except JourneyError as exc:
-        result.error = str(exc)
+        result = WorkerResult(error=str(exc))
         while conn.recv() is not None:  # drain, so the parent never blocks on a full pipe
             pass
-    finally:
-        if emitter is not None:
-            emitter.close()
     conn.send(result)
 
 
 def emit_lines_parallel(
     settings: Settings, lines: Iterable[str], on_reject: Callable[[int, str], None], processes: int
 ) -> tuple[int, int, list[tuple[str, str]]]:
-    """Route lines to `processes` workers; returns (accepted, rejected, delivery failures).
+    """Route lines over `processes` producers; returns (accepted, rejected, delivery failures).
 
+    This process takes share 0 itself (one interpreter fewer to start) and spawns the others.
     `on_reject(line_number, reason)` is called for each reject, in line order, at the end.
     Raises `JourneyError` if a worker could not run or died (then what it sent is unknown).
     """
     spawn = multiprocessing.get_context("spawn")  # not fork: kafka-python runs threads
-    pipes = [spawn.Pipe() for _ in range(processes)]
-    workers = [spawn.Process(target=_work, args=(settings, child), name=f"emit-{index}", daemon=True)
+    pipes = [spawn.Pipe() for _ in range(processes - 1)]
+    workers = [spawn.Process(target=_work, args=(settings, child), name=f"emit-{index + 1}", daemon=True)
                for index, (_, child) in enumerate(pipes)]
     for worker in workers:
         worker.start()
     chunks: list[list[tuple[int, str]]] = [[] for _ in workers]
     try:
+        own = Share(settings)
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             target = route(line, processes)
-            chunks[target].append((number, line))
-            if len(chunks[target]) >= CHUNK_LINES:
-                pipes[target][0].send(chunks[target])
-                chunks[target] = []
+            if target == 0:
+                own.add(number, line)
+                continue
+            chunk = chunks[target - 1]
+            chunk.append((number, line))
+            if len(chunk) >= CHUNK_LINES:
+                pipes[target - 1][0].send(chunk)
+                chunks[target - 1] = []
         for (parent, _), chunk in zip(pipes, chunks, strict=True):
             if chunk:
                 parent.send(chunk)
             parent.send(None)
-        results: list[WorkerResult] = [parent.recv() for parent, _ in pipes]
+        results: list[WorkerResult] = [own.finish()] + [parent.recv() for parent, _ in pipes]
     except (EOFError, OSError):
         raise JourneyError("an emit worker process died: some lines may not have been sent; "
                            "re-run `journey emit` (repeated event ids change nothing)") from None
     finally:
+        for parent, _ in pipes:
+            try:
+                parent.send(None)  # lets a worker still waiting for input end (after an error here)
+            except OSError:
+                pass
         for worker in workers:
             worker.join(timeout=30)
     errors = [r.error for r in results if r.error]

@@ -30,7 +30,7 @@ from infra.clickhouse import get_client
 from infra.heartbeat import service_ready
 from schemas.codec import encode
 from streams.emitter import producer_config
-from tests.bench.common import bench_servers
+from tests.bench.common import bench_servers, cpu_seconds, own_cpu_seconds
 
 
 def touchpoint(i: int, base: int) -> dict:
@@ -93,23 +93,27 @@ def main() -> None:
             launched = time.perf_counter()
             processes.wait_until(lambda: service_ready(settings, "sink"), 60)
             started = time.perf_counter()
-            seen: list[tuple[float, int]] = []  # (time, rows visible) from the first batch on
+            seen: list[tuple[float, int, float]] = []  # (time, rows visible, sink CPU s) from the first batch on
 
             def drained() -> bool:
                 count = client.query("SELECT count() FROM journey.touchpoints").result_rows[0][0]
                 if count:
-                    seen.append((time.perf_counter(), count))
+                    seen.append((time.perf_counter(), count, cpu_seconds(sink.pid)))
                 return count >= args.rows
 
             processes.wait_until(drained, 600, interval_s=0.02)
-            (first_at, first_rows), (done_at, _) = seen[0], seen[-1]
-            if os.environ.get("SINK_BENCH_TRACE"):
-                print([(round(t - launched, 2), c) for t, c in seen if c != 0][::5], file=sys.stderr)
+            (first_at, first_rows, first_cpu), (done_at, _, done_cpu) = seen[0], seen[-1]
             if first_rows >= args.rows:
                 raise SystemExit(f"--rows {args.rows} went in as one batch: use at least 4 batches of {size}")
             sink_rate = (args.rows - first_rows) / (done_at - first_at)
+            sink_cpu_us = (done_cpu - first_cpu) / (args.rows - first_rows) * 1e6
             with_start = args.rows / (done_at - started)
             start_s = first_at - launched
+
+            cpu = own_cpu_seconds()
+            for start in range(0, len(rows), size):  # the baseline's client CPU per row, for comparison
+                client.insert("journey.touchpoints_baseline", rows[start:start + size], column_names=TOUCHPOINT_COLUMNS)
+            direct_cpu_us = (own_cpu_seconds() - cpu) / len(rows) * 1e6
 
             direct = []  # baseline: the same incident rows inserted straight through clickhouse-connect
             for i in range(args.incidents):
@@ -143,6 +147,9 @@ def main() -> None:
         "sink_rows_per_s_with_start": {"value": round(with_start), "baseline": round(baseline),
                                        "ratio": round(with_start / baseline, 3)},
         "sink_start_s": round(start_s, 2),
+        "sink_cpu_us_per_row": {"value": round(sink_cpu_us, 1), "baseline": round(direct_cpu_us, 1),
+                                "ratio": round(sink_cpu_us / direct_cpu_us, 2),
+                                "note": "sink processes (consume+decode+insert) vs the direct inserting client"},
         "clickhouse_visible_ms_p50": _figure(percentile(lags, 50), percentile(direct, 50)),
         "clickhouse_visible_ms_p99": _figure(percentile(lags, 99), percentile(direct, 99)),
         "rows": args.rows, "incidents": args.incidents, "incident_columns": len(INCIDENT_COLUMNS),

@@ -43,3 +43,13 @@ def test_one_journey_always_goes_to_the_same_worker() -> None:
 def test_lines_without_a_journey_id_go_to_worker_zero() -> None:
     for line in ["{not json", "[1, 2]", '{"journey_id": 7}', '{"event_id": "e"}']:
         assert route(line, 4) == 0
+
+
+@given(st.text(max_size=20), st.dictionaries(st.text(max_size=12), st.text(max_size=12), max_size=3),
+       st.booleans())
+def test_the_fast_route_agrees_with_parsing_the_line(journey: str, attrs: dict[str, str], ascii_only: bool) -> None:
+    import zlib
+
+    line = json.dumps({"event_id": "e", "journey_id": journey, "attrs": attrs}, ensure_ascii=ascii_only)
+    parsed = json.loads(line)["journey_id"]
+    assert route(line, 5) == zlib.crc32(parsed.encode("utf-8", "surrogatepass")) % 5

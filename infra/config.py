@@ -30,7 +30,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_APP_ID | journey-tracker | Faust app id: consumer group and changelog topic prefix |
 | JOURNEY_WORKERS | 1 | Faust worker processes `journey up` starts (one per core is the most useful) |
 | JOURNEY_EMIT_PROCESSES | 2 | producer processes `journey emit` uses for a file (lines split by journey) |
-| JOURNEY_SINK_PROCESSES | 2 | ClickHouse sink processes in one consumer group (Avro decoding is their CPU cost) |
+| JOURNEY_SINK_PROCESSES | 1 | ClickHouse sink processes in one consumer group (more decode on more cores; each join is a rebalance pause on Tansu) |
 | JOURNEY_SINK_BATCH_ROWS | 50000 | most rows in one sink insert (a batch also closes 0.5 s after its first message) |
 | JOURNEY_WEB_PORT | 8088 | the live on-call page (served by the notifier) |
 | JOURNEY_ONCALL_TOKEN | (generated) | on-call page token; unset: a random one kept in `$JOURNEY_HOME/oncall.token` |
@@ -118,7 +118,7 @@ class Settings:
     retention_days: int | None = None
     workers: int = 1
     emit_processes: int = 2
-    sink_processes: int = 2
+    sink_processes: int = 1
     sink_batch_rows: int = 50_000
     web_port: int = 8088
     oncall_token: str = field(default="", repr=False)
@@ -162,7 +162,7 @@ class Settings:
             faust_store=env.get("JOURNEY_FAUST_STORE", "rocksdb://") or "rocksdb://",
             workers=_int(env, "JOURNEY_WORKERS", 1),
             emit_processes=max(1, _int(env, "JOURNEY_EMIT_PROCESSES", 2)),
-            sink_processes=max(1, _int(env, "JOURNEY_SINK_PROCESSES", 2)),
+            sink_processes=max(1, _int(env, "JOURNEY_SINK_PROCESSES", 1)),
             sink_batch_rows=max(1, _int(env, "JOURNEY_SINK_BATCH_ROWS", 50_000)),
             app_id=env.get("JOURNEY_APP_ID", "journey-tracker") or "journey-tracker",
             retention_days=_int(env, "JOURNEY_RETENTION_DAYS", 0) or None,

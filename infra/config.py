@@ -31,7 +31,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_WORKERS | 1 | Faust worker processes `journey up` starts (one per core is the most useful) |
 | JOURNEY_EMIT_PROCESSES | auto | `journey emit` producers for a file (auto: one per core beyond the first, max 4) |
 | JOURNEY_SINK_PROCESSES | 1 | ClickHouse sink processes in one group (a join is a rebalance pause on Tansu) |
-| JOURNEY_SINK_BATCH_ROWS | 50000 | most rows in one sink insert (a batch also closes 0.5 s after its first message) |
+| JOURNEY_SINK_BATCH_ROWS | 50000 | most rows in one sink insert (a batch also closes after 0.5 s) |
 | JOURNEY_WEB_PORT | 8088 | the live on-call page (served by the notifier) |
 | JOURNEY_ONCALL_TOKEN | (generated) | on-call page token; unset: a random one kept in `$JOURNEY_HOME/oncall.token` |
 | JOURNEY_WEBHOOKS | (unset) | alert webhooks, `name=url[,name=url...]` (Slack-compatible JSON); secret: never logged |

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TextIO
 
 from infra.config import Settings
 from schemas.contract import ContractError, parse_json_line
-from streams.emitter import TouchpointEmitter
+from streams.emitter import TouchpointEmitter, delivery_error
 
 
 @dataclass
@@ -23,6 +27,7 @@ def emit_lines(
     lines: Iterable[str],
     on_reject: Callable[[int, str], None],
     emitter: TouchpointEmitter | None = None,
+    processes: int = 1,
     source: str = "journey emit",
 ) -> EmitSummary:
     """Validate each line; produce the valid ones; call `on_reject(line_number, reason)` for others.
@@ -31,7 +36,16 @@ def emit_lines(
     number), like what the worker refuses. Blank lines are skipped (not counted). Raises
     `DeliveryError` if the broker did not acknowledge every accepted event, so "accepted" never
     counts an event that was not written.
+    With `processes` > 1 the lines are split by journey over that many producer processes
+    (`streams.emit_parallel`); rejects are then reported at the end, still in line order.
     """
+    if processes > 1 and emitter is None:
+        from streams.emit_parallel import emit_lines_parallel
+
+        accepted, rejected, failed = emit_lines_parallel(settings, lines, on_reject, processes, source)
+        if failed:
+            raise delivery_error(failed)
+        return EmitSummary(accepted, rejected)
     summary = EmitSummary()
     own = emitter is None
     emitter = emitter or TouchpointEmitter(settings)
@@ -44,9 +58,7 @@ def emit_lines(
             except ContractError as exc:
                 summary.rejected += 1
                 on_reject(number, str(exc))
-                # surrogateescape: undecodable input bytes come back exactly as they were sent
-                emitter.send_dead_letter(line.rstrip("\r\n").encode("utf-8", "surrogateescape"), str(exc),
-                                         source, number)
+                dead_letter_line(emitter, line, str(exc), source, number)
                 continue
             emitter.send(event)
             summary.accepted += 1
@@ -55,3 +67,27 @@ def emit_lines(
         if own:
             emitter.close()
     return summary
+
+
+def dead_letter_line(emitter: TouchpointEmitter, line: str, reason: str, source: str, number: int) -> None:
+    """Send a refused input line to the dead-letter topic, exactly as it was read."""
+    # surrogateescape: undecodable input bytes come back exactly as they were sent
+    emitter.send_dead_letter(line.rstrip("\r\n").encode("utf-8", "surrogateescape"), reason, source, number)
+
+
+def is_regular_file(stream: TextIO) -> bool:
+    """True for a file on disk (all lines there already), False for a pipe or terminal."""
+    try:
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
+def emit_stream(settings: Settings, stream: TextIO, on_reject: Callable[[int, str], None]) -> EmitSummary:
+    """What `journey emit` runs: a file uses `emit_processes` producers; a pipe or terminal one.
+
+    Why not a pipe: lines may trickle in (`tail -f | journey emit`), and the parallel path
+    hands lines over in chunks; one producer sends each line as soon as it is read.
+    """
+    processes = settings.emit_processes if is_regular_file(stream) else 1
+    return emit_lines(settings, stream, on_reject, processes=processes)

@@ -27,7 +27,8 @@ SCENARIOS: dict[str, tuple[str, list[str], list[str]]] = {
     "detect": ("tests.bench.detect_bench", ["--events", "200000", "--workers", "2"],
                ["--events", "50000", "--workers", "2"]),
     "alerts": ("tests.bench.alert_bench", ["--load", "5000", "--probes", "100"], ["--load", "5000", "--probes", "30"]),
-    "sink": ("tests.bench.sink_bench", ["--rows", "200000", "--incidents", "200"], ["--rows", "50000",
+    # the sink's drain rate needs several of its 50k-row batches
+    "sink": ("tests.bench.sink_bench", ["--rows", "500000", "--incidents", "200"], ["--rows", "200000",
                                                                                     "--incidents", "50"]),
     "replay": ("tests.bench.detect_bench", ["--events", "1000000", "--workers", "2", "--figure",
                                             "replay_events_per_s"],

@@ -22,7 +22,7 @@ def emit(
     as_json: bool = typer.Option(False, "--json", help='Summary as {"accepted": N, "rejected": M}.'),
 ) -> None:
     """Validate JSON-lines touchpoints and produce the valid ones; rejects go to stderr."""
-    from streams.emit_lines import emit_lines
+    from streams.emit_lines import emit_stream
 
     settings = Settings.from_env()
     require_broker(settings)
@@ -33,7 +33,7 @@ def emit(
     stream: TextIO = (open(file, encoding="utf-8", errors="surrogateescape") if file is not None  # noqa: SIM115
                       else io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape"))
     try:
-        summary = emit_lines(settings, stream, on_reject=lambda n, r: typer.echo(f"line {n}: {r}", err=True))
+        summary = emit_stream(settings, stream, on_reject=lambda n, r: typer.echo(f"line {n}: {r}", err=True))
     finally:
         if file is not None:
             stream.close()

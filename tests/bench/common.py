@@ -22,3 +22,39 @@ def bench_servers(app_id: str) -> Iterator[Settings]:
             yield settings
         finally:
             stack.stop(settings)
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this process (all its threads), not of the servers it started."""
+    import os
+
+    t = os.times()
+    return t.user + t.system
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of `pid` and its live descendants, from /proc (Linux).
+
+    Benchmarks report CPU per event next to events/s: on a shared machine the wall-clock rate
+    moves with other load, the CPU cost of the work much less.
+    """
+    import os
+
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo.extend(children.get(current, []))
+    return total

@@ -2,8 +2,11 @@
 
     python -m tests.bench.sink_bench [--rows 200000] [--incidents 200]
 
-(a) `sink_rows_per_s`: a backlog of touchpoints drained by the sink into ClickHouse, against a
-baseline of clickhouse-connect inserting the same rows directly in batches of the same size.
+(a) `sink_rows_per_s`: a backlog of touchpoints drained by the sink into ClickHouse, from the
+first batch visible to the last (the drain rate), against a baseline of clickhouse-connect
+inserting the same rows directly in batches of the same size. The one-time start (imports,
+migrations, consumer-group join: a few seconds) is reported apart as `sink_start_s`, and the
+rate including it as `sink_rows_per_s_with_start`. Use --rows of at least 4 batches.
 (b) `clickhouse_visible_ms_p50/p99`: an incident produced to Kafka -> its row visible through
 clickhouse-connect, one incident every 50 ms.
 """
@@ -17,16 +20,17 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import TextIO
 
 from kafka import KafkaProducer
 
-from consumers.sink import BATCH_ROWS, INCIDENT_COLUMNS, TOUCHPOINT_COLUMNS
+from consumers.sink import INCIDENT_COLUMNS, TOUCHPOINT_COLUMNS
 from infra import processes
 from infra.clickhouse import get_client
 from infra.heartbeat import service_ready
 from schemas.codec import encode
 from streams.emitter import producer_config
-from tests.bench.common import bench_servers
+from tests.bench.common import bench_servers, cpu_seconds, own_cpu_seconds
 
 
 def touchpoint(i: int, base: int) -> dict:
@@ -49,6 +53,12 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+def _log_file() -> int | TextIO:
+    """The sink's log: DEVNULL, or the file named by SINK_BENCH_LOG (to see its batches)."""
+    path = os.environ.get("SINK_BENCH_LOG")
+    return open(path, "w") if path else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the sink
+
+
 def _figure(value: float, baseline: float) -> dict[str, float]:
     return {"value": round(value, 1), "baseline": round(baseline, 1), "ratio": round(value / baseline, 2)}
 
@@ -68,8 +78,9 @@ def main() -> None:
             client.command("CREATE TABLE journey.touchpoints_baseline AS journey.touchpoints")
             rows = [[e[c] for c in TOUCHPOINT_COLUMNS[:-2]] + [0, i] for i, e in enumerate(events)]
             started = time.perf_counter()
-            for start in range(0, len(rows), BATCH_ROWS):
-                client.insert("journey.touchpoints_baseline", rows[start:start + BATCH_ROWS],
+            size = settings.sink_batch_rows
+            for start in range(0, len(rows), size):
+                client.insert("journey.touchpoints_baseline", rows[start:start + size],
                               column_names=TOUCHPOINT_COLUMNS)
             baseline = len(rows) / (time.perf_counter() - started)
 
@@ -78,12 +89,31 @@ def main() -> None:
                 producer.send(settings.topics.touchpoints, key=e["journey_id"].encode(), value=encode("touchpoint", e))
             producer.flush()
             sink = subprocess.Popen([sys.executable, "-m", "consumers.sink"], env={**os.environ, **settings.to_env()},
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                    stdout=subprocess.DEVNULL, stderr=_log_file())
+            launched = time.perf_counter()
             processes.wait_until(lambda: service_ready(settings, "sink"), 60)
             started = time.perf_counter()
-            processes.wait_until(lambda: client.query("SELECT count() FROM journey.touchpoints").result_rows[0][0]
-                                 >= args.rows, 600, interval_s=0.05)
-            sink_rate = args.rows / (time.perf_counter() - started)
+            seen: list[tuple[float, int, float]] = []  # (time, rows visible, sink CPU s) from the first batch on
+
+            def drained() -> bool:
+                count = client.query("SELECT count() FROM journey.touchpoints").result_rows[0][0]
+                if count:
+                    seen.append((time.perf_counter(), count, cpu_seconds(sink.pid)))
+                return count >= args.rows
+
+            processes.wait_until(drained, 600, interval_s=0.02)
+            (first_at, first_rows, first_cpu), (done_at, _, done_cpu) = seen[0], seen[-1]
+            if first_rows >= args.rows:
+                raise SystemExit(f"--rows {args.rows} went in as one batch: use at least 4 batches of {size}")
+            sink_rate = (args.rows - first_rows) / (done_at - first_at)
+            sink_cpu_us = (done_cpu - first_cpu) / (args.rows - first_rows) * 1e6
+            with_start = args.rows / (done_at - started)
+            start_s = first_at - launched
+
+            cpu = own_cpu_seconds()
+            for start in range(0, len(rows), size):  # the baseline's client CPU per row, for comparison
+                client.insert("journey.touchpoints_baseline", rows[start:start + size], column_names=TOUCHPOINT_COLUMNS)
+            direct_cpu_us = (own_cpu_seconds() - cpu) / len(rows) * 1e6
 
             direct = []  # baseline: the same incident rows inserted straight through clickhouse-connect
             for i in range(args.incidents):
@@ -114,6 +144,12 @@ def main() -> None:
     rate = {"value": round(sink_rate), "baseline": round(baseline), "ratio": round(sink_rate / baseline, 3)}
     print(json.dumps({
         "sink_rows_per_s": rate,
+        "sink_rows_per_s_with_start": {"value": round(with_start), "baseline": round(baseline),
+                                       "ratio": round(with_start / baseline, 3)},
+        "sink_start_s": round(start_s, 2),
+        "sink_cpu_us_per_row": {"value": round(sink_cpu_us, 1), "baseline": round(direct_cpu_us, 1),
+                                "ratio": round(sink_cpu_us / direct_cpu_us, 2),
+                                "note": "sink processes (consume+decode+insert) vs the direct inserting client"},
         "clickhouse_visible_ms_p50": _figure(percentile(lags, 50), percentile(direct, 50)),
         "clickhouse_visible_ms_p99": _figure(percentile(lags, 99), percentile(direct, 99)),
         "rows": args.rows, "incidents": args.incidents, "incident_columns": len(INCIDENT_COLUMNS),

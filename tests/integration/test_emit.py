@@ -170,3 +170,34 @@ def test_schema_evolution_through_the_broker(unique_topics: Settings) -> None:
     as_v2 = [decode(v, "touchpoint", registry, reader=v2) for v in values]
     assert as_v1 == [old, {k: v for k, v in new.items() if k != "device"}]  # old reader, new writer
     assert as_v2 == [dict(old, device=None), new]  # new reader, old writer
+
+
+def test_file_emitted_by_several_processes_keeps_each_journeys_order_and_sends_each_line_once(
+    unique_topics: Settings, tmp_path: Path
+) -> None:
+    """`--file` splits lines by journey over JOURNEY_EMIT_PROCESSES producers (3 here)."""
+    total, journeys = 3000, 40
+    lines = [json.dumps(_event(i) | {"journey_id": f"j-{i % journeys}", "attrs": {"seq": str(i)}})
+             for i in range(total)]
+    lines[9] = json.dumps(_event(9) | {"channel": "fax"})  # line 10
+    lines[2500] = "[1, 2]"  # line 2501: no journey id to route by
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-c", "from infra.cli import main; main()", "emit", "--file", str(path), "--json"],
+        capture_output=True, text=True, env={**_env(unique_topics), "JOURNEY_EMIT_PROCESSES": "3"}, timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout) == {"accepted": total - 2, "rejected": 2}
+    assert [e.split(":")[0] for e in result.stderr.strip().splitlines()] == ["line 10", "line 2501"]
+    got = _read_all(unique_topics, unique_topics.topics.touchpoints, total)
+    seqs = [int(g["attrs"]["seq"]) for g in got]
+    assert sorted(seqs) == sorted(set(range(total)) - {9, 2500})  # each good line exactly once
+    by_journey: dict[str, list[int]] = {}
+    for g in got:
+        by_journey.setdefault(g["journey_id"], []).append(int(g["attrs"]["seq"]))
+    assert all(s == sorted(s) for s in by_journey.values())  # in file order within each journey
+    # the refused lines are dead-lettered by whichever process refused them, as in one process
+    letters = sorted(read_dead_letters(unique_topics), key=lambda d: int(d.origin.rsplit(" ", 1)[1]))
+    assert [(d.origin, d.value.decode()) for d in letters] == [
+        ("journey emit line 10", lines[9]), ("journey emit line 2501", lines[2500])]

@@ -99,7 +99,8 @@ def test_events_become_rows_and_a_replay_changes_no_count(pipeline: Settings) ->
 
 
 def test_sink_killed_mid_batch_loses_and_duplicates_nothing(unique_topics: Settings, tmp_path) -> None:
-    settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}")
+    # small batches, so the kill lands between the first batch's insert and the last one
+    settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}", sink_batch_rows=3000)
     settings.home.mkdir(parents=True)
     tag = uuid.uuid4().hex[:6]
     t = int(time.time() * 1000) - 3_600_000
@@ -209,3 +210,41 @@ def test_clickhouse_down_then_back_loses_and_doubles_nothing(unique_topics: Sett
         sink.wait(timeout=30)
         endpoint.terminate()
         endpoint.wait(timeout=30)
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_two_sink_processes_write_everything_once_and_stop_together(unique_topics: Settings, tmp_path) -> None:
+    settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}",
+                                   sink_processes=2, sink_batch_rows=2000)
+    settings.home.mkdir(parents=True)
+    tag = uuid.uuid4().hex[:6]
+    t = int(time.time() * 1000) - 3_600_000
+    sink = start_sink(settings)
+    try:
+        assert _children(sink.pid), "the second sink process was not started"
+        produce(settings, [event("VISIT", t + i, f"{tag}-{i % 40}", event_id=f"{tag}-e{i}") for i in range(8000)])
+        final = "SELECT count(), uniqExact(event_id) FROM journey.touchpoints FINAL WHERE journey_id LIKE {p:String}"
+        client = get_client(settings.clickhouse_url)
+        assert wait_until(lambda: client.query(final, parameters={"p": f"{tag}-%"}).result_rows[0][0] >= 8000, 90, 0.5)
+        assert client.query(final, parameters={"p": f"{tag}-%"}).result_rows[0] == (8000, 8000)
+        partitions = client.query("SELECT uniqExact(kafka_partition) FROM journey.touchpoints "
+                                  "WHERE journey_id LIKE {p:String}", parameters={"p": f"{tag}-%"}).result_rows[0][0]
+        assert partitions == settings.partitions
+    finally:
+        helpers = _children(sink.pid)
+        sink.terminate()
+        sink.wait(timeout=30)
+    assert wait_until(lambda: not [p for p in helpers if os.path.exists(f"/proc/{p}")
+                                   and "Z" not in open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0]], 30)

@@ -20,46 +20,34 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka.errors import IllegalStateError
 from faust.streams import _current_event
-from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
 
 from infra.config import Settings
 from infra.heartbeat import write_heartbeat
 from schemas.codec import decode_many, encode
 from schemas.contract import ContractError, check_contract
 from schemas.dead_letter import dead_letter_headers
+from streams.batch_consumer import BatchConsumer, BatchTransport, current_messages
 from streams.domain.config import load_detection_config
 from streams.domain.processor import Detector, ProcessResult
 
 log = logging.getLogger("journey.worker")
 
-BATCH_MAX = 4000
-BATCH_WITHIN_S = 0.02
+BATCH_MAX = 4000  # records per fetch (max_poll_records): one batch through the detector
 TICK_INTERVAL_S = 0.2
 HEARTBEAT_INTERVAL_S = 1.0
-FETCH_WAIT_MS = 20
 
 
-def _short_fetch_wait() -> None:
-    """Faust hard-codes fetch_max_wait_ms=1500 for its consumer; Tansu holds a fetch that long
-    when a partition has nothing new, so a failing event could wait up to 1.5 s before the
-    worker sees it. A short wait keeps alert latency low (at the cost of more, empty fetches)."""
-    create = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(create, "_journey_short_wait", False):
-        return
+class WorkerApp(faust.App):
+    """A Faust app whose consumer hands the touchpoint topic's fetched batches over whole."""
 
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_WAIT_MS  # read by AIOKafkaConsumer.start() to build its fetcher
-        return consumer
-
-    create_worker_consumer._journey_short_wait = True  # type: ignore[attr-defined]
-    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+    def _new_transport(self) -> BatchTransport:
+        return BatchTransport(self.conf.broker_consumer, self)
 
 
 @dataclass
@@ -104,8 +92,7 @@ class WorkerStats:
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app with the detection agent, the journey table and the idle-deadline timer."""
-    _short_fetch_wait()
-    app = faust.App(
+    app = WorkerApp(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
         store=settings.faust_store,
@@ -134,6 +121,7 @@ def create_app(settings: Settings) -> faust.App:
     stats = WorkerStats()
     loaded: set[int] = set()
     next_offset: dict[int, int] = {}
+    produced: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=2)  # processed, waiting to be acked
 
     async def sync_assignment() -> None:
         """Load journeys of newly assigned partitions; forget those that moved away."""
@@ -165,6 +153,7 @@ def create_app(settings: Settings) -> faust.App:
                     journeys[journey_id.encode()] = state
 
     async def publish(result: ProcessResult) -> None:
+        # `send` only enqueues; the batch waits for all its effects at once before acking.
         for change in result.incident_changes:
             await incidents.send(key=change["incident_id"].encode(), value=encode("incident", change))
         stats.incident_changes += len(result.incident_changes)
@@ -174,41 +163,70 @@ def create_app(settings: Settings) -> faust.App:
             log.warning("recovery event %s (%s) matches no incident of journey %s", event["event_id"],
                         event["type"], event["journey_id"])
 
-    async def dead_letter(event: Any, reason: str, kind: str) -> None:
-        message = event.message
+    async def dead_letter(message: Message, reason: str, kind: str) -> None:
         stats.dead_letters += 1
         await dead_letters.send(
             key=message.key, value=message.value,
             headers=dead_letter_headers(reason, message.topic, message.partition, message.offset, kind),
         )
 
+    async def on_batch(fetched: list[Message]) -> None:
+        """One fetched batch of touchpoints: decode, dead-letter, detect, persist, publish, ack."""
+        await app.flow_control.acquire()  # held while a rebalance is under way
+        messages = current_messages(app, fetched)
+        if not messages:
+            return
+        await sync_assignment()
+        now = _now_ms()
+        stats.first_batch_at = stats.first_batch_at or now
+        records, failures = decode_many([m.value for m in messages], "touchpoint")
+        failed = {f.index: f.reason for f in failures}
+        valid: list[tuple[int, dict[str, Any]]] = []
+        decoded = iter(records)
+        for index, message in enumerate(messages):
+            next_offset[message.partition] = message.offset + 1
+            if index in failed:
+                await dead_letter(message, failed[index], "decode")
+                continue
+            record = next(decoded)
+            try:
+                check_contract(record, now)
+            except ContractError as exc:
+                await dead_letter(message, str(exc), "contract")
+                continue
+            valid.append((message.partition, record))
+        stats.events += len(valid)
+        result = detector.process(valid, now)
+        persist()
+        await publish(result)
+        stats.last_batch_at = _now_ms()
+        await produced.put(messages)
+
+    @app.task
+    async def ack_when_produced() -> None:
+        """Ack each batch once its changelog, incidents and dead letters are with the broker.
+
+        Offsets are committed from acks, so a crash re-reads a batch rather than loses its
+        effects. Waiting here instead of in `on_batch` lets the next batch be processed
+        meanwhile; `produced` holds two batches at most (backpressure).
+        """
+        ack = app.consumer.ack
+        while True:
+            messages = await produced.get()
+            await app.producer.flush()
+            for message in messages:
+                ack(message)
+
     @app.agent(touchpoints)
     async def detect(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            await sync_assignment()
-            now = _now_ms()
-            stats.first_batch_at = stats.first_batch_at or now
-            records, failures = decode_many([e.message.value for e in batch], "touchpoint")
-            failed = {f.index: f.reason for f in failures}
-            valid: list[tuple[int, dict[str, Any]]] = []
-            decoded = iter(records)
-            for index, event in enumerate(batch):
-                next_offset[event.message.partition] = event.message.offset + 1
-                if index in failed:
-                    await dead_letter(event, failed[index], "decode")
-                    continue
-                record = next(decoded)
-                try:
-                    check_contract(record, now)
-                except ContractError as exc:
-                    await dead_letter(event, str(exc), "contract")
-                    continue
-                valid.append((event.message.partition, record))
-            stats.events += len(valid)
-            result = detector.process(valid, now)
-            persist()
-            await publish(result)
-            stats.last_batch_at = _now_ms()
+        """Subscribes the touchpoint topic; the consumer hands its fetched batches to `on_batch`.
+
+        Faust still owns the subscription, assignment, flow control, offsets and commits; only
+        the per-message `Event` path is skipped (see streams/batch_consumer.py).
+        """
+        cast(BatchConsumer, app.consumer).batch_handlers[touchpoints.get_topic_name()] = on_batch
+        async for _event in stream:  # never reached: this topic's messages arrive as batches
+            raise RuntimeError("touchpoint delivered as a single event; expected batches")
 
     @app.timer(TICK_INTERVAL_S)
     async def advance_idle_partitions() -> None:
@@ -231,14 +249,18 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(HEARTBEAT_INTERVAL_S)
     async def heartbeat() -> None:
         if app.tables.recovery.completed.is_set():
-            write_heartbeat(settings, f"worker-{os.environ.get('JOURNEY_WORKER_ID', '0')}", {
+            write_heartbeat(settings, _worker_name(), {
                 "partitions": sorted(loaded), "watermarks": {str(p): w for p, w in detector.watermarks.items()},
                 "deadline_index": detector.deadline_index_size(), "open_journeys": len(detector.journeys),
                 **asdict(stats),
             })
 
-    _ = (detect, advance_idle_partitions, heartbeat)
+    _ = (detect, ack_when_produced, advance_idle_partitions, heartbeat)
     return app
+
+
+def _worker_name() -> str:
+    return f"worker-{os.environ.get('JOURNEY_WORKER_ID', '0')}"
 
 
 def _now_ms() -> int:

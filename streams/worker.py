@@ -35,6 +35,7 @@ from schemas.dead_letter import dead_letter_headers
 from streams.batch_consumer import BatchConsumer, BatchTransport, current_messages
 from streams.domain.config import load_detection_config
 from streams.domain.processor import Detector, ProcessResult
+from streams.state_codec import decode_journey, encode_journey
 
 log = logging.getLogger("journey.worker")
 
@@ -116,7 +117,8 @@ def create_app(settings: Settings) -> faust.App:
                             key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(settings.topics.dlq, key_serializer="raw", value_serializer="raw")
     incidents = app.topic(settings.topics.incidents, key_serializer="raw", value_serializer="raw")
-    journeys = app.Table("journeys", default=None, key_type=bytes, partitions=settings.partitions)
+    # Values are `state_codec` bytes: encoded once per write, not once for RocksDB and again for the changelog.
+    journeys = app.Table("journeys", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     detector = Detector(load_detection_config(settings.rules_file))
     stats = WorkerStats()
     loaded: set[int] = set()
@@ -133,7 +135,8 @@ def create_app(settings: Settings) -> faust.App:
             next_offset.pop(partition, None)
         new = assigned - loaded
         if new:
-            items = [(k.decode(), v) for k, v in journeys.items() if v is not None and v["p"] in new]
+            states = ((k.decode(), decode_journey(v)) for k, v in journeys.items() if v is not None)
+            items = [(journey_id, state) for journey_id, state in states if state["p"] in new]
             detector.load(items, now_ms=_now_ms())
             loaded.update(new)
             for partition in new:
@@ -150,7 +153,7 @@ def create_app(settings: Settings) -> faust.App:
                 if state is None:  # expired: a tombstone in the changelog, gone from RocksDB
                     journeys.pop(journey_id.encode(), None)
                 else:
-                    journeys[journey_id.encode()] = state
+                    journeys[journey_id.encode()] = encode_journey(state)
 
     async def publish(result: ProcessResult) -> None:
         # `send` only enqueues; the batch waits for all its effects at once before acking.

@@ -2,10 +2,10 @@
 
 Faust delivers every fetched message on its own: `Consumer._drain_messages` runs two tasks and
 an `asyncio.wait` per message, then the conductor builds an `Event`, queues it, and the stream
-sets it current, tracks and acks it. Profiled in the worker, that machinery took most of the
-time (about 150 µs a message against ~15 µs to decode and detect it; see BENCHMARKS.md).
+sets it current, tracks and acks it. Profiled in the worker, that machinery took ~75% of its
+busy time, decoding and detecting under 10% (see BENCHMARKS.md).
 
-For topics given a batch handler (`BatchConsumer.batch_handlers`), this consumer hands each
+For topics given a batch handler (`BatchApp.batch_handlers`), this consumer hands each
 fetched batch over as one list of messages; every other topic (table changelogs during
 recovery, ...) takes Faust's usual path. Faust still owns group membership, assignment,
 flow control during rebalances, offsets and commits: the handler acks its messages
@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, cast
 
 import aiokafka
+import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
@@ -40,13 +41,12 @@ class ShortWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
-    """Faust's aiokafka consumer; messages of topics in `batch_handlers` go to their handler in batches."""
+    """Faust's aiokafka consumer; messages of topics in the app's `batch_handlers` go to their
+    handler in batches (handlers are registered on the app before the consumer starts)."""
 
-    batch_handlers: dict[str, BatchHandler]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.batch_handlers = {}
+    @property
+    def batch_handlers(self) -> dict[str, BatchHandler]:
+        return cast(dict[str, BatchHandler], self.app.batch_handlers)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -89,6 +89,17 @@ class BatchTransport(faust_aiokafka.Transport):
     """The aiokafka transport with `BatchConsumer`."""
 
     Consumer = BatchConsumer
+
+
+class BatchApp(faust.App):
+    """A Faust app whose consumer hands the fetched batches of chosen topics to handlers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_handlers: dict[str, BatchHandler] = {}
+
+    def _new_transport(self) -> BatchTransport:
+        return BatchTransport(self.conf.broker_consumer, self)
 
 
 def current_messages(app: Any, messages: list[Message]) -> list[Message]:

@@ -2,12 +2,15 @@
 
     python -m streams.worker          (started by `journey up`)
 
-The agent reads raw bytes (Faust's own decode-error path would skip and commit a bad message
-silently) in batches via `take_events`, decodes them in one go, routes what cannot be read or
-breaks the contract to the dead-letter topic with its reason, and hands the rest to the pure
-`Detector`. Journey state is persisted in a changelog-backed Faust table (RocksDB locally), one
-write per changed journey per batch. A timer advances idle, caught-up partitions' watermarks
-so a promise breach fires at its deadline with no further event.
+The agent subscribes the touchpoint topic; the consumer (`streams/batch_consumer.py`) hands
+each fetched batch of raw bytes to `on_batch` whole (Faust's own decode-error path would skip
+and commit a bad message silently, and its per-message `Event` path was most of the worker's
+time). The batch is decoded in one go; what cannot be read or breaks the contract goes to the
+dead-letter topic with its reason, the rest to the pure `Detector`. Journey state is persisted
+in a changelog-backed Faust table (RocksDB locally), one write per changed journey per batch;
+the batch is acked (its offsets committable) once all its effects are produced. A timer
+advances idle, caught-up partitions' watermarks so a promise breach fires at its deadline with
+no further event.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import Any
 
 import faust
 from aiokafka.errors import IllegalStateError
@@ -32,7 +35,7 @@ from infra.heartbeat import write_heartbeat
 from schemas.codec import decode_many, encode
 from schemas.contract import ContractError, check_contract
 from schemas.dead_letter import dead_letter_headers
-from streams.batch_consumer import BatchConsumer, BatchTransport, current_messages
+from streams.batch_consumer import BatchApp, current_messages
 from streams.domain.config import load_detection_config
 from streams.domain.processor import Detector, ProcessResult
 from streams.state_codec import decode_journey, encode_journey
@@ -42,13 +45,7 @@ log = logging.getLogger("journey.worker")
 BATCH_MAX = 4000  # records per fetch (max_poll_records): one batch through the detector
 TICK_INTERVAL_S = 0.2
 HEARTBEAT_INTERVAL_S = 1.0
-
-
-class WorkerApp(faust.App):
-    """A Faust app whose consumer hands the touchpoint topic's fetched batches over whole."""
-
-    def _new_transport(self) -> BatchTransport:
-        return BatchTransport(self.conf.broker_consumer, self)
+ACK_POLL_S = 0.005
 
 
 @dataclass
@@ -93,7 +90,7 @@ class WorkerStats:
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app with the detection agent, the journey table and the idle-deadline timer."""
-    app = WorkerApp(
+    app = BatchApp(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
         store=settings.faust_store,
@@ -216,9 +213,15 @@ def create_app(settings: Settings) -> faust.App:
         ack = app.consumer.ack
         while True:
             messages = await produced.get()
+            # Faust's buffer flush wakes (a `wait_for` task) per buffered message; let its own
+            # task drain the table's changelog messages first, then wait for delivery once.
+            while app.producer.buffer.size:
+                await asyncio.sleep(ACK_POLL_S)
             await app.producer.flush()
-            for message in messages:
+            for message in current_messages(app, messages):  # not what a rebalance took away meanwhile
                 ack(message)
+
+    app.batch_handlers[touchpoints.get_topic_name()] = on_batch
 
     @app.agent(touchpoints)
     async def detect(stream: faust.StreamT) -> None:
@@ -227,7 +230,6 @@ def create_app(settings: Settings) -> faust.App:
         Faust still owns the subscription, assignment, flow control, offsets and commits; only
         the per-message `Event` path is skipped (see streams/batch_consumer.py).
         """
-        cast(BatchConsumer, app.consumer).batch_handlers[touchpoints.get_topic_name()] = on_batch
         async for _event in stream:  # never reached: this topic's messages arrive as batches
             raise RuntimeError("touchpoint delivered as a single event; expected batches")
 

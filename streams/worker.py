@@ -2,12 +2,15 @@
 
     python -m streams.worker          (started by `journey up`)
 
-The agent reads raw bytes (Faust's own decode-error path would skip and commit a bad message
-silently) in batches via `take_events`, decodes them in one go, routes what cannot be read or
-breaks the contract to the dead-letter topic with its reason, and hands the rest to the pure
-`Detector`. Journey state is persisted in a changelog-backed Faust table (RocksDB locally), one
-write per changed journey per batch. A timer advances idle, caught-up partitions' watermarks
-so a promise breach fires at its deadline with no further event.
+The agent subscribes the touchpoint topic; the consumer (`streams/batch_consumer.py`) hands
+each fetched batch of raw bytes to `on_batch` whole (Faust's own decode-error path would skip
+and commit a bad message silently, and its per-message `Event` path was most of the worker's
+time). The batch is decoded in one go; what cannot be read or breaks the contract goes to the
+dead-letter topic with its reason, the rest to the pure `Detector`. Journey state is persisted
+in a changelog-backed Faust table (RocksDB locally), one write per changed journey per batch;
+the batch is acked (its offsets committable) once all its effects are produced. A timer
+advances idle, caught-up partitions' watermarks so a promise breach fires at its deadline with
+no further event.
 """
 
 from __future__ import annotations
@@ -20,46 +23,28 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import faust
 from aiokafka.errors import IllegalStateError
 from faust.streams import _current_event
-from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.types import TP
+from faust.types import TP, Message
 
 from infra.config import Settings
 from infra.heartbeat import write_heartbeat
 from schemas.codec import encode
 from schemas.dead_letter import dead_letter_headers
+from streams.batch_consumer import BatchApp, current_messages
 from streams.domain.config import load_detection_config
 from streams.domain.processor import Detector, ProcessResult
 from streams.intake import sort_batch
+from streams.state_codec import decode_journey, encode_journey
 
 log = logging.getLogger("journey.worker")
 
-BATCH_MAX = 4000
-BATCH_WITHIN_S = 0.02
+BATCH_MAX = 4000  # records per fetch (max_poll_records): one batch through the detector
 TICK_INTERVAL_S = 0.2
 HEARTBEAT_INTERVAL_S = 1.0
-FETCH_WAIT_MS = 20
-
-
-def _short_fetch_wait() -> None:
-    """Faust hard-codes fetch_max_wait_ms=1500 for its consumer; Tansu holds a fetch that long
-    when a partition has nothing new, so a failing event could wait up to 1.5 s before the
-    worker sees it. A short wait keeps alert latency low (at the cost of more, empty fetches)."""
-    create = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(create, "_journey_short_wait", False):
-        return
-
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_WAIT_MS  # read by AIOKafkaConsumer.start() to build its fetcher
-        return consumer
-
-    create_worker_consumer._journey_short_wait = True  # type: ignore[attr-defined]
-    faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+ACK_POLL_S = 0.005
 
 
 @dataclass
@@ -104,8 +89,7 @@ class WorkerStats:
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app with the detection agent, the journey table and the idle-deadline timer."""
-    _short_fetch_wait()
-    app = faust.App(
+    app = BatchApp(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
         store=settings.faust_store,
@@ -129,11 +113,13 @@ def create_app(settings: Settings) -> faust.App:
                             key_serializer="raw", value_serializer="raw")
     dead_letters = app.topic(settings.topics.dlq, key_serializer="raw", value_serializer="raw")
     incidents = app.topic(settings.topics.incidents, key_serializer="raw", value_serializer="raw")
-    journeys = app.Table("journeys", default=None, key_type=bytes, partitions=settings.partitions)
+    # Values are `state_codec` bytes: encoded once per write, not once for RocksDB and again for the changelog.
+    journeys = app.Table("journeys", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions)
     detector = Detector(load_detection_config(settings.rules_file))
     stats = WorkerStats()
     loaded: set[int] = set()
     next_offset: dict[int, int] = {}
+    produced: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=2)  # processed, waiting to be acked
 
     async def sync_assignment() -> None:
         """Load journeys of newly assigned partitions; forget those that moved away."""
@@ -145,7 +131,8 @@ def create_app(settings: Settings) -> faust.App:
             next_offset.pop(partition, None)
         new = assigned - loaded
         if new:
-            items = [(k.decode(), v) for k, v in journeys.items() if v is not None and v["p"] in new]
+            states = ((k.decode(), decode_journey(v)) for k, v in journeys.items() if v is not None)
+            items = [(journey_id, state) for journey_id, state in states if state["p"] in new]
             detector.load(items, now_ms=_now_ms())
             loaded.update(new)
             for partition in new:
@@ -162,9 +149,10 @@ def create_app(settings: Settings) -> faust.App:
                 if state is None:  # expired: a tombstone in the changelog, gone from RocksDB
                     journeys.pop(journey_id.encode(), None)
                 else:
-                    journeys[journey_id.encode()] = state
+                    journeys[journey_id.encode()] = encode_journey(state)
 
     async def publish(result: ProcessResult) -> None:
+        # `send` only enqueues; the batch waits for all its effects at once before acking.
         for change in result.incident_changes:
             await incidents.send(key=change["incident_id"].encode(), value=encode("incident", change))
         stats.incident_changes += len(result.incident_changes)
@@ -174,31 +162,65 @@ def create_app(settings: Settings) -> faust.App:
             log.warning("recovery event %s (%s) matches no incident of journey %s", event["event_id"],
                         event["type"], event["journey_id"])
 
-    async def dead_letter(event: Any, reason: str, kind: str) -> None:
-        message = event.message
+    async def dead_letter(message: Message, reason: str, kind: str) -> None:
         stats.dead_letters += 1
         await dead_letters.send(
             key=message.key, value=message.value,
             headers=dead_letter_headers(reason, message.topic, message.partition, message.offset, kind),
         )
 
+    async def on_batch(fetched: list[Message]) -> None:
+        """One fetched batch of touchpoints: decode, dead-letter, detect, persist, publish, ack."""
+        await app.flow_control.acquire()  # held while a rebalance is under way
+        messages = current_messages(app, fetched)
+        if not messages:
+            return
+        await sync_assignment()
+        now = _now_ms()
+        stats.first_batch_at = stats.first_batch_at or now
+        sorted_ = sort_batch([m.value for m in messages], now)
+        for message in messages:
+            next_offset[message.partition] = message.offset + 1
+        for index in sorted(sorted_.rejected):  # in batch order
+            await dead_letter(messages[index], *sorted_.rejected[index])
+        valid = [(messages[index].partition, record) for index, record in sorted_.valid]
+        stats.events += len(valid)
+        result = detector.process(valid, now)
+        persist()
+        await publish(result)
+        stats.last_batch_at = _now_ms()
+        await produced.put(messages)
+
+    @app.task
+    async def ack_when_produced() -> None:
+        """Ack each batch once its changelog, incidents and dead letters are with the broker.
+
+        Offsets are committed from acks, so a crash re-reads a batch rather than loses its
+        effects. Waiting here instead of in `on_batch` lets the next batch be processed
+        meanwhile; `produced` holds two batches at most (backpressure).
+        """
+        ack = app.consumer.ack
+        while True:
+            messages = await produced.get()
+            # Faust's buffer flush wakes (a `wait_for` task) per buffered message; let its own
+            # task drain the table's changelog messages first, then wait for delivery once.
+            while app.producer.buffer.size:
+                await asyncio.sleep(ACK_POLL_S)
+            await app.producer.flush()
+            for message in current_messages(app, messages):  # not what a rebalance took away meanwhile
+                ack(message)
+
+    app.batch_handlers[touchpoints.get_topic_name()] = on_batch
+
     @app.agent(touchpoints)
     async def detect(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            await sync_assignment()
-            now = _now_ms()
-            stats.first_batch_at = stats.first_batch_at or now
-            sorted_ = sort_batch([e.message.value for e in batch], now)
-            for event in batch:
-                next_offset[event.message.partition] = event.message.offset + 1
-            for index in sorted(sorted_.rejected):  # in batch order
-                await dead_letter(batch[index], *sorted_.rejected[index])
-            valid = [(batch[index].message.partition, record) for index, record in sorted_.valid]
-            stats.events += len(valid)
-            result = detector.process(valid, now)
-            persist()
-            await publish(result)
-            stats.last_batch_at = _now_ms()
+        """Subscribes the touchpoint topic; the consumer hands its fetched batches to `on_batch`.
+
+        Faust still owns the subscription, assignment, flow control, offsets and commits; only
+        the per-message `Event` path is skipped (see streams/batch_consumer.py).
+        """
+        async for _event in stream:  # never reached: this topic's messages arrive as batches
+            raise RuntimeError("touchpoint delivered as a single event; expected batches")
 
     @app.timer(TICK_INTERVAL_S)
     async def advance_idle_partitions() -> None:
@@ -221,14 +243,18 @@ def create_app(settings: Settings) -> faust.App:
     @app.timer(HEARTBEAT_INTERVAL_S)
     async def heartbeat() -> None:
         if app.tables.recovery.completed.is_set():
-            write_heartbeat(settings, f"worker-{os.environ.get('JOURNEY_WORKER_ID', '0')}", {
+            write_heartbeat(settings, _worker_name(), {
                 "partitions": sorted(loaded), "watermarks": {str(p): w for p, w in detector.watermarks.items()},
                 "deadline_index": detector.deadline_index_size(), "open_journeys": len(detector.journeys),
                 **asdict(stats),
             })
 
-    _ = (detect, advance_idle_partitions, heartbeat)
+    _ = (detect, ack_when_produced, advance_idle_partitions, heartbeat)
     return app
+
+
+def _worker_name() -> str:
+    return f"worker-{os.environ.get('JOURNEY_WORKER_ID', '0')}"
 
 
 def _now_ms() -> int:

@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaProducer
 
 from infra.config import Settings
-from infra.heartbeat import service_ready
+from infra.heartbeat import read_heartbeat, service_ready
 from infra.processes import wait_until
 from schemas.codec import encode
 from schemas.contract import iso_from_ms as iso_ms
@@ -33,16 +33,18 @@ def worker_settings(unique_topics: Settings, tmp_path) -> Settings:
     return unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}", faust_store="rocksdb://")
 
 
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    log = open(settings.home / "worker.log", "ab")  # noqa: SIM115 - closed with the process
+def start_worker(settings: Settings, worker_id: int = 0) -> subprocess.Popen[bytes]:
+    log_path = settings.home / f"worker-{worker_id}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams.worker", "worker", "--loglevel", "warning"],
-        env={**os.environ, **settings.to_env(), "JOURNEY_WORKER_ID": "0"}, stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, **settings.to_env(), "JOURNEY_WORKER_ID": str(worker_id)}, stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    if not wait_until(lambda: service_ready(settings, "worker-0") or proc.poll() is not None, 90):
+    if not wait_until(lambda: service_ready(settings, f"worker-{worker_id}") or proc.poll() is not None, 90):
         proc.kill()
         raise AssertionError("worker did not become ready in 90 s")
-    assert proc.poll() is None, (settings.home / "worker.log").read_text()[-3000:]
+    assert proc.poll() is None, log_path.read_text()[-3000:]
     return proc
 
 
@@ -97,6 +99,16 @@ def incidents_until(settings: Settings, done: Any, timeout_s: float = 60) -> dic
         if done(latest) or time.monotonic() > deadline:
             break
     return latest
+
+
+def incident_changes(settings: Settings, idle_s: float = 3) -> list[dict[str, Any]]:
+    """Every incident change on the topic, in order (each version as often as it was sent)."""
+    return [json.loads(line) for line in follow(settings, settings.topics.incidents, from_beginning=True,
+                                                idle_timeout_s=idle_s)]
+
+
+def worker_beat(settings: Settings, worker_id: int) -> dict[str, Any]:
+    return read_heartbeat(settings, f"worker-{worker_id}") or {}
 
 
 def test_breach_fires_at_its_deadline_during_live_traffic(worker: Settings) -> None:
@@ -210,3 +222,33 @@ def test_bad_messages_go_to_the_dead_letter_topic_and_the_worker_keeps_going(wor
     assert {letter.value for letter in letters} >= {b"plain text, not Avro", b"\x00\x00\x00\x03\xe7body"}
     beat = json.loads((worker.home / "run" / "worker-0.json").read_text())
     assert beat["dead_letters"] == 4
+
+
+def test_killed_worker_restarts_with_its_state_and_fires_the_pending_deadline_once(worker_settings: Settings) -> None:
+    """SIGKILL after a batch: the journey state (with its deadline) comes back from the changelog."""
+    worker_settings.home.mkdir(parents=True, exist_ok=True)
+    proc = start_worker(worker_settings)
+    now = int(time.time() * 1000)
+    complaint = event("COMPLAINT_FILED", now, "kill-b")
+    try:
+        produce(worker_settings, [event("ITEM_REQUESTED", now, "kill-a", request_id="spoon", promised_within_s=12),
+                                  complaint])
+        complaint_id = incident_id("kill-b", "complaint", complaint["event_id"])
+        incidents_until(worker_settings, lambda got: complaint_id in got, timeout_s=30)
+        assert wait_until(lambda: worker_beat(worker_settings, 0).get("events", 0) >= 2, 10)
+    finally:
+        proc.kill()
+        proc.wait()
+    proc = start_worker(worker_settings)
+    breach_id = incident_id("kill-a", "promise_breach", "spoon")
+    try:
+        incidents_until(worker_settings, lambda got: breach_id in got, timeout_s=45)
+        changes = incident_changes(worker_settings)
+    finally:
+        stop_worker(proc)
+    assert {c["incident_id"] for c in changes} == {complaint_id, breach_id}
+    breaches = [c for c in changes if c["incident_id"] == breach_id]
+    assert [b["version"] for b in breaches] == [1]
+    assert breaches[0]["failed_at"] == iso_ms(now + 12_000)
+    # The complaint may be re-sent after a crash (at least once), but never as a new version.
+    assert {c["version"] for c in changes if c["incident_id"] == complaint_id} == {1}

@@ -35,6 +35,9 @@ class Injected:
     acknowledge_s: float | None = None
     first_response_s: float | None = None
     resolve_s: float | None = None
+    compensation_kind: str | None = None
+    compensation_amount: float | None = None
+    feedback_score: int | None = None  # the customer's feedback after the failure (post-recovery score)
 
 
 @dataclass
@@ -148,7 +151,8 @@ def _after(b: _Builder, journey: str, customer: str, store: str, channel: str, t
         _recover(b, injected, add)
         b.sim.truth.append(injected)
         t = max(t, injected.failed_at + (injected.resolve_s or 0) * 1000) + 60_000
-        add("FEEDBACK_SUBMITTED", t, attrs={"score": str(b.rng.choice([2, 3, 4, 5, 5]))})
+        injected.feedback_score = b.rng.choice([2, 3, 4, 5, 5])
+        add("FEEDBACK_SUBMITTED", t, attrs={"score": str(injected.feedback_score)})
     elif failure == "bad_feedback":
         t += 60_000
         add("FEEDBACK_SUBMITTED", t, attrs={"score": str(b.rng.choice([1, 2]))})
@@ -171,8 +175,10 @@ def _recover(b: _Builder, inc: Injected, add: Any) -> None:
     add("FAILURE_ACKNOWLEDGED", at + ack * 1000, staff_id=staff)
     add("CUSTOMER_CONTACTED", at + contact * 1000, staff_id=staff)
     if b.rng.random() < 0.5:
-        add("COMPENSATION_GIVEN", at + (contact + 30) * 1000, staff_id=staff,
-            attrs={"kind": b.rng.choice(["voucher", "refund", "free dessert"]), "amount": "5.0"})
+        kind = b.rng.choice(["voucher", "refund", "free dessert"])
+        add("COMPENSATION_GIVEN", at + (contact + 30) * 1000, staff_id=staff, attrs={"kind": kind, "amount": "5.0"})
+        if contact + 30 < resolve:  # given after the resolution it matches no open incident
+            inc.compensation_kind, inc.compensation_amount = kind, 5.0
     add("RECOVERY_RESOLVED", at + resolve * 1000, staff_id=staff)
     inc.acknowledge_s, inc.first_response_s, inc.resolve_s = (
         _ms_seconds(at, ack), _ms_seconds(at, contact), _ms_seconds(at, resolve))

@@ -28,6 +28,7 @@ from streams.simulator import Simulation, simulate
 
 EVENTS_PER_JOURNEY = 11  # about what the simulator emits per journey
 SETTLE_S = 4.0  # no new incident change for this long after the last expected one: done
+CLOSING_VISITS = 64  # events at closing time that move every partition's watermark past the day
 
 
 @dataclass
@@ -115,7 +116,7 @@ def send(settings: Settings, sim: Simulation, speed: float, on_sent: Callable[[i
         # Store closing time: later traffic on many journeys moves every partition's event-time
         # watermark past the day's last deadlines (the longest window is 30 min).
         closing = sim.end_ms + 2 * 3_600_000
-        for k in range(64):
+        for k in range(CLOSING_VISITS):
             emitter.send({**sim.events[-1], "event_id": f"{sim.events[-1]['event_id']}-close-{k}",
                           "journey_id": f"close-{sim.events[-1]['event_id']}-{k}", "customer_id": None,
                           "type": "VISIT", "stage": "before", "occurred_at": closing, "attrs": {}})

@@ -75,7 +75,9 @@ class _Builder:
 def simulate(seed: int, journeys: int, start_ms: int, span_s: float, failure_rate: float = 0.12) -> Simulation:
     """Generate `journeys` journeys starting over `span_s` seconds of event time from `start_ms`."""
     rng = random.Random(seed)
-    builder = _Builder(rng, f"sim{seed}-{uuid.UUID(int=rng.getrandbits(128)).hex[:6]}")
+    # The day's start is in the run id: event ids stay unique when the same seed runs again
+    # another day (into the same ClickHouse), yet a given (seed, start) is reproducible.
+    builder = _Builder(rng, f"sim{seed}-{uuid.UUID(int=rng.getrandbits(128)).hex[:6]}-{start_ms:x}")
     regulars = [f"c-{seed}-{i}" for i in range(max(3, journeys // 10))]
     for j in range(journeys):
         start = start_ms + rng.uniform(0, span_s) * 1000

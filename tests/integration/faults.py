@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver import Client
@@ -75,7 +76,7 @@ class Service:
         return self.component.name
 
     @property
-    def log_path(self) -> Any:
+    def log_path(self) -> Path:
         return self.settings.home / "logs" / f"{self.name}.log"
 
     def start(self, wait: bool = True) -> Service:

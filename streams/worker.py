@@ -140,9 +140,31 @@ def create_app(settings: Settings) -> faust.App:
     stats = WorkerStats()
     loaded: set[int] = set()
     next_offset: dict[int, int] = {}
+    synced_rebalance = [-1]  # app.rebalancing_count when the detector last matched the assignment
+
+    async def rebalanced() -> None:
+        """Wait out a rebalance in progress: until it ends, the table of a newly assigned
+        partition may not be restored from its changelog yet (Faust never clears
+        `recovery.completed` once set, so that event alone does not tell)."""
+        while app.rebalancing:
+            await asyncio.sleep(0.01)
 
     async def sync_assignment() -> None:
-        """Load journeys of newly assigned partitions; forget those that moved away."""
+        """Load journeys of newly assigned partitions; forget those that moved away.
+
+        Only between rebalances. After each one every partition is loaded again from the
+        restored table: one that left and came back was processed elsewhere meanwhile, and a
+        journey loaded before its restore would stay stale (regression: a second worker with
+        its own RocksDB leaving lost incidents, test_second_worker_joins_and_leaves_mid_run[own]).
+        """
+        if app.rebalancing:
+            return
+        if app.rebalancing_count != synced_rebalance[0]:
+            for partition in loaded:
+                detector.forget_partition(partition)
+            loaded.clear()
+            next_offset.clear()
+            synced_rebalance[0] = app.rebalancing_count
         topic = touchpoints.get_topic_name()
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
         for partition in loaded - assigned:
@@ -191,6 +213,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(touchpoints)
     async def detect(stream: faust.StreamT) -> None:
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            await rebalanced()  # events can flow a moment before Faust calls the rebalance done
             await sync_assignment()
             now = _now_ms()
             stats.first_batch_at = stats.first_batch_at or now
@@ -218,7 +241,9 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(TICK_INTERVAL_S)
     async def advance_idle_partitions() -> None:
-        if not app.tables.recovery.completed.is_set():
+        # Nothing during a rebalance: a write to a partition being revoked would reopen its
+        # RocksDB here and lock out the worker taking it over (same JOURNEY_HOME).
+        if not app.tables.recovery.completed.is_set() or app.rebalancing:
             return
         await sync_assignment()
         topic = touchpoints.get_topic_name()

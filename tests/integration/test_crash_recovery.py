@@ -85,10 +85,16 @@ def test_worker_kill9_at_random_moments_loses_and_doubles_nothing(run_settings: 
 
 
 @pytest.mark.timeout(timeout_s(kills=4))
-def test_second_worker_joins_and_leaves_mid_run(run_settings: Settings) -> None:
+@pytest.mark.parametrize("store", ["shared", "own"])
+def test_second_worker_joins_and_leaves_mid_run(run_settings: Settings, store: str) -> None:
+    """`shared`: both workers keep RocksDB under one JOURNEY_HOME, as `journey up` with
+    JOURNEY_WORKERS=2 runs them. `own`: the second one has its own, like another machine, so a
+    partition it takes over is rebuilt from the changelog alone, and one that comes back to the
+    first worker resumes from that worker's older RocksDB."""
     sink = Service(run_settings, sink_component(run_settings)).start()
     first = Service(run_settings, worker_component(run_settings, 0)).start()
-    second = Service(run_settings, worker_component(run_settings, 1))
+    second_settings = run_settings if store == "shared" else run_settings.with_(home=run_settings.home / "second")
+    second = Service(second_settings, worker_component(second_settings, 1))
     run = Run(run_settings, min_send_s=60).start()
     steps = []
     pause_until(run.send_s / 6)
@@ -103,7 +109,7 @@ def test_second_worker_joins_and_leaves_mid_run(run_settings: Settings) -> None:
     pause_until(run.send_s / 6)
     second.kill9()  # leaves without a word: the group notices after the session timeout
     steps.append(f"{time.monotonic() - run.started:.0f}s leave (kill -9)")
-    finish(run_settings, run, [first, sink], f"second worker: {steps}")
+    finish(run_settings, run, [first, sink], f"second worker ({store} RocksDB): {steps}")
 
 
 @pytest.mark.timeout(timeout_s())

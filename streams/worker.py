@@ -25,11 +25,13 @@ from typing import Any
 import faust
 from aiokafka.errors import IllegalStateError
 from faust.streams import _current_event
+from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from infra.config import Settings
 from infra.heartbeat import write_heartbeat
+from infra.kafka import last_offsets_from
 from schemas.codec import decode_many, encode
 from schemas.contract import ContractError, check_contract
 from schemas.dead_letter import dead_letter_headers
@@ -60,6 +62,26 @@ def _short_fetch_wait() -> None:
 
     create_worker_consumer._journey_short_wait = True  # type: ignore[attr-defined]
     faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
+def _true_changelog_ends(bootstrap: str) -> None:
+    """Faust restores a table from its changelog up to the partition's reported end and then
+    calls it done. Tansu reports the base offset of the last record batch + 1, so the rest of
+    that batch -- the newest journey states -- would never be restored (incidents lost, false
+    alarms, after a restart or a rebalance). Read the real last offsets instead."""
+    original = Recovery._build_highwaters
+    if getattr(original, "_journey_tansu", False):
+        return
+
+    async def build_highwaters(self: Any, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        await original(self, consumer, tps, destination, title)
+        starts = {(tp.topic, tp.partition): destination[tp] for tp in tps}
+        last = await asyncio.get_running_loop().run_in_executor(None, last_offsets_from, bootstrap, starts)
+        for tp in tps:
+            destination[tp] = last[(tp.topic, tp.partition)]
+
+    build_highwaters._journey_tansu = True  # type: ignore[attr-defined]
+    Recovery._build_highwaters = build_highwaters  # type: ignore[method-assign]
 
 
 @dataclass
@@ -105,6 +127,8 @@ class WorkerStats:
 def create_app(settings: Settings) -> faust.App:
     """The Faust app with the detection agent, the journey table and the idle-deadline timer."""
     _short_fetch_wait()
+    if settings.runs_local_broker:
+        _true_changelog_ends(settings.bootstrap_servers)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -215,6 +239,7 @@ def create_app(settings: Settings) -> faust.App:
         async for batch in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             await rebalanced()  # events can flow a moment before Faust calls the rebalance done
             await sync_assignment()
+            generation = app.rebalancing_count
             now = _now_ms()
             stats.first_batch_at = stats.first_batch_at or now
             records, failures = decode_many([e.message.value for e in batch], "touchpoint")
@@ -235,6 +260,13 @@ def create_app(settings: Settings) -> faust.App:
                 valid.append((event.message.partition, record))
             stats.events += len(valid)
             result = detector.process(valid, now)
+            if app.rebalancing or app.rebalancing_count != generation:
+                # Revoked while we worked on it: its partitions may already be restored
+                # elsewhere, so a late write would clobber the new owner's state. Drop the
+                # batch (not committed: the new owner reads it again) and reload after.
+                detector.take_dirty()
+                synced_rebalance[0] = -1
+                continue
             persist()
             await publish(result)
             stats.last_batch_at = _now_ms()
@@ -246,6 +278,8 @@ def create_app(settings: Settings) -> faust.App:
         if not app.tables.recovery.completed.is_set() or app.rebalancing:
             return
         await sync_assignment()
+        if app.rebalancing:
+            return
         topic = touchpoints.get_topic_name()
         caught_up = []
         for partition in loaded:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterable
 
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -99,3 +100,32 @@ def consumer(settings: Settings, *topics: str, group_id: str | None = None, **kw
     }
     defaults.update(kw)
     return KafkaConsumer(*topics, **defaults)
+
+
+def last_offsets_from(bootstrap: str, starts: dict[tuple[str, int], int], timeout_s: float = 10.0) -> dict[
+        tuple[str, int], int]:
+    """The offset of the last record of each (topic, partition), reading from `starts` (-1: empty).
+
+    Tansu reports a partition's end as the base offset of its last record batch + 1, so the
+    records after the first of that batch lie past the reported end. Reading from that base
+    returns the whole batch (a fetch never splits one) and with it the real last offset.
+    """
+    result = dict(starts)
+    wanted = {TopicPartition(t, p): start for (t, p), start in starts.items() if start >= 0}
+    if not wanted:
+        return result
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        reader.assign(list(wanted))
+        for tp, start in wanted.items():
+            reader.seek(tp, start)
+        pending = set(wanted)
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            for tp, records in reader.poll(timeout_ms=200).items():
+                key = (tp.topic, tp.partition)
+                result[key] = max(result[key], records[-1].offset)
+                pending.discard(tp)
+    finally:
+        reader.close()
+    return result

@@ -2,7 +2,8 @@
 
 Sends the simulator's touchpoints at `speed` x real time, follows the incidents topic while it
 does, then compares the incidents (latest version each) with the simulator's ground truth:
-detected / missed / false alarms, and whether every recovery latency matches.
+detected / missed / false alarms / counted twice, and whether every recovery figure matches
+(`streams.ground_truth`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from infra import stack
 from infra.config import Settings
 from schemas.codec import DecodeError, decode
 from streams.emitter import TouchpointEmitter
+from streams.ground_truth import compare
 from streams.simulator import Simulation, simulate
 
 EVENTS_PER_JOURNEY = 11  # about what the simulator emits per journey
 SETTLE_S = 4.0  # no new incident change for this long after the last expected one: done
+CLOSING_VISITS = 64  # events at closing time that move every partition's watermark past the day
 
 
 @dataclass
@@ -82,26 +85,6 @@ class RunFollower:
             self.alerts[alert["kind"]] += 1
 
 
-def compare(sim: Simulation, incidents: list[dict[str, Any]]) -> dict[str, Any]:
-    """Detected vs injected (by journey and rule), and recovery latencies vs the truth."""
-    truth = {(t.journey_id, t.rule): t for t in sim.truth}
-    found = {(i["journey_id"], i["rule"]): i for i in incidents}
-    matched = truth.keys() & found.keys()
-    mismatched = []
-    for key in sorted(matched):
-        t, i = truth[key], found[key]
-        expected = (t.acknowledge_s, t.first_response_s, t.resolve_s)
-        got = (i["time_to_acknowledge_s"], i["time_to_first_response_s"], i["time_to_resolve_s"])
-        if i["failed_at"] != t.failed_at or expected != got:
-            mismatched.append({"journey_id": key[0], "rule": key[1], "expected": expected, "got": got})
-    return {
-        "injected_failures": len(truth), "detected": len(matched), "missed": len(truth.keys() - found.keys()),
-        "false_alarms": len(found.keys() - truth.keys()), "metric_mismatches": len(mismatched),
-        "missed_list": sorted(truth.keys() - found.keys())[:10],
-        "false_alarm_list": sorted(found.keys() - truth.keys())[:10], "mismatch_list": mismatched[:10],
-    }
-
-
 def _quantiles(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50": None, "p90": None}
@@ -133,7 +116,7 @@ def send(settings: Settings, sim: Simulation, speed: float, on_sent: Callable[[i
         # Store closing time: later traffic on many journeys moves every partition's event-time
         # watermark past the day's last deadlines (the longest window is 30 min).
         closing = sim.end_ms + 2 * 3_600_000
-        for k in range(64):
+        for k in range(CLOSING_VISITS):
             emitter.send({**sim.events[-1], "event_id": f"{sim.events[-1]['event_id']}-close-{k}",
                           "journey_id": f"close-{sim.events[-1]['event_id']}-{k}", "customer_id": None,
                           "type": "VISIT", "stage": "before", "occurred_at": closing, "attrs": {}})

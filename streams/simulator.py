@@ -35,6 +35,9 @@ class Injected:
     acknowledge_s: float | None = None
     first_response_s: float | None = None
     resolve_s: float | None = None
+    compensation_kind: str | None = None
+    compensation_amount: float | None = None
+    feedback_score: int | None = None  # the customer's feedback after the failure (post-recovery score)
 
 
 @dataclass
@@ -72,7 +75,9 @@ class _Builder:
 def simulate(seed: int, journeys: int, start_ms: int, span_s: float, failure_rate: float = 0.12) -> Simulation:
     """Generate `journeys` journeys starting over `span_s` seconds of event time from `start_ms`."""
     rng = random.Random(seed)
-    builder = _Builder(rng, f"sim{seed}-{uuid.UUID(int=rng.getrandbits(128)).hex[:6]}")
+    # The day's start is in the run id: event ids stay unique when the same seed runs again
+    # another day (into the same ClickHouse), yet a given (seed, start) is reproducible.
+    builder = _Builder(rng, f"sim{seed}-{uuid.UUID(int=rng.getrandbits(128)).hex[:6]}-{start_ms:x}")
     regulars = [f"c-{seed}-{i}" for i in range(max(3, journeys // 10))]
     for j in range(journeys):
         start = start_ms + rng.uniform(0, span_s) * 1000
@@ -148,7 +153,8 @@ def _after(b: _Builder, journey: str, customer: str, store: str, channel: str, t
         _recover(b, injected, add)
         b.sim.truth.append(injected)
         t = max(t, injected.failed_at + (injected.resolve_s or 0) * 1000) + 60_000
-        add("FEEDBACK_SUBMITTED", t, attrs={"score": str(b.rng.choice([2, 3, 4, 5, 5]))})
+        injected.feedback_score = b.rng.choice([2, 3, 4, 5, 5])
+        add("FEEDBACK_SUBMITTED", t, attrs={"score": str(injected.feedback_score)})
     elif failure == "bad_feedback":
         t += 60_000
         add("FEEDBACK_SUBMITTED", t, attrs={"score": str(b.rng.choice([1, 2]))})
@@ -171,8 +177,10 @@ def _recover(b: _Builder, inc: Injected, add: Any) -> None:
     add("FAILURE_ACKNOWLEDGED", at + ack * 1000, staff_id=staff)
     add("CUSTOMER_CONTACTED", at + contact * 1000, staff_id=staff)
     if b.rng.random() < 0.5:
-        add("COMPENSATION_GIVEN", at + (contact + 30) * 1000, staff_id=staff,
-            attrs={"kind": b.rng.choice(["voucher", "refund", "free dessert"]), "amount": "5.0"})
+        kind = b.rng.choice(["voucher", "refund", "free dessert"])
+        add("COMPENSATION_GIVEN", at + (contact + 30) * 1000, staff_id=staff, attrs={"kind": kind, "amount": "5.0"})
+        if contact + 30 < resolve:  # given after the resolution it matches no open incident
+            inc.compensation_kind, inc.compensation_amount = kind, 5.0
     add("RECOVERY_RESOLVED", at + resolve * 1000, staff_id=staff)
     inc.acknowledge_s, inc.first_response_s, inc.resolve_s = (
         _ms_seconds(at, ack), _ms_seconds(at, contact), _ms_seconds(at, resolve))

@@ -23,14 +23,17 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import faust
 from aiokafka.errors import IllegalStateError
 from faust.streams import _current_event
+from faust.tables.recovery import Recovery
 from faust.types import TP, Message
 
 from infra.config import Settings
 from infra.heartbeat import write_heartbeat
+from infra.kafka import last_offsets_from
 from schemas.codec import encode
 from schemas.dead_letter import dead_letter_headers
 from streams.batch_consumer import BatchApp, current_messages
@@ -45,6 +48,26 @@ BATCH_MAX = 4000  # records per fetch (max_poll_records): one batch through the 
 TICK_INTERVAL_S = 0.2
 HEARTBEAT_INTERVAL_S = 1.0
 ACK_POLL_S = 0.005
+
+
+def _true_changelog_ends(bootstrap: str) -> None:
+    """Faust restores a table from its changelog up to the partition's reported end and then
+    calls it done. Tansu reports the base offset of the last record batch + 1, so the rest of
+    that batch -- the newest journey states -- would never be restored (incidents lost, false
+    alarms, after a restart or a rebalance). Read the real last offsets instead."""
+    original = Recovery._build_highwaters
+    if getattr(original, "_journey_tansu", False):
+        return
+
+    async def build_highwaters(self: Any, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        await original(self, consumer, tps, destination, title)
+        starts = {(tp.topic, tp.partition): destination[tp] for tp in tps}
+        last = await asyncio.get_running_loop().run_in_executor(None, last_offsets_from, bootstrap, starts)
+        for tp in tps:
+            destination[tp] = last[(tp.topic, tp.partition)]
+
+    build_highwaters._journey_tansu = True  # type: ignore[attr-defined]
+    Recovery._build_highwaters = build_highwaters  # type: ignore[method-assign]
 
 
 @dataclass
@@ -89,6 +112,8 @@ class WorkerStats:
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app with the detection agent, the journey table and the idle-deadline timer."""
+    if settings.runs_local_broker:
+        _true_changelog_ends(settings.bootstrap_servers)
     app = BatchApp(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -105,6 +130,12 @@ def create_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         stream_buffer_maxsize=BATCH_MAX * 4,
         broker_max_poll_records=BATCH_MAX,
+        # Tansu reports a partition's end as the base offset of its last record batch + 1 (README,
+        # known limits), so a table's RocksDB can hold a changelog offset "past the end" and Faust
+        # refuses to start (ConsistencyError) when a worker restarts or takes over a partition.
+        # The check guards against a wiped Kafka under old RocksDB; `journey up` clears RocksDB
+        # whenever it starts the embedded broker, so it is only kept for a real cluster.
+        recovery_consistency_check=not settings.runs_local_broker,
         consumer_max_fetch_size=8 * 1024 * 1024,
         producer_acks=-1,
         producer_linger_ms=5,
@@ -120,9 +151,31 @@ def create_app(settings: Settings) -> faust.App:
     loaded: set[int] = set()
     next_offset: dict[int, int] = {}
     produced: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=2)  # processed, waiting to be acked
+    synced_rebalance = [-1]  # app.rebalancing_count when the detector last matched the assignment
+
+    async def rebalanced() -> None:
+        """Wait out a rebalance in progress: until it ends, the table of a newly assigned
+        partition may not be restored from its changelog yet (Faust never clears
+        `recovery.completed` once set, so that event alone does not tell)."""
+        while app.rebalancing:
+            await asyncio.sleep(0.01)
 
     async def sync_assignment() -> None:
-        """Load journeys of newly assigned partitions; forget those that moved away."""
+        """Load journeys of newly assigned partitions; forget those that moved away.
+
+        Only between rebalances. After each one every partition is loaded again from the
+        restored table: one that left and came back was processed elsewhere meanwhile, and a
+        journey loaded before its restore would stay stale (regression: a second worker with
+        its own RocksDB leaving lost incidents, test_second_worker_joins_and_leaves_mid_run[own]).
+        """
+        if app.rebalancing:
+            return
+        if app.rebalancing_count != synced_rebalance[0]:
+            for partition in loaded:
+                detector.forget_partition(partition)
+            loaded.clear()
+            next_offset.clear()
+            synced_rebalance[0] = app.rebalancing_count
         topic = touchpoints.get_topic_name()
         assigned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
         for partition in loaded - assigned:
@@ -175,7 +228,9 @@ def create_app(settings: Settings) -> faust.App:
         messages = current_messages(app, fetched)
         if not messages:
             return
+        await rebalanced()  # events can flow a moment before Faust calls the rebalance done
         await sync_assignment()
+        generation = app.rebalancing_count
         now = _now_ms()
         stats.first_batch_at = stats.first_batch_at or now
         sorted_ = sort_batch([m.value for m in messages], now)
@@ -186,6 +241,13 @@ def create_app(settings: Settings) -> faust.App:
         valid = [(messages[index].partition, record) for index, record in sorted_.valid]
         stats.events += len(valid)
         result = detector.process(valid, now)
+        if app.rebalancing or app.rebalancing_count != generation:
+            # Revoked while we worked on it: its partitions may already be restored
+            # elsewhere, so a late write would clobber the new owner's state. Drop the
+            # batch (never acked: the new owner reads it again) and reload after.
+            detector.take_dirty()
+            synced_rebalance[0] = -1
+            return
         persist()
         await publish(result)
         stats.last_batch_at = _now_ms()
@@ -224,9 +286,13 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(TICK_INTERVAL_S)
     async def advance_idle_partitions() -> None:
-        if not app.tables.recovery.completed.is_set():
+        # Nothing during a rebalance: a write to a partition being revoked would reopen its
+        # RocksDB here and lock out the worker taking it over (same JOURNEY_HOME).
+        if not app.tables.recovery.completed.is_set() or app.rebalancing:
             return
         await sync_assignment()
+        if app.rebalancing:
+            return
         topic = touchpoints.get_topic_name()
         caught_up = []
         for partition in loaded:

@@ -38,6 +38,9 @@ SCENARIOS: dict[str, tuple[str, list[str], list[str]]] = {
                   ["--batches", "300", "--seconds", "10"]),
 }
 
+# A scenario that hangs must not take the others' figures with it.
+SCENARIO_TIMEOUT_S = {True: 900, False: 3600}
+
 # figure -> (target, True when higher is better)
 TARGETS: dict[str, tuple[float, bool]] = {
     "emit_events_per_s": (30_000, True), "detect_events_per_s": (25_000, True),
@@ -66,9 +69,14 @@ def _figures(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def run_scenario(name: str, quick: bool) -> dict[str, dict[str, Any]]:
+    """Run one scenario script; JourneyError (with its last line of stderr) if it fails or hangs."""
     module, full, short = SCENARIOS[name]
-    done = subprocess.run([sys.executable, "-m", module, *(short if quick else full)], cwd=REPO,
-                          capture_output=True, text=True, timeout=3600)
+    timeout = SCENARIO_TIMEOUT_S[quick]
+    try:
+        done = subprocess.run([sys.executable, "-m", module, *(short if quick else full)], cwd=REPO,
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise JourneyError(f"benchmark {name} did not finish within {timeout} s ({module})") from None
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise JourneyError(f"benchmark {name} failed ({module}): {last}")
@@ -88,26 +96,45 @@ def bench(
         raise JourneyError(f"--only {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
     console = Console(stderr=True, quiet=as_json)
     figures: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
     for name in only or list(SCENARIOS):
         with console.status(f"benchmark {name}..."):
-            figures.update(run_scenario(name, quick))
-        console.print(f"{name}: done")
+            try:
+                figures.update(run_scenario(name, quick))
+            except JourneyError as exc:  # report it with the others' figures, then exit 1
+                failed[name] = str(exc)
+        console.print(f"{name}: {'FAILED' if name in failed else 'done'}")
     for figure, data in figures.items():
+        if figure == "failed_scenarios":
+            continue
         target, higher = TARGETS.get(figure, (None, True))
         if target is not None and target != float("inf") and data["value"] is not None:
             data["target"] = target
             data["meets_target"] = data["value"] >= target if higher else data["value"] <= target
+    if failed:
+        figures["failed_scenarios"] = failed  # type: ignore[assignment]
     if as_json:
         typer.echo(json.dumps(figures))
+        _exit_if_failed(failed)
         return
     title = "journey bench" + (" --quick" if quick else "")
     table = Table("figure", "value", "baseline", "ratio", "target", title=title)
     for figure, data in figures.items():
+        if figure == "failed_scenarios":
+            continue
         met = data.get("meets_target")
         mark = "" if met is None else ("[green]met[/]" if met else "[red]not met[/]")
         table.add_row(figure, str(data["value"]), str(data["baseline"]), str(data["ratio"]),
                       f"{data.get('target', '')} {mark}")
     Console().print(table)
+    _exit_if_failed(failed)
+
+
+def _exit_if_failed(failed: dict[str, str]) -> None:
+    for reason in failed.values():
+        typer.echo(f"journey: error: {reason}", err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

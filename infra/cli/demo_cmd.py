@@ -50,7 +50,7 @@ def demo(
         typer.echo(to_json(result))
     else:
         _print(result)
-    if result["missed"] or result["false_alarms"] or result["metric_mismatches"]:
+    if not result["ok"]:
         raise typer.Exit(1)
 
 
@@ -67,11 +67,12 @@ def _print(result: dict[str, Any]) -> None:
                       str(row["sla_breached"]), pq("time_to_acknowledge_s"), pq("time_to_first_response_s"),
                       pq("time_to_resolve_s"))
     out.print(table)
-    ok = not (result["missed"] or result["false_alarms"] or result["metric_mismatches"])
+    ok = result["ok"]
     verdict = "[green]all injected failures detected, no false alarms, metrics match[/]" if ok else "[red]MISMATCH[/]"
     out.print(f"events {result['events']}, injected {result['injected_failures']}, detected {result['detected']}, "
               f"missed {result['missed']}, false alarms {result['false_alarms']}, "
-              f"metric mismatches {result['metric_mismatches']}: {verdict}")
+              f"metric mismatches {result['metric_mismatches']}, counted twice {result['duplicate_incidents']}: "
+              f"{verdict}")
     alerts = result["alerts"]
     out.print(f"alerts: {alerts.get('triggered', 0)} incidents paged, {alerts.get('escalated', 0)} escalations, "
               f"{alerts.get('acknowledged', 0)} acknowledged, {alerts.get('resolved', 0)} resolved; "

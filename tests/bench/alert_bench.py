@@ -32,6 +32,8 @@ from schemas.codec import decode, encode
 from schemas.event_types import STAGE_OF_TYPE
 from tests.bench.common import bench_servers
 
+PROBE_TIMEOUT_S = 10  # a probe never seen is an error, not a hang
+
 BACKGROUND_MIX = ["VISIT", "ORDER_PLACED", "ORDER_SERVED", "CHECKOUT_STARTED", "CHECKOUT_COMPLETED",
                   "PAYMENT_SUCCEEDED", "JOURNEY_ENDED"]
 
@@ -117,14 +119,18 @@ def kafka_round_trip_ms(settings: Settings, count: int) -> list[float]:
     while not reader.assignment():
         reader.poll(timeout_ms=100)
     reader.seek_to_end()
+    for tp in reader.assignment():  # resolve "end" now: a lazy reset after the first send skips it
+        reader.position(tp)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=0)
     out = []
     for i in range(count):
         started = time.time() * 1000
         producer.send(topic, key=b"k", value=f"rt-{i}".encode())
         producer.flush()
-        got = False
+        got, deadline = False, time.monotonic() + PROBE_TIMEOUT_S
         while not got:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"round-trip probe {i} not seen within {PROBE_TIMEOUT_S} s")
             got = any(m.value == f"rt-{i}".encode() for r in reader.poll(timeout_ms=50).values() for m in r)
         out.append(time.time() * 1000 - started)
     producer.close()

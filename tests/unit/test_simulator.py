@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from streams.demo import compare
+from typing import Any
+
 from streams.domain.config import load_detection_config
 from streams.domain.processor import Detector
-from streams.simulator import simulate
+from streams.ground_truth import compare
+from streams.simulator import Simulation, simulate
 
 T0 = 1_763_899_200_000
 
@@ -23,12 +25,31 @@ def test_events_are_in_event_time_order_and_failures_are_injected() -> None:
     assert {t.rule for t in sim.truth} >= {"promise_breach", "payment_failed", "complaint"}
 
 
-def test_the_detector_finds_exactly_the_injected_failures() -> None:
-    sim = simulate(9, 400, T0, 3600 * 8)
+def detect(sim: Simulation) -> list[dict[str, Any]]:
     detector = Detector(load_detection_config())
     detector.process([(hash(e["journey_id"]) % 4, e) for e in sim.events], now_ms=T0)
     detector.tick(sim.end_ms + 10 * 86_400_000)  # long after the day: every deadline has fired
-    incidents = [i for j in detector.journeys.values() for i in j["inc"].values()]
-    result = compare(sim, incidents)
+    return [i for j in detector.journeys.values() for i in j["inc"].values()]
+
+
+def test_the_detector_finds_exactly_the_injected_failures() -> None:
+    sim = simulate(9, 400, T0, 3600 * 8)
+    result = compare(sim, detect(sim))
     assert (result["missed"], result["false_alarms"], result["metric_mismatches"]) == (0, 0, 0)
+    assert result["duplicate_incidents"] == 0 and result["ok"]
     assert result["detected"] == len(sim.truth) > 20
+    # the truth covers compensation and post-recovery feedback, not only the latencies
+    assert any(t.compensation_amount for t in sim.truth) and any(t.feedback_score for t in sim.truth)
+
+
+def test_compare_flags_a_failure_counted_twice_and_a_wrong_figure() -> None:
+    sim = simulate(9, 400, T0, 3600 * 8)
+    incidents = detect(sim)
+    compensated = next(i for i in incidents if i["compensation_amount"])
+    twice = {**incidents[0], "incident_id": incidents[0]["incident_id"] + "-again"}
+    wrong = {**compensated, "compensation_amount": compensated["compensation_amount"] * 2}
+    result = compare(sim, [i for i in incidents if i is not compensated] + [twice, wrong])
+    assert (result["duplicate_incidents"], result["metric_mismatches"], result["missed"]) == (1, 1, 0)
+    assert result["duplicate_list"] == [(incidents[0]["journey_id"], incidents[0]["rule"])]
+    assert result["mismatch_list"][0]["expected_got"] == {"compensation_amount": (5.0, 10.0)}
+    assert not result["ok"]

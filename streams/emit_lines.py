@@ -53,15 +53,12 @@ def emit_lines(
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
-            try:
-                event = parse_json_line(line)
-            except ContractError as exc:
+            reason = take_line(emitter, number, line, source)
+            if reason is None:
+                summary.accepted += 1
+            else:
                 summary.rejected += 1
-                on_reject(number, str(exc))
-                dead_letter_line(emitter, line, str(exc), source, number)
-                continue
-            emitter.send(event)
-            summary.accepted += 1
+                on_reject(number, reason)
         emitter.flush()
     finally:
         if own:
@@ -69,10 +66,17 @@ def emit_lines(
     return summary
 
 
-def dead_letter_line(emitter: TouchpointEmitter, line: str, reason: str, source: str, number: int) -> None:
-    """Send a refused input line to the dead-letter topic, exactly as it was read."""
-    # surrogateescape: undecodable input bytes come back exactly as they were sent
-    emitter.send_dead_letter(line.rstrip("\r\n").encode("utf-8", "surrogateescape"), reason, source, number)
+def take_line(emitter: TouchpointEmitter, number: int, line: str, source: str) -> str | None:
+    """Validate one input line and send it; a refused line goes to the dead-letter topic exactly
+    as it was read. Returns why it was refused, or None when it was sent."""
+    try:
+        event = parse_json_line(line)
+    except ContractError as exc:
+        # surrogateescape: undecodable input bytes come back exactly as they were sent
+        emitter.send_dead_letter(line.rstrip("\r\n").encode("utf-8", "surrogateescape"), str(exc), source, number)
+        return str(exc)
+    emitter.send(event)
+    return None
 
 
 def is_regular_file(stream: TextIO) -> bool:

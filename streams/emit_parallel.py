@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 
 from infra.config import Settings
 from infra.errors import JourneyError
-from schemas.contract import ContractError, parse_json_line
+from streams.emit_lines import take_line
 
 CHUNK_LINES = 2000
 _KEY = '"journey_id"'
@@ -72,16 +72,11 @@ class Share:
         self.emitter = TouchpointEmitter(settings)  # JourneyError when the broker is unreachable
 
     def add(self, number: int, line: str) -> None:
-        try:
-            event = parse_json_line(line)
-        except ContractError as exc:
-            from streams.emit_lines import dead_letter_line
-
-            self.result.rejects.append((number, str(exc)))
-            dead_letter_line(self.emitter, line, str(exc), self.source, number)
-            return
-        self.emitter.send(event)
-        self.result.accepted += 1
+        reason = take_line(self.emitter, number, line, self.source)
+        if reason is None:
+            self.result.accepted += 1
+        else:
+            self.result.rejects.append((number, reason))
 
     def finish(self) -> WorkerResult:
         """Wait for the broker's acknowledgements; record what it did not acknowledge."""

@@ -236,19 +236,20 @@ def create_app(settings: Settings) -> faust.App:
         sorted_ = sort_batch([m.value for m in messages], now)
         for message in messages:
             next_offset[message.partition] = message.offset + 1
-        for index in sorted(sorted_.rejected):  # in batch order
-            await dead_letter(messages[index], *sorted_.rejected[index])
         valid = [(messages[index].partition, record) for index, record in sorted_.valid]
-        stats.events += len(valid)
         result = detector.process(valid, now)
         if app.rebalancing or app.rebalancing_count != generation:
             # Revoked while we worked on it: its partitions may already be restored
             # elsewhere, so a late write would clobber the new owner's state. Drop the
-            # batch (never acked: the new owner reads it again) and reload after.
+            # batch (never acked: the new owner reads it again, dead letters included) and
+            # reload after.
             detector.take_dirty()
             synced_rebalance[0] = -1
             return
+        stats.events += len(valid)
         persist()
+        for index in sorted(sorted_.rejected):  # in batch order
+            await dead_letter(messages[index], *sorted_.rejected[index])
         await publish(result)
         stats.last_batch_at = _now_ms()
         await produced.put(messages)

@@ -185,7 +185,7 @@ def create_app(settings: Settings) -> faust.App:
         new = assigned - loaded
         if new:
             states = ((k.decode(), decode_journey(v)) for k, v in journeys.items() if v is not None)
-            items = [(journey_id, state) for journey_id, state in states if state["p"] in new]
+            items = [(journey_id, state) for journey_id, state in states if state.p in new]
             detector.load(items, now_ms=_now_ms())
             loaded.update(new)
             for partition in new:

@@ -2,24 +2,25 @@
 
 The table holds raw bytes: Faust's json codec would encode every write twice (once for the
 changelog message, once for RocksDB) through its own encoder class; here each changed journey
-is encoded once, compactly, by the C encoder. It is still JSON, so a changelog written by
-Faust's json codec reads back the same.
+is encoded once, compactly, by the C encoder. It is still JSON (`Journey.to_state`), so a changelog written by
+Faust's json codec, or in the older all-keys layout, reads back the same.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+
+from streams.domain.journey import Journey
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 _decode = json.JSONDecoder().decode
 
 
-def encode_journey(state: dict[str, Any]) -> bytes:
+def encode_journey(journey: Journey) -> bytes:
     """Compact JSON bytes of a journey's state."""
-    return _encode(state).encode()
+    return _encode(journey.to_state()).encode()
 
 
-def decode_journey(data: bytes) -> dict[str, Any]:
-    """The journey state from `encode_journey` (or from Faust's json codec)."""
-    return _decode(data.decode())  # type: ignore[no-any-return]
+def decode_journey(data: bytes) -> Journey:
+    """The journey from `encode_journey` (or from Faust's json codec)."""
+    return Journey.from_state(_decode(data.decode()))

@@ -7,8 +7,9 @@ time fires; with no events, `tick` advances an idle (caught-up) partition's wate
 wall-clock time elapsed since its last event arrived. Live traffic and a replay of the same
 log therefore raise the same incidents (only `detected_at` differs).
 
-Journey state is a JSON-able dict per journey (see `new_journey`); everything needed after a
-restart lives in it (pending deadlines included), and `load` rebuilds the indexes from it.
+Journey state is a small record per journey (`streams.domain.journey.Journey`, JSON-able via
+`to_state`); everything needed after a restart lives in it (pending deadlines included), and
+`load` rebuilds the indexes from it.
 Customer history (for repeat-failure severity and "came back" recovery) is derived from the
 incidents in the journeys this worker holds.
 """
@@ -30,6 +31,7 @@ from streams.domain.incidents import (
     mark_recovered,
     new_incident,
 )
+from streams.domain.journey import Journey
 
 DAY_MS = 86_400_000
 COMPLAINT_TYPES = frozenset({"COMPLAINT_FILED", "RETURN_REQUESTED", "GUARANTEE_CLAIMED"})
@@ -47,24 +49,10 @@ STAGE_TARGET = {"FAILURE_ACKNOWLEDGED": "acknowledge_s", "CUSTOMER_CONTACTED": "
 # Recovery events that act on the newest *open* incident; the rest take the newest at all.
 OPEN_ONLY = frozenset({"FAILURE_ACKNOWLEDGED", "CUSTOMER_CONTACTED", "COMPENSATION_GIVEN", "RECOVERY_RESOLVED"})
 
-Journey = dict[str, Any]
-
-
-def new_journey(partition: int, customer_id: str | None) -> Journey:
-    """Empty journey state. Keys are short because there is one per open journey."""
-    return {
-        "p": partition,      # partition that owns the journey
-        "c": customer_id,
-        "seen": [],          # recent event ids (dedupe)
-        "req": {},           # ref -> [type, due_ms, occurred_ms, request_id, event_id, late_at]
-        "early": [],         # fulfilments seen before their request: [type, request_id, occurred_ms]
-        "fired": {},         # ref -> incident id of a request whose deadline already fired
-        "inc": {},           # incident id -> incident record
-        "order": [],         # incident ids, oldest first
-        "dl": [],            # pending deadlines: [due_ms, kind, ref]
-        "last": None,        # newest event time in the journey
-        "exp": None,         # due time of its expiry check (one pending at most)
-    }
+# A deadline heap entry: (due_ms, journey_id, kind, ref) for a request or SLA deadline, and just
+# (due_ms, journey_id) for a journey's expiry check (one per open journey: 16 bytes less each).
+# Between equal (due, journey) the shorter tuple sorts first, as "exp" did before "req"/"sla".
+HeapEntry = tuple[int, str] | tuple[int, str, str, str]
 
 
 @dataclass
@@ -92,7 +80,7 @@ class Detector:
         self.config = config
         self.journeys: dict[str, Journey] = {}
         self.dirty: dict[str, int] = {}  # journey id -> partition, changed since `take_dirty`
-        self._heaps: dict[int, list[tuple[int, str, str, str]]] = {}
+        self._heaps: dict[int, list[HeapEntry]] = {}
         self.watermarks: dict[int, int] = {}
         self._idle_base: dict[int, tuple[int, int]] = {}  # partition -> (watermark, wall ms at arrival)
         self._customers: dict[str, list[tuple[int, str, str]]] = {}  # customer -> [(failed_at, journey, incident)]
@@ -105,14 +93,15 @@ class Detector:
         """Rebuild indexes from persisted journey states (after a restart or rebalance)."""
         for journey_id, journey in journeys:
             self.journeys[journey_id] = journey
-            partition = journey["p"]
+            partition = journey.p
             heap = self._heaps.setdefault(partition, [])
-            for due, kind, ref in journey["dl"]:
+            for due, kind, ref in journey.dl or ():
                 heap.append((due, journey_id, kind, ref))
-            if journey["last"] is not None:
-                self.watermarks[partition] = max(self.watermarks.get(partition, 0), journey["last"])
-            for iid in journey["order"]:
-                inc = journey["inc"][iid]
+            if journey.exp is not None:
+                heap.append((journey.exp, journey_id))
+            if journey.last is not None:
+                self.watermarks[partition] = max(self.watermarks.get(partition, 0), journey.last)
+            for iid, inc in (journey.inc or {}).items():
                 if inc["customer_id"]:
                     self._customers.setdefault(inc["customer_id"], []).append((inc["failed_at"], journey_id, iid))
         for heap in self._heaps.values():
@@ -124,7 +113,7 @@ class Detector:
 
     def forget_partition(self, partition: int) -> None:
         """Drop a partition's in-memory state (it was assigned to another worker)."""
-        gone = [jid for jid, j in self.journeys.items() if j["p"] == partition]
+        gone = [jid for jid, j in self.journeys.items() if j.p == partition]
         for jid in gone:
             del self.journeys[jid]
         self._heaps.pop(partition, None)
@@ -181,8 +170,8 @@ class Detector:
         journey = self.journeys.get(journey_id)
         is_new = journey is None
         if journey is None:
-            journey = self.journeys[journey_id] = new_journey(partition, event.get("customer_id"))
-        elif event["event_id"] in journey["seen"]:
+            journey = self.journeys[journey_id] = Journey(partition, event.get("customer_id"))
+        elif journey.has_seen(event["event_id"]):
             self._out.duplicates += 1
             return
         at = event["occurred_at"]
@@ -192,18 +181,15 @@ class Detector:
         elif mark - at > self.config.allowed_lateness_s * 1000:
             self._out.late_events += 1  # applied all the same: nothing is dropped
         self._fire_due(partition, mark)
-        seen = journey["seen"]
-        seen.append(event["event_id"])
-        if len(seen) > self.config.seen_event_ids:
-            del seen[0]
-        if journey["c"] is None and event.get("customer_id"):
-            journey["c"] = event["customer_id"]
-        journey["last"] = at if journey["last"] is None else max(journey["last"], at)
+        journey.remember(event["event_id"], self.config.seen_event_ids)
+        if journey.c is None and event.get("customer_id"):
+            journey.c = event["customer_id"]
+        journey.last = at if journey.last is None else max(journey.last, at)
         self.dirty[journey_id] = partition
-        if is_new and journey["c"]:
-            self._customer_came_back(journey["c"], journey_id, at)
+        if is_new and journey.c:
+            self._customer_came_back(journey.c, journey_id, at)
         self._apply(journey_id, journey, event)
-        if journey.get("exp") is None:
+        if journey.exp is None:
             self._schedule_expiry(journey_id, journey)
 
     def _apply(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
@@ -232,46 +218,63 @@ class Detector:
 
     def _open_request(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
         ref = event.get("request_id") or event["event_id"]
-        if ref in journey["req"] or ref in journey["fired"]:
+        if (journey.req and ref in journey.req) or (journey.fired and ref in journey.fired):
             return  # the same request again (a re-sent event with a new id) opens nothing new
         due = event["occurred_at"] + int(self._window_s(event) * 1000)
         early = self._take_early(journey, REQUEST_FULFILMENT[event["type"]], event.get("request_id"))
         if early is not None and early[2] < due:
             return  # fulfilled (on time) before the request itself reached us
         late_at = early[2] if early is not None else None
-        journey["req"][ref] = [event["type"], due, event["occurred_at"], event.get("request_id"),
-                               event["event_id"], late_at, event.get("store_id"), event.get("channel")]
+        if journey.req is None:
+            journey.req = {}
+        journey.req[ref] = [event["type"], due, event["occurred_at"], event.get("request_id"),
+                            event["event_id"], late_at, event.get("store_id"), event.get("channel")]
         self._schedule(journey_id, journey, due, "req", ref)
 
     def _take_early(self, journey: Journey, fulfil_type: str, request_id: str | None) -> list[Any] | None:
-        for i, (kind, rid, _at) in enumerate(journey["early"]):
+        early = journey.early or []
+        for i, (kind, rid, _at) in enumerate(early):
             if kind == fulfil_type and (rid == request_id or request_id is None or rid is None):
-                return journey["early"].pop(i)  # type: ignore[no-any-return]
+                taken = early.pop(i)
+                if not early:
+                    journey.early = None
+                return taken
         return None
 
     def _fulfil(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
         request_type = FULFILMENT_OF[event["type"]]
         rid = event.get("request_id")
-        open_refs = [r for r, req in journey["req"].items() if req[0] == request_type and (rid is None or r == rid)]
+        reqs = journey.req or {}
+        open_refs = [r for r, req in reqs.items() if req[0] == request_type and (rid is None or r == rid)]
         if open_refs:
-            ref = min(open_refs, key=lambda r: journey["req"][r][2])  # oldest open request of that kind
-            req = journey["req"].pop(ref)
-            self._unschedule(journey, req[1], "req", ref)
+            ref = min(open_refs, key=lambda r: reqs[r][2])  # oldest open request of that kind
+            req = self._pop_request(journey, ref)
+            journey.drop_deadline((req[1], "req", ref))
             return
-        fired = [r for r, iid in journey["fired"].items()
-                 if (rid is None or r == rid) and journey["inc"].get(iid, {}).get("late_fulfilment_at") is None
-                 and RULE_OF_REQUEST[request_type] == journey["inc"].get(iid, {}).get("rule")]
+        incs = journey.inc or {}
+        fired = [r for r, iid in (journey.fired or {}).items()
+                 if (rid is None or r == rid) and incs.get(iid, {}).get("late_fulfilment_at") is None
+                 and RULE_OF_REQUEST[request_type] == incs.get(iid, {}).get("rule")]
         if fired:
-            incident = journey["inc"][journey["fired"][fired[0]]]
+            incident = incs[journey.fired[fired[0]]]  # type: ignore[index]
             incident["late_fulfilment_at"] = event["occurred_at"]
             incident["updated_at"] = max(incident["updated_at"], event["occurred_at"])
             incident["version"] += 1
             self._emit(incident)
             return
-        journey["early"].append([event["type"], rid, event["occurred_at"]])
+        if journey.early is None:
+            journey.early = []
+        journey.early.append([event["type"], rid, event["occurred_at"]])
+
+    @staticmethod
+    def _pop_request(journey: Journey, ref: str) -> list[Any]:
+        req = journey.req.pop(ref)  # type: ignore[union-attr]
+        if not journey.req:
+            journey.req = None
+        return req
 
     def _ttl_ms(self, journey: Journey) -> int:
-        days = self.config.incident_journey_ttl_days if journey["order"] else self.config.journey_ttl_days
+        days = self.config.incident_journey_ttl_days if journey.inc else self.config.journey_ttl_days
         return int(days * DAY_MS)
 
     def _schedule_expiry(self, journey_id: str, journey: Journey) -> None:
@@ -279,35 +282,38 @@ class Detector:
 
         One expiry entry per journey; when it comes due with newer events seen, it moves on.
         """
-        due = journey["last"] + self._ttl_ms(journey)
-        journey["exp"] = due
-        self._schedule(journey_id, journey, due, "exp", "")
+        due = journey.last + self._ttl_ms(journey)  # type: ignore[operator]
+        journey.exp = due
+        heapq.heappush(self._heaps.setdefault(journey.p, []), (due, journey_id))
 
     def _expire(self, journey_id: str, journey: Journey, due: int) -> None:
-        if journey["req"] or journey["last"] + self._ttl_ms(journey) > due:
+        if journey.req or journey.last + self._ttl_ms(journey) > due:  # type: ignore[operator]
             self._schedule_expiry(journey_id, journey)  # still active (or waiting on a request)
             return
         del self.journeys[journey_id]  # persisted as a deletion by the adapter (dirty, now absent)
 
     def _schedule(self, journey_id: str, journey: Journey, due: int, kind: str, ref: str) -> None:
-        journey["dl"].append([due, kind, ref])
-        heapq.heappush(self._heaps.setdefault(journey["p"], []), (due, journey_id, kind, ref))
-
-    def _unschedule(self, journey: Journey, due: int, kind: str, ref: str) -> None:
-        # The heap entry stays and is skipped when it comes up (lazy deletion keeps this O(1)).
-        try:
-            journey["dl"].remove([due, kind, ref])
-        except ValueError:
-            pass
+        journey.add_deadline((due, kind, ref))
+        heapq.heappush(self._heaps.setdefault(journey.p, []), (due, journey_id, kind, ref))
 
     def _fire_due(self, partition: int, mark: int) -> None:
         heap = self._heaps.get(partition)
+        # A cancelled deadline (fulfilled, acknowledged, ...) stays in the heap and is skipped
+        # when it comes up: lazy deletion keeps cancelling O(1).
         while heap and heap[0][0] <= mark:
-            due, journey_id, kind, ref = heapq.heappop(heap)
+            entry = heapq.heappop(heap)
+            due, journey_id = entry[0], entry[1]
             journey = self.journeys.get(journey_id)
-            if journey is None or [due, kind, ref] not in journey["dl"]:
-                continue  # cancelled (fulfilled, acknowledged, ...) after it was scheduled
-            journey["dl"].remove([due, kind, ref])
+            if journey is None:
+                continue
+            if len(entry) == 2:  # expiry check: only the journey's current one counts
+                if journey.exp != due:
+                    continue
+                kind, ref = "exp", ""
+            else:
+                kind, ref = entry[2], entry[3]  # type: ignore[misc]
+                if not journey.drop_deadline((due, kind, ref)):
+                    continue
             self.dirty[journey_id] = partition
             self._out.fired_deadlines += 1
             if kind == "req":
@@ -316,16 +322,18 @@ class Detector:
                 self._expire(journey_id, journey, due)
             else:
                 iid, target = ref.split("|")
-                incident = journey["inc"].get(iid)
+                incident = (journey.inc or {}).get(iid)
                 if incident is not None and breach_sla(incident, target, due):
                     self._emit(incident)
 
     def _breach(self, journey_id: str, journey: Journey, ref: str) -> None:
-        rtype, due, _occurred, rid, event_id, late_at, store, channel = journey["req"].pop(ref)
-        trigger = {"event_id": event_id, "customer_id": journey["c"], "store_id": store, "channel": channel}
+        rtype, due, _occurred, rid, event_id, late_at, store, channel = self._pop_request(journey, ref)
+        trigger = {"event_id": event_id, "customer_id": journey.c, "store_id": store, "channel": channel}
         incident = self._open_incident(journey_id, journey, RULE_OF_REQUEST[rtype], ref, trigger, due, rid, late_at)
         if incident is not None:
-            journey["fired"][ref] = incident["incident_id"]
+            if journey.fired is None:
+                journey.fired = {}
+            journey.fired[ref] = incident["incident_id"]
 
     # ---- incidents ---------------------------------------------------------------------------
 
@@ -333,10 +341,10 @@ class Detector:
         self, journey_id: str, journey: Journey, rule_name: str, ref: str, trigger: dict[str, Any],
         failed_at: int, request_id: str | None = None, late_fulfilment_at: int | None = None,
     ) -> Incident | None:
-        if incident_id(journey_id, rule_name, ref) in journey["inc"]:
+        if journey.inc and incident_id(journey_id, rule_name, ref) in journey.inc:
             return None  # one failure, one incident
         rule = self.config.rule(rule_name, trigger.get("store_id"), trigger.get("channel"))
-        customer = trigger.get("customer_id") or journey["c"]
+        customer = trigger.get("customer_id") or journey.c
         history = self._customers.get(customer, []) if customer else []
         window = self.config.repeat_window_days * DAY_MS
         repeat = any(failed_at - window <= f_at < failed_at or (f_at == failed_at and jid < journey_id)
@@ -345,8 +353,9 @@ class Detector:
                                 max(self._now, failed_at), repeat, request_id)
         incident["late_fulfilment_at"] = late_fulfilment_at
         iid = incident["incident_id"]
-        journey["inc"][iid] = incident
-        journey["order"].append(iid)
+        if journey.inc is None:
+            journey.inc = {}
+        journey.inc[iid] = incident  # insertion order: oldest first
         if customer:
             history = self._customers.setdefault(customer, [])
             history.append((failed_at, journey_id, iid))
@@ -362,15 +371,14 @@ class Detector:
         self._out.incident_changes.append(dict(incident))
 
     def _newest(self, journey: Journey, open_only: bool) -> Incident | None:
-        for iid in reversed(journey["order"]):
-            incident = journey["inc"][iid]
+        for incident in reversed((journey.inc or {}).values()):
             if not open_only or incident["status"] != "resolved":
-                return incident  # type: ignore[no-any-return]
+                return incident
         return None
 
     def _recovery(self, journey: Journey, event: dict[str, Any]) -> None:
         named = event.get("incident_id")
-        incident = journey["inc"].get(named) if named else self._newest(journey, event["type"] in OPEN_ONLY)
+        incident = (journey.inc or {}).get(named) if named else self._newest(journey, event["type"] in OPEN_ONLY)
         if incident is None:
             self._out.unmatched_recovery.append(event)
             return
@@ -383,9 +391,9 @@ class Detector:
 
     def _cancel_sla(self, journey: Journey, incident: Incident, target: str) -> None:
         ref = f"{incident['incident_id']}|{target}"
-        for entry in journey["dl"]:
+        for entry in journey.dl or ():
             if entry[1] == "sla" and entry[2] == ref:
-                journey["dl"].remove(entry)
+                journey.drop_deadline(entry)
                 return
 
     def _feedback(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
@@ -413,7 +421,7 @@ class Detector:
             if jid == journey_id or not failed_at <= at <= failed_at + window:
                 continue
             other = self.journeys.get(jid)
-            incident = other["inc"].get(iid) if other else None
+            incident = (other.inc or {}).get(iid) if other else None
             if incident is not None and mark_recovered(incident, at):
-                self.dirty[jid] = other["p"]  # type: ignore[index]
+                self.dirty[jid] = other.p  # type: ignore[union-attr]
                 self._emit(incident)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from schemas.event_types import STAGE_OF_TYPE
 from streams.domain.config import load_detection_config
 from streams.domain.incidents import incident_id
+from streams.domain.journey import Journey
 from streams.domain.processor import Detector
 
 T0 = 1_763_899_200_000  # 2025-11-23T12:00:00Z
@@ -40,7 +41,7 @@ def run(events: list[dict[str, Any]], now_s: float | None = None, detector: Dete
 
 
 def incidents(detector: Detector) -> list[dict[str, Any]]:
-    return [i for j in detector.journeys.values() for i in j["inc"].values()]
+    return [i for j in detector.journeys.values() for i in j.incidents()]
 
 
 def test_breach_fires_at_the_deadline_with_no_further_event() -> None:
@@ -147,7 +148,7 @@ def test_unacknowledged_incident_breaches_its_sla_on_the_watermark() -> None:
 
 def test_recovery_by_incident_id_and_unmatched_ones_are_kept() -> None:
     d = run([ev("COMPLAINT_FILED", 0), ev("SERVICE_ERROR", 10)])
-    first = incident_id("j-1", "complaint", next(iter(d.journeys["j-1"]["seen"])))
+    first = incident_id("j-1", "complaint", d.journeys["j-1"].seen_ids()[0])
     result = d.process([(0, ev("FAILURE_ACKNOWLEDGED", 20, incident_id=first)),
                         (0, ev("FAILURE_ACKNOWLEDGED", 20, journey="nobody", customer_id="c-9"))], T0)
     assert [c["incident_id"] for c in result.incident_changes] == [first]
@@ -202,7 +203,8 @@ def test_restart_from_persisted_state_continues_the_same_way() -> None:
     live = run(events, now_s=20)
     live_result = live.tick(T0 + 700 * S)
     restored = Detector(CONFIG)
-    restored.load(((k, _json_copy(v)) for k, v in run(events, now_s=20).journeys.items()), now_ms=T0 + 20 * S)
+    persisted = {k: _json_copy(v.to_state()) for k, v in run(events, now_s=20).journeys.items()}
+    restored.load(((k, Journey.from_state(v)) for k, v in persisted.items()), now_ms=T0 + 20 * S)
     restored_result = restored.tick(T0 + 700 * S)
     assert _strip(live_result.incident_changes) == _strip(restored_result.incident_changes)
     assert restored_result.incident_changes  # the breach and the SLA breaches fired after the restart

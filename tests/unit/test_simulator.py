@@ -29,7 +29,7 @@ def detect(sim: Simulation) -> list[dict[str, Any]]:
     detector = Detector(load_detection_config())
     detector.process([(hash(e["journey_id"]) % 4, e) for e in sim.events], now_ms=T0)
     detector.tick(sim.end_ms + 10 * 86_400_000)  # long after the day: every deadline has fired
-    return [i for j in detector.journeys.values() for i in j["inc"].values()]
+    return [i for j in detector.journeys.values() for i in j.incidents()]
 
 
 def test_the_detector_finds_exactly_the_injected_failures() -> None:

@@ -281,8 +281,13 @@ class Detector:
         """Journey state is bounded: it goes once its last event is older than the TTL (event time).
 
         One expiry entry per journey; when it comes due with newer events seen, it moves on.
+        A pending request keeps the journey: the check moves to just after the latest request's
+        deadline (which breaches or was fulfilled by then). Rescheduling at the same due time
+        would pop the same entry again at once and never leave the firing loop.
         """
         due = journey.last + self._ttl_ms(journey)  # type: ignore[operator]
+        if journey.req:
+            due = max(due, max(req[1] for req in journey.req.values()) + 1)
         journey.exp = due
         heapq.heappush(self._heaps.setdefault(journey.p, []), (due, journey_id))
 

@@ -286,3 +286,16 @@ def test_an_active_journey_is_not_expired() -> None:
     for day in range(1, 6):
         d.process([(0, ev("VISIT", day * 86_400, journey="regular"))], T0)
     assert "regular" in d.journeys
+
+
+def test_a_promise_longer_than_the_journey_ttl_breaches_instead_of_looping() -> None:
+    # 3-day promise against the 2-day journey TTL: the expiry check comes due first while the
+    # request is pending; it must move past the request's deadline, not fire again forever.
+    three_days = 3 * 86_400
+    d = run([ev("ORDER_PLACED", 0, journey="slow", request_id="o-1", promised_within_s=three_days)])
+    assert d.tick(T0 + 2 * 86_400 * S + 1).incident_changes == []
+    assert "slow" in d.journeys  # still waiting on the order
+    [opened] = d.tick(T0 + three_days * S).incident_changes
+    assert opened["rule"] == "promise_breach" and opened["failed_at"] == T0 + three_days * S
+    d.tick(T0 + 40 * 86_400 * S)
+    assert "slow" not in d.journeys  # the incident's longer TTL then runs out as usual

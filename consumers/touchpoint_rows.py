@@ -243,6 +243,6 @@ def build_insert(group: FastGroup, now_ms: int) -> tuple[str, bytes]:
     pack, nonce = _HEAD.pack, _NONCE
     for message in group.messages:
         head = pack(message.partition, message.offset)
-        parts += (head, memoryview(message.value)[5:], nonce, head)
+        parts += (head, message.value[5:], nonce, head)  # slices: joining memoryviews is 4x slower
     body = group.schema.header + block(len(group.messages), b"".join(parts), _SYNC)
     return group.schema.sql.replace("{max_ms}", str(now_ms + MAX_FUTURE_MS)), body

@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 
-from consumers.touchpoint_rows import FastGroup, build_insert, fast_prefixes, split
+from consumers.touchpoint_rows import FastGroup, FastSchema, build_insert, fast_prefixes, split
 from infra.clickhouse import get_client
 from infra.config import Settings
 from infra.errors import JourneyError
@@ -51,6 +51,9 @@ BATCH_SECONDS = 0.5  # the longest a batch collects: bounds ClickHouse visibilit
 FETCH_WAIT_MS = 100  # Tansu holds an empty fetch this long; the default 500 ms would add to visibility
 MAX_BACKOFF_S = 10.0
 LEAF_ROWS = 2048  # a refused fast-path group is halved down to this size, then decoded here
+# Batches in a row in which ClickHouse refused touchpoints that all decoded fine and took none:
+# then it cannot read them (an older server, say) and the sink stops trying.
+FUTILE_BATCHES = 3
 T = TypeVar("T")
 
 TOUCHPOINT_COLUMNS = [
@@ -161,14 +164,17 @@ class ClickHouseSink:
     """Consumes the three topics and writes them to ClickHouse in acknowledged batches."""
 
     def __init__(self, settings: Settings, on_heartbeat: Callable[[SinkStats], None] | None = None,
-                 keep_running: Callable[[], bool] = lambda: True) -> None:
+                 keep_running: Callable[[], bool] = lambda: True,
+                 fast_plans: dict[bytes, FastSchema] | None = None) -> None:
         self.settings = settings
         self.stats = SinkStats()
         self.on_heartbeat = on_heartbeat
         self.keep_running = keep_running
         self._stopping = False
         self._client = None
-        self._fast = fast_prefixes()
+        self._fast = fast_prefixes() if fast_plans is None else fast_plans
+        self._futile = 0  # batches in a row with only futile refusals (see FUTILE_BATCHES)
+        self._last_refusal = ""
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -211,7 +217,8 @@ class ClickHouseSink:
             if not exc.code:  # no ClickHouse exception code: unreachable, retry
                 raise
             self.stats.fast_refused += 1
-            log.debug("fast path refused %d touchpoints: %s", len(group.messages), str(exc)[:300])
+            self._last_refusal = str(exc)[:300]
+            log.debug("fast path refused %d touchpoints: %s", len(group.messages), self._last_refusal)
             return False
         return True
 
@@ -249,7 +256,7 @@ class ClickHouseSink:
         """Insert one batch of messages; returns (rows written, messages skipped)."""
         now_ms = int(time.time() * 1000)
         groups, rest = split(messages, self._fast, self.settings.topics.touchpoints)
-        fast_rows = 0
+        fast_rows, refused = 0, False
         while groups:
             group = groups.pop()
             if await self._with_retry(lambda g=group: self.insert_fast(g, now_ms), len(group.messages)):
@@ -259,10 +266,21 @@ class ClickHouseSink:
                 groups += [FastGroup(group.schema, part) for part in (group.messages[:half], group.messages[half:])]
             else:
                 rest += group.messages
+                refused = True
         batch = to_rows(self.settings, rest, now_ms)
         await self.insert_with_retry(batch)
         self.stats.fast_rows += fast_rows
+        if refused or fast_rows:
+            self._note_refusals(refused and not fast_rows and not batch.skipped)
         return fast_rows + len(batch), batch.skipped
+
+    def _note_refusals(self, futile: bool) -> None:
+        self._futile = self._futile + 1 if futile else 0
+        if self._futile >= FUTILE_BATCHES and self._fast:
+            self._fast = {}
+            log.warning("ClickHouse at %s refused touchpoints in Avro that decode fine, %d batches in a row "
+                        "(%s); decoding them here from now on", self.settings.clickhouse_url, self._futile,
+                        self._last_refusal)
 
     def run(self) -> None:
         """Consume until stopped."""

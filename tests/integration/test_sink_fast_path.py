@@ -8,6 +8,8 @@ writes, and what the decoder skips must be refused.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
 import time
 import uuid
@@ -18,7 +20,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from kafka import KafkaProducer
 
-from consumers.sink import TOUCHPOINT_COLUMNS, to_rows
+from consumers.sink import FUTILE_BATCHES, TOUCHPOINT_COLUMNS, ClickHouseSink, to_rows
 from consumers.touchpoint_rows import build_insert, fast_prefixes, split
 from infra.clickhouse import get_client
 from infra.config import Settings
@@ -216,3 +218,18 @@ def test_sink_writes_good_touchpoints_once_and_skips_the_bad_among_them(unique_t
     # no duplicates even before merges: refused inserts were never partly written
     raw = client.query(count.replace(" FINAL", ""), parameters={"p": f"{tag}-%"}).result_rows[0]
     assert tuple(raw) == (2 * half + 1, 2 * half + 1)
+
+
+def test_a_clickhouse_that_cannot_read_the_avro_gets_decoded_touchpoints(stack_settings: Settings, client: Any) -> None:
+    # as an older server would: every fast insert fails (here on a function it does not know)
+    unreadable = {prefix: dataclasses.replace(plan, sql=plan.sql.replace("isValidUTF8(", "noSuchFunction(", 1))
+                  for prefix, plan in fast_prefixes().items()}
+    sink = ClickHouseSink(stack_settings, fast_plans=unreadable)
+    partition = 62_000 + random.randrange(1000)
+    client.command("DELETE FROM journey.touchpoints WHERE kafka_partition = {p:UInt16}", parameters={"p": partition})
+    for n in range(FUTILE_BATCHES + 2):
+        batch = [Message(stack_settings.topics.touchpoints, partition, 10 * n + i, encode("touchpoint", event(i)))
+                 for i in range(5)]
+        assert asyncio.run(sink.write(batch)) == (5, 0)
+    assert len(rows_at(client, partition)) == 5 * (FUTILE_BATCHES + 2)
+    assert sink.stats.fast_rows == 0 and sink.stats.fast_refused == FUTILE_BATCHES  # then it stopped trying

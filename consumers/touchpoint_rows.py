@@ -13,18 +13,20 @@ per-process random nonce, then `_head` again). The envelope's writer schema is
 [_head] + the message's writer fields + [_tail], so ClickHouse reads a body with exactly the
 message's own writer schema, and the SELECT turns `_head` into kafka_partition/kafka_offset.
 
-What keeps this exactly as strict as the Python path (`consumers.sink.to_rows`): the insert is
-all-or-nothing. The WHERE clause calls `throwIf` unless every row passes checks that imply the
-Python path would take it with the same values:
+What keeps this never more lenient than the Python path (`consumers.sink.to_rows`): the
+insert is all-or-nothing. The WHERE clause calls `throwIf` unless every row passes checks that
+imply the Python path would take it with the same values:
 - the tail matches its own head: the reader consumed exactly this message's bytes (a
   truncated or over-long body shifts the tail onto other bytes, and the nonce cannot be forged
   by a producer);
-- every string is valid UTF-8 (fastavro decodes strictly), attrs has no repeated key (a dict
-  keeps the last, a ClickHouse Map all of them);
+- every union index is one the schema has (see _DECOY), every string is valid UTF-8 (fastavro
+  decodes strictly), attrs has no repeated key (a dict keeps the last, a ClickHouse Map all);
 - the event contract of `schemas.contract.check_contract` (same limits).
 A malformed datum otherwise makes ClickHouse's parser fail. Either way nothing of that insert
-is written (one insert block: at most `SINK_BATCH_ROWS` rows), and the sink decodes that
-group in Python instead, which skips and counts what is bad.
+is written (ClickHouse forms one insert block of up to ~1M rows before writing; a larger
+`JOURNEY_SINK_BATCH_ROWS` could leave a part written, which the replacing keys then absorb),
+and the sink decodes that group in Python instead, which skips and counts what is bad. The
+fuzz test in tests/integration/test_sink_fast_path.py holds both paths to the same rows.
 
 Only writer versions whose fields this module knows how to check, and that read the same
 with or without schema resolution against the latest version, take this path; any other id

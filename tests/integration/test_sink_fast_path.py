@@ -9,6 +9,7 @@ writes, and what the decoder skips must be refused.
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 import random
 import time
@@ -21,13 +22,14 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from kafka import KafkaProducer
 
 from consumers.sink import FUTILE_BATCHES, TOUCHPOINT_COLUMNS, ClickHouseSink, to_rows
-from consumers.touchpoint_rows import build_insert, fast_prefixes, split
+from consumers.touchpoint_rows import FastGroup, build_insert, fast_prefixes, fast_schema, split
 from infra.clickhouse import get_client
 from infra.config import Settings
 from infra.heartbeat import read_heartbeat
 from infra.migrations import apply_migrations
 from infra.processes import wait_until
-from schemas.codec import encode
+from schemas.codec import encode, encode_with
+from schemas.registry import load_registry
 from streams.emitter import producer_config
 from tests.integration.test_sink import start_sink
 
@@ -125,6 +127,26 @@ def test_fast_path_writes_exactly_what_the_decoder_writes_or_refuses(stack_setti
             outcomes["refused_but_decodable"] += skipped == 0
             assert rows_at(client, partition) == [], "a refused insert wrote rows"
     assert outcomes["taken"] and outcomes["refused"], outcomes  # both sides exercised
+
+
+def test_an_older_writer_version_goes_in_with_its_missing_fields_as_the_columns_defaults(
+        stack_settings: Settings, client: Any) -> None:
+    registry = load_registry()
+    raw = copy.deepcopy(registry.latest("touchpoint").raw)
+    raw["fields"] = [f for f in raw["fields"] if f["name"] not in ("source", "attrs")]
+    registry.register(1004, "touchpoint", 0, raw)  # an older producer: no source, no attrs
+    plan = fast_schema(1004, registry)
+    assert plan is not None
+    partition = 61_000 + random.randrange(1000)
+    old = {k: v for k, v in event(1, customer_id="c-old").items() if k not in ("source", "attrs")}
+    messages = [Message(stack_settings.topics.touchpoints, partition, 5, encode_with(1004, old, registry))]
+    client.command("DELETE FROM journey.touchpoints WHERE kafka_partition = {p:UInt16}", parameters={"p": partition})
+    sql, body = build_insert(FastGroup(plan, messages), NOW)
+    client.command(sql, data=body)
+    (row,) = rows_at(client, partition)
+    got = dict(zip(TOUCHPOINT_COLUMNS, row, strict=True))
+    assert got["source"] is None and got["attrs"] == {}  # what the decoder fills in from the latest schema
+    assert got["customer_id"] == "c-old" and got["occurred_at"] == old["occurred_at"] and got["kafka_offset"] == 5
 
 
 def crafted(i: int, placeholder: bytes, replacement: bytes, **fields: Any) -> bytes:

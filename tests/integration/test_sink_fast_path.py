@@ -48,7 +48,9 @@ class Message:
 
 
 def event(i: int, **extra: Any) -> dict[str, Any]:
-    return {"event_id": f"e-{i}", "journey_id": f"j-{i % 7}", "customer_id": None if i % 3 else f"c-{i}",
+    """A touchpoint with a unique event id: rows of one sort key would be merged by ReplacingMergeTree."""
+    return {"event_id": f"e-{i}-{uuid.uuid4().hex[:12]}", "journey_id": f"j-{i % 7}",
+            "customer_id": None if i % 3 else f"c-{i}",
             "type": "ITEM_REQUESTED", "stage": "during", "channel": "web", "occurred_at": NOW - 1000 * i,
             "store_id": "s-1", "staff_id": None, "request_id": "r-1", "promised_within_s": 600 if i % 2 else None,
             "incident_id": None, "attrs": {"item": "spoon", f"k{i % 3}": "v"}, "source": None, **extra}
@@ -107,11 +109,10 @@ def mutate(rng: random.Random, value: bytes) -> bytes:
 
 def test_fast_path_writes_exactly_what_the_decoder_writes_or_refuses(stack_settings: Settings, client: Any) -> None:
     rng = random.Random(20261124)
-    good = [encode("touchpoint", event(i)) for i in range(12)]
     outcomes = {"taken": 0, "refused": 0, "refused_but_decodable": 0}
     for trial in range(150):
         partition = 1000 + trial + rng.randrange(50_000)  # rows of this trial only
-        values = list(good)
+        values = [encode("touchpoint", event(i)) for i in range(12)]
         spot = rng.randrange(len(values))
         values[spot] = mutate(rng, values[spot])
         messages = [Message(stack_settings.topics.touchpoints, partition, i, v) for i, v in enumerate(values)]

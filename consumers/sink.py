@@ -12,6 +12,11 @@ the batch, retries with backoff, and says so in its log.
 Why aiokafka and batch decoding: profiled, kafka-python's fetcher spent ~50 µs per record
 (record parsing and CRCs in Python) and per-message decode plus row building ~30 µs, while
 ClickHouse itself takes 150k+ rows/s; aiokafka parses record batches in C (`getmany`).
+Touchpoints are not decoded here at all when ClickHouse can read them itself: their raw
+Avro goes in as one container per writer version (`consumers/touchpoint_rows.py`). That
+insert is all-or-nothing; one ClickHouse refuses (a malformed or contract-breaking message
+in it) is split in halves and retried, down to LEAF_ROWS, then decoded here like the other
+topics, which skips and counts what is bad.
 """
 
 from __future__ import annotations
@@ -21,15 +26,17 @@ import logging
 import multiprocessing
 import os
 import signal
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
-from clickhouse_connect.driver.exceptions import ClickHouseError
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 
+from consumers.touchpoint_rows import FastGroup, FastSchema, build_insert, fast_prefixes, split
 from infra.clickhouse import get_client
 from infra.config import Settings
 from infra.errors import JourneyError
@@ -43,6 +50,11 @@ log = logging.getLogger("journey.sink")
 BATCH_SECONDS = 0.5  # the longest a batch collects: bounds ClickHouse visibility
 FETCH_WAIT_MS = 100  # Tansu holds an empty fetch this long; the default 500 ms would add to visibility
 MAX_BACKOFF_S = 10.0
+LEAF_ROWS = 2048  # a refused fast-path group is halved down to this size, then decoded here
+# Batches in a row in which ClickHouse refused touchpoints that all decoded fine and took none:
+# then it cannot read them (an older server, say) and the sink stops trying.
+FUTILE_BATCHES = 3
+T = TypeVar("T")
 
 TOUCHPOINT_COLUMNS = [
     "event_id", "journey_id", "customer_id", "type", "stage", "channel", "occurred_at", "store_id",
@@ -89,6 +101,8 @@ class SinkStats:
     rows: int = 0
     batches: int = 0
     skipped: int = 0
+    fast_rows: int = 0  # touchpoints ClickHouse read as Avro (never decoded here)
+    fast_refused: int = 0  # fast-path inserts ClickHouse refused (then halved or decoded here)
     retries: int = 0
     last_insert_at: int = 0
     clickhouse_ok: bool = True
@@ -150,13 +164,17 @@ class ClickHouseSink:
     """Consumes the three topics and writes them to ClickHouse in acknowledged batches."""
 
     def __init__(self, settings: Settings, on_heartbeat: Callable[[SinkStats], None] | None = None,
-                 keep_running: Callable[[], bool] = lambda: True) -> None:
+                 keep_running: Callable[[], bool] = lambda: True,
+                 fast_plans: dict[bytes, FastSchema] | None = None) -> None:
         self.settings = settings
         self.stats = SinkStats()
         self.on_heartbeat = on_heartbeat
         self.keep_running = keep_running
         self._stopping = False
         self._client = None
+        self._fast = fast_prefixes() if fast_plans is None else fast_plans
+        self._futile = 0  # batches in a row with only futile refusals (see FUTILE_BATCHES)
+        self._last_refusal = ""
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -183,31 +201,86 @@ class ClickHouseSink:
         for table, columns, names in batch.tables():
             client.insert(f"journey.{table}", columns, column_names=names, column_oriented=True)
 
-    async def insert_with_retry(self, batch: Batch) -> None:
-        """Retry until ClickHouse takes the batch (or we are stopping): nothing is dropped.
+    def insert_fast(self, group: FastGroup, now_ms: int) -> bool:
+        """Insert a group of touchpoints as Avro; False when ClickHouse refused it (nothing written).
 
-        The insert runs in a thread so the consumer's heartbeats and prefetching go on meanwhile.
+        Raises, for a retry, when ClickHouse did not answer at all.
+        """
+        client = self._client_or_none()
+        try:
+            sql, body = build_insert(group, now_ms)
+        except struct.error:  # a partition number beyond the column's UInt16: the decoder path reports it
+            return False
+        try:
+            client.command(sql, data=body)
+        except DatabaseError as exc:
+            if not exc.code:  # no ClickHouse exception code: unreachable, retry
+                raise
+            self.stats.fast_refused += 1
+            self._last_refusal = str(exc)[:300]
+            log.debug("fast path refused %d touchpoints: %s", len(group.messages), self._last_refusal)
+            return False
+        return True
+
+    async def insert_with_retry(self, batch: Batch) -> None:
+        """Retry until ClickHouse takes the batch (or we are stopping): nothing is dropped."""
+        await self._with_retry(lambda: self.insert(batch), len(batch))
+
+    async def _with_retry(self, action: Callable[[], T], rows: int) -> T:
+        """Run `action` (an insert of `rows` rows) until ClickHouse answers, backing off meanwhile.
+
+        It runs in a thread so the consumer's heartbeats and prefetching go on meanwhile.
         """
         delay = 0.2
         while True:
             try:
-                await asyncio.to_thread(self.insert, batch)
+                result = await asyncio.to_thread(action)
                 if not self.stats.clickhouse_ok:
                     log.warning("ClickHouse is back at %s; batch of %d rows written",
-                                self.settings.clickhouse_url, len(batch))
+                                self.settings.clickhouse_url, rows)
                 self.stats.clickhouse_ok = True
-                return
+                return result
             except (ClickHouseError, ConnectionError, OSError) as exc:
                 self._client = None
                 self.stats.retries += 1
                 self.stats.clickhouse_ok = False
                 log.warning("ClickHouse unavailable at %s (%s); holding %d rows, offsets not committed, "
-                            "retrying in %.1fs", self.settings.clickhouse_url, str(exc)[:200], len(batch), delay)
+                            "retrying in %.1fs", self.settings.clickhouse_url, str(exc)[:200], rows, delay)
                 self._beat()
                 if self._stopping:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(MAX_BACKOFF_S, delay * 2)
+
+    async def write(self, messages: list[Any]) -> tuple[int, int]:
+        """Insert one batch of messages; returns (rows written, messages skipped)."""
+        now_ms = int(time.time() * 1000)
+        groups, rest = split(messages, self._fast, self.settings.topics.touchpoints)
+        fast_rows, refused = 0, False
+        while groups:
+            group = groups.pop()
+            if await self._with_retry(lambda g=group: self.insert_fast(g, now_ms), len(group.messages)):
+                fast_rows += len(group.messages)
+            elif len(group.messages) >= 2 * LEAF_ROWS:
+                half = len(group.messages) // 2
+                groups += [FastGroup(group.schema, part) for part in (group.messages[:half], group.messages[half:])]
+            else:
+                rest += group.messages
+                refused = True
+        batch = to_rows(self.settings, rest, now_ms)
+        await self.insert_with_retry(batch)
+        self.stats.fast_rows += fast_rows
+        if refused or fast_rows:
+            self._note_refusals(refused and not fast_rows and not batch.skipped)
+        return fast_rows + len(batch), batch.skipped
+
+    def _note_refusals(self, futile: bool) -> None:
+        self._futile = self._futile + 1 if futile else 0
+        if self._futile >= FUTILE_BATCHES and self._fast:
+            self._fast = {}
+            log.warning("ClickHouse at %s refused touchpoints in Avro that decode fine, %d batches in a row "
+                        "(%s); decoding them here from now on", self.settings.clickhouse_url, self._futile,
+                        self._last_refusal)
 
     def run(self) -> None:
         """Consume until stopped."""
@@ -225,21 +298,33 @@ class ClickHouseSink:
             fetch_max_bytes=64 * 1024 * 1024)
         await reader.start()
         log.info("consumer started")
+        # One batch is written (and then committed) while the next is collected: ClickHouse
+        # parses in its own process meanwhile. Only one at a time, so commits stay in order.
+        in_flight: asyncio.Task[None] | None = None
         try:
             while not self._stopping and self.keep_running():
                 messages = await self._collect(reader)
+                if in_flight is not None:
+                    await in_flight
+                    in_flight = None
                 if messages:
-                    batch = to_rows(settings, messages, int(time.time() * 1000))
-                    await self.insert_with_retry(batch)
-                    await self._commit(reader, messages)  # only after ClickHouse acknowledged every row
-                    self.stats.rows += len(batch)
-                    self.stats.batches += 1
-                    self.stats.skipped += batch.skipped
-                    self.stats.last_insert_at = int(time.time() * 1000)
-                    log.debug("batch of %d rows in ClickHouse, offsets committed", len(batch))
+                    in_flight = asyncio.create_task(self._store(reader, messages))
                 self._beat()
         finally:
-            await reader.stop()
+            try:
+                if in_flight is not None:
+                    await in_flight
+            finally:
+                await reader.stop()
+
+    async def _store(self, reader: AIOKafkaConsumer, messages: list[Any]) -> None:
+        rows, skipped = await self.write(messages)
+        await self._commit(reader, messages)  # only after ClickHouse acknowledged every row
+        self.stats.rows += rows
+        self.stats.batches += 1
+        self.stats.skipped += skipped
+        self.stats.last_insert_at = int(time.time() * 1000)
+        log.debug("batch of %d rows in ClickHouse, offsets committed", rows)
 
     async def _collect(self, reader: AIOKafkaConsumer) -> list[Any]:
         """Up to `sink_batch_rows` messages, or what arrived within BATCH_SECONDS.

@@ -30,6 +30,8 @@ _INSERT_FORMAT = re.compile(
     r"^\s*INSERT\s+INTO\s+(?P<target>.+?)\s+FORMAT\s+(?P<fmt>[A-Za-z0-9_]+)[ \t]*\r?\n?",
     re.IGNORECASE | re.DOTALL,
 )
+# `INSERT ... SELECT ... FROM input('structure') ... FORMAT X` reads its data from the body.
+_INPUT_CALL = re.compile(r"\binput\s*\(\s*('(?:[^'\\]|\\.)*')\s*\)", re.IGNORECASE)
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 # ClickHouse's HTTP status for an exception code (HTTPHandler's exceptionCodeToHTTPStatus).
@@ -173,6 +175,19 @@ def parse_request(
         parsed.insert_format = insert.group("fmt")
         parsed.insert_data = insert_data
     return parsed
+
+
+def insert_statement(target: str, path: str, fmt: str) -> str:
+    """The chDB statement that inserts a request's data, saved at `path`, into `target`.
+
+    chDB has no request body: `INSERT INTO t (cols) FORMAT X` becomes `INSERT INTO t (cols)
+    SELECT * FROM file(path, X)` (columns matched by name, as ClickHouse does), and `INSERT
+    INTO t SELECT ... FROM input('structure') ...` reads `file(path, X, 'structure')` instead.
+    """
+    source = f"file({quote_literal(path)}, {quote_literal(fmt)}"
+    if _INPUT_CALL.search(target):
+        return "INSERT INTO " + _INPUT_CALL.sub(lambda m: f"{source}, {m.group(1)})", target, count=1)
+    return f"INSERT INTO {target} SELECT * FROM {source})"
 
 
 def result_format(sql: str, default: str) -> str:

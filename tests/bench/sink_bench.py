@@ -25,7 +25,7 @@ from typing import TextIO
 from kafka import KafkaProducer
 
 from consumers.sink import INCIDENT_COLUMNS, TOUCHPOINT_COLUMNS
-from infra import processes
+from infra import processes, stack
 from infra.clickhouse import get_client
 from infra.heartbeat import service_ready
 from schemas.codec import encode
@@ -59,6 +59,11 @@ def _log_file() -> int | TextIO:
     return open(path, "w") if path else subprocess.DEVNULL  # noqa: SIM115 - lives as long as the sink
 
 
+def _servers_cpu(settings) -> float:
+    """CPU seconds of the stack's servers (broker, ClickHouse endpoint) so far."""
+    return sum(cpu_seconds(proc.pid) for proc in stack.running(settings))
+
+
 def _figure(value: float, baseline: float) -> dict[str, float]:
     return {"value": round(value, 1), "baseline": round(baseline, 1), "ratio": round(value / baseline, 2)}
 
@@ -77,12 +82,14 @@ def main() -> None:
             # baseline: the same rows straight into ClickHouse, same batch size
             client.command("CREATE TABLE journey.touchpoints_baseline AS journey.touchpoints")
             rows = [[e[c] for c in TOUCHPOINT_COLUMNS[:-2]] + [0, i] for i, e in enumerate(events)]
-            started = time.perf_counter()
+            started, servers_cpu, cpu = time.perf_counter(), _servers_cpu(settings), own_cpu_seconds()
             size = settings.sink_batch_rows
             for start in range(0, len(rows), size):
                 client.insert("journey.touchpoints_baseline", rows[start:start + size],
                               column_names=TOUCHPOINT_COLUMNS)
             baseline = len(rows) / (time.perf_counter() - started)
+            # the whole machine's CPU per row of the direct inserts: this client plus the servers
+            direct_all_cpu_us = (own_cpu_seconds() - cpu + _servers_cpu(settings) - servers_cpu) / len(rows) * 1e6
 
             producer = KafkaProducer(**producer_config(settings))
             for e in events:
@@ -93,20 +100,21 @@ def main() -> None:
             launched = time.perf_counter()
             processes.wait_until(lambda: service_ready(settings, "sink"), 60)
             started = time.perf_counter()
-            seen: list[tuple[float, int, float]] = []  # (time, rows visible, sink CPU s) from the first batch on
+            seen: list[tuple[float, int, float, float]] = []  # (time, rows visible, sink CPU s, servers CPU s)
 
             def drained() -> bool:
                 count = client.query("SELECT count() FROM journey.touchpoints").result_rows[0][0]
                 if count:
-                    seen.append((time.perf_counter(), count, cpu_seconds(sink.pid)))
+                    seen.append((time.perf_counter(), count, cpu_seconds(sink.pid), _servers_cpu(settings)))
                 return count >= args.rows
 
             processes.wait_until(drained, 600, interval_s=0.02)
-            (first_at, first_rows, first_cpu), (done_at, _, done_cpu) = seen[0], seen[-1]
+            (first_at, first_rows, first_cpu, first_servers), (done_at, _, done_cpu, done_servers) = seen[0], seen[-1]
             if first_rows >= args.rows:
                 raise SystemExit(f"--rows {args.rows} went in as one batch: use at least 4 batches of {size}")
             sink_rate = (args.rows - first_rows) / (done_at - first_at)
             sink_cpu_us = (done_cpu - first_cpu) / (args.rows - first_rows) * 1e6
+            servers_cpu_us = (done_servers - first_servers) / (args.rows - first_rows) * 1e6
             with_start = args.rows / (done_at - started)
             start_s = first_at - launched
 
@@ -150,6 +158,11 @@ def main() -> None:
         "sink_cpu_us_per_row": {"value": round(sink_cpu_us, 1), "baseline": round(direct_cpu_us, 1),
                                 "ratio": round(sink_cpu_us / direct_cpu_us, 2),
                                 "note": "sink processes (consume+decode+insert) vs the direct inserting client"},
+        "sink_all_cpu_us_per_row": {"value": round(sink_cpu_us + servers_cpu_us, 1),
+                                    "baseline": round(direct_all_cpu_us, 1),
+                                    "ratio": round((sink_cpu_us + servers_cpu_us) / direct_all_cpu_us, 2),
+                                    "servers": round(servers_cpu_us, 1),
+                                    "note": "sink + broker + ClickHouse endpoint vs direct client + servers"},
         "clickhouse_visible_ms_p50": _figure(percentile(lags, 50), percentile(direct, 50)),
         "clickhouse_visible_ms_p99": _figure(percentile(lags, 99), percentile(direct, 99)),
         "rows": args.rows, "incidents": args.incidents, "incident_columns": len(INCIDENT_COLUMNS),

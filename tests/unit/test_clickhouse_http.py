@@ -13,6 +13,7 @@ from infra.clickhouse_http import (
     decompress_body,
     error_body,
     http_status,
+    insert_statement,
     is_read_only_query,
     is_write_query,
     parse_request,
@@ -32,6 +33,19 @@ def test_insert_body_is_split_into_statement_and_data() -> None:
 def test_query_param_statement_with_data_in_body() -> None:
     req = parse_request({"query": "INSERT INTO t FORMAT JSONEachRow"}, {}, b'{"a":1}\n')
     assert req.insert_target == "t" and req.insert_data == b'{"a":1}\n'
+
+
+def test_insert_data_is_read_from_a_file_by_name_or_through_input() -> None:
+    plain = parse_request({"query": "INSERT INTO t (a, b) FORMAT Avro"}, {}, b"Obj\x01")
+    assert insert_statement(plain.insert_target or "", "/tmp/x", "Avro") == (
+        "INSERT INTO t (a, b) SELECT * FROM file('/tmp/x', 'Avro')")
+    sql = ("INSERT INTO t (a) SELECT upper(s) FROM input('s String, n Map(String, String)') "
+           "WHERE n['k'] != '' FORMAT Avro")
+    req = parse_request({"query": sql}, {}, b"Obj\x01")
+    assert req.insert_format == "Avro" and req.insert_data == b"Obj\x01"
+    assert insert_statement(req.insert_target or "", "/tmp/it's", "Avro") == (
+        "INSERT INTO t (a) SELECT upper(s) FROM file('/tmp/it\\'s', 'Avro', 's String, n Map(String, String)') "
+        "WHERE n['k'] != ''")
 
 
 def test_settings_params_and_transport_are_separated() -> None:

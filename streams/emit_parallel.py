@@ -120,9 +120,11 @@ def emit_lines_parallel(
     pipes = [spawn.Pipe() for _ in range(processes - 1)]
     workers = [spawn.Process(target=_work, args=(settings, source, child), name=f"emit-{index + 1}", daemon=True)
                for index, (_, child) in enumerate(pipes)]
-    for worker in workers:
+    for worker, (_, child) in zip(workers, pipes, strict=True):
         worker.start()
+        child.close()  # the worker holds its end now; if it dies, sending to it fails instead of blocking
     chunks: list[list[tuple[int, str]]] = [[] for _ in workers]
+    own: Share | None = None
     try:
         own = Share(settings, source)
         for number, line in enumerate(lines, start=1):
@@ -143,6 +145,8 @@ def emit_lines_parallel(
             parent.send(None)
         results: list[WorkerResult] = [own.finish()] + [parent.recv() for parent, _ in pipes]
     except (EOFError, OSError):
+        if own is not None:
+            own.emitter.close()
         raise JourneyError("an emit worker process died: some lines may not have been sent; "
                            "re-run `journey emit` (repeated event ids change nothing)") from None
     finally:

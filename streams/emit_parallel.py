@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection
 
 from infra.config import Settings
 from infra.errors import JourneyError
-from streams.emit_lines import take_line
+from streams.emit_lines import fewer_gc_passes, take_line
 
 CHUNK_LINES = 2000
 _KEY = '"journey_id"'
@@ -95,9 +95,10 @@ def _work(settings: Settings, source: str, conn: Connection) -> None:
     """A worker process: its share of the lines arrives in chunks, then None; it reports back."""
     try:
         share = Share(settings, source)
-        while (chunk := conn.recv()) is not None:
-            for number, line in chunk:
-                share.add(number, line)
+        with fewer_gc_passes():
+            while (chunk := conn.recv()) is not None:
+                for number, line in chunk:
+                    share.add(number, line)
         result = share.finish()
     except JourneyError as exc:
         result = WorkerResult(error=str(exc))

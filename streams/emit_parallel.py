@@ -1,7 +1,8 @@
 """`journey emit` on several cores: lines split by journey over producer processes.
 
-Profiled, one process spends ~20 µs per line validating, ~17 µs encoding Avro and ~30 µs in
-kafka-python's send path (all holding the GIL), so a single process tops out near 15k lines/s.
+Profiled, one process spends ~25-30 µs per line in kafka-python's send path and ~15 µs parsing,
+validating and encoding (all holding the GIL), so a single process tops out below the bare
+producer's rate (22-30k/s on the 2-core sandbox).
 Here the parent reads lines and routes each one by a hash of its journey id; it produces one
 share itself and hands the others to worker processes; each share is validated, encoded and
 produced by its own idempotent, acks=all producer. One journey always goes to the same worker, and a worker

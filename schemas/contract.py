@@ -66,7 +66,9 @@ def parse_json_line(line: str | bytes, now: int | None = None) -> dict[str, Any]
     orjson parses a line ~4x faster than the standard library. What orjson refuses goes to the
     standard library, which decides: it reads a few things orjson does not (lone surrogate
     escapes, NaN, nesting deeper than 1,024), which validation then refuses with their own
-    reason, and its error messages are the ones this module has always given.
+    reason, and its error messages are the ones this module has always given. One difference
+    stays: orjson reads an integer beyond 64 bits as a float; no field accepts either, so such a
+    line is refused just the same, its reason showing the float.
     """
     try:
         obj = orjson.loads(line)

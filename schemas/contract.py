@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from schemas.event_types import CHANNELS, EVENT_TYPES, STAGE_OF_TYPE
 
 MAX_FUTURE_MS = 24 * 3600 * 1000  # an event more than a day ahead of now is a broken clock
@@ -47,20 +49,34 @@ def iso_from_ms(ms: int) -> str:
 def ms_from_iso(text: str) -> int:
     """ISO-8601 with a time zone -> epoch ms; ContractError otherwise."""
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        parsed = datetime.fromisoformat(text)  # reads a trailing Z itself (Python 3.11+)
     except ValueError:
-        raise ContractError(f"bad timestamp 'occurred_at': {text!r} is not ISO-8601") from None
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ContractError(f"bad timestamp 'occurred_at': {text!r} is not ISO-8601") from None
     if parsed.tzinfo is None:
         raise ContractError(f"bad timestamp 'occurred_at': {text!r} has no time zone (add Z or +HH:MM)")
     return int(round(parsed.timestamp() * 1000))
 
 
-def parse_json_line(line: str, now: int | None = None) -> dict[str, Any]:
-    """One JSON line -> validated event dict (ContractError for bad JSON too)."""
+def parse_json_line(line: str | bytes, now: int | None = None) -> dict[str, Any]:
+    """One JSON line -> validated event dict (ContractError for bad JSON too).
+
+    orjson parses a line ~4x faster than the standard library. What orjson refuses goes to the
+    standard library, which decides: it reads a few things orjson does not (lone surrogate
+    escapes, NaN, nesting deeper than 1,024), which validation then refuses with their own
+    reason, and its error messages are the ones this module has always given. One difference
+    stays: orjson reads an integer beyond 64 bits as a float; no field accepts either, so such a
+    line is refused just the same, its reason showing the float.
+    """
     try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError) as exc:
-        raise ContractError(f"line is not valid JSON: {exc}") from None
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise ContractError(f"line is not valid JSON: {exc}") from None
     return validate_event(obj, now)
 
 
@@ -72,7 +88,7 @@ def _string(obj: dict[str, Any], name: str, required: bool) -> str | None:
         return None
     if not isinstance(value, str):
         raise ContractError(f"field '{name}' must be a string, got {type(value).__name__}")
-    return _text(value, f"field '{name}'")
+    return value if value.isascii() else _text(value, f"field '{name}'")
 
 
 def _text(value: str, what: str) -> str:
@@ -89,8 +105,8 @@ def validate_event(obj: Any, now: int | None = None) -> dict[str, Any]:
     """A JSON object in the design's form -> event dict; raises ContractError."""
     if not isinstance(obj, dict):
         raise ContractError(f"an event must be a JSON object, got {type(obj).__name__}")
-    unknown = sorted(set(obj) - KNOWN_FIELDS)
-    if unknown:
+    if not KNOWN_FIELDS.issuperset(obj):
+        unknown = sorted(set(obj) - KNOWN_FIELDS)
         raise ContractError(f"unknown field {unknown[0]!r} (allowed: {', '.join(sorted(KNOWN_FIELDS))})")
     for name in REQUIRED:
         if obj.get(name) is None:
@@ -121,7 +137,7 @@ def validate_event(obj: Any, now: int | None = None) -> dict[str, Any]:
         "request_id": _string(obj, "request_id", False),
         "promised_within_s": obj.get("promised_within_s"),
         "incident_id": _string(obj, "incident_id", False),
-        "attrs": obj.get("attrs") if obj.get("attrs") is not None else {},
+        "attrs": attrs if (attrs := obj.get("attrs")) is not None else {},
         "source": _string(obj, "source", False),
     }
     check_contract(event, now)
@@ -132,7 +148,7 @@ def check_contract(event: dict[str, Any], now: int | None = None) -> None:
     """Checks shared by JSON input and decoded Avro: ids, sizes, promise, time sanity."""
     for name in ID_FIELDS:
         value = event.get(name)
-        if value is None:
+        if value is None or 0 < len(value) <= MAX_ID_LEN:  # the usual id, in one comparison
             continue
         if name in ("event_id", "journey_id") and not value:
             raise ContractError(f"missing field '{name}' (empty string)")
@@ -160,7 +176,8 @@ def _check_attrs(attrs: Any) -> None:
     for key, value in attrs.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise ContractError(f"attrs must map strings to strings (numbers as decimal strings): {key!r}")
-        _text(key + value, f"attrs entry {key[:40]!r}")
+        if not (key.isascii() and value.isascii()):  # str.isascii is O(1); ASCII is always valid
+            _text(key + value, f"attrs entry {key[:40]!r}")
         if len(key) > MAX_ATTR_KEY_LEN or len(value) > MAX_ATTR_VALUE_LEN:
             raise ContractError(
                 f"attrs entry {key[:40]!r} is too long (key max {MAX_ATTR_KEY_LEN}, value max {MAX_ATTR_VALUE_LEN})"

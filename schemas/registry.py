@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from fastavro import parse_schema
+
+from schemas.avro_writer import compile_writer
 
 SCHEMA_DIR = Path(__file__).parent
 
@@ -41,6 +43,7 @@ class RegisteredSchema:
     version: int
     raw: dict[str, Any]  # as written in the .avsc file (with logical types)
     parsed: Any  # fastavro-parsed, logical types stripped: what the codec uses
+    writer: Any = field(default=None, compare=False, repr=False)  # compile_writer(parsed), or None
 
 
 class SchemaRegistryError(LookupError):
@@ -58,9 +61,8 @@ class Registry:
         """Add a version; the id must be new, the version higher than the subject's latest."""
         if schema_id in self._by_id:
             raise ValueError(f"schema id {schema_id} is already registered")
-        entry = RegisteredSchema(
-            schema_id, subject, version, raw, parse_schema(strip_logical_types(copy.deepcopy(raw)))
-        )
+        parsed = parse_schema(strip_logical_types(copy.deepcopy(raw)))
+        entry = RegisteredSchema(schema_id, subject, version, raw, parsed, compile_writer(parsed))
         self._by_id[schema_id] = entry
         versions = self._by_subject.setdefault(subject, [])
         versions.append(entry)
@@ -81,7 +83,8 @@ class Registry:
             raise SchemaRegistryError(f"unknown subject {subject!r} (known: {known})") from None
 
     def latest(self, subject: str) -> RegisteredSchema:
-        return self.versions(subject)[-1]
+        versions = self._by_subject.get(subject)
+        return versions[-1] if versions else self.versions(subject)[-1]  # per record: no list copy
 
     def subjects(self) -> list[str]:
         return sorted(self._by_subject)

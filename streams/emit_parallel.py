@@ -1,7 +1,8 @@
 """`journey emit` on several cores: lines split by journey over producer processes.
 
-Profiled, one process spends ~20 µs per line validating, ~17 µs encoding Avro and ~30 µs in
-kafka-python's send path (all holding the GIL), so a single process tops out near 15k lines/s.
+Profiled, one process spends ~25-30 µs per line in kafka-python's send path and ~15 µs parsing,
+validating and encoding (all holding the GIL), so a single process tops out below the bare
+producer's rate (22-30k/s on the 2-core sandbox).
 Here the parent reads lines and routes each one by a hash of its journey id; it produces one
 share itself and hands the others to worker processes; each share is validated, encoded and
 produced by its own idempotent, acks=all producer. One journey always goes to the same worker, and a worker
@@ -22,7 +23,7 @@ from multiprocessing.connection import Connection
 
 from infra.config import Settings
 from infra.errors import JourneyError
-from streams.emit_lines import take_line
+from streams.emit_lines import fewer_gc_passes, take_line
 
 CHUNK_LINES = 2000
 _KEY = '"journey_id"'
@@ -95,9 +96,10 @@ def _work(settings: Settings, source: str, conn: Connection) -> None:
     """A worker process: its share of the lines arrives in chunks, then None; it reports back."""
     try:
         share = Share(settings, source)
-        while (chunk := conn.recv()) is not None:
-            for number, line in chunk:
-                share.add(number, line)
+        with fewer_gc_passes():
+            while (chunk := conn.recv()) is not None:
+                for number, line in chunk:
+                    share.add(number, line)
         result = share.finish()
     except JourneyError as exc:
         result = WorkerResult(error=str(exc))
@@ -120,9 +122,11 @@ def emit_lines_parallel(
     pipes = [spawn.Pipe() for _ in range(processes - 1)]
     workers = [spawn.Process(target=_work, args=(settings, source, child), name=f"emit-{index + 1}", daemon=True)
                for index, (_, child) in enumerate(pipes)]
-    for worker in workers:
+    for worker, (_, child) in zip(workers, pipes, strict=True):
         worker.start()
+        child.close()  # the worker holds its end now; if it dies, sending to it fails instead of blocking
     chunks: list[list[tuple[int, str]]] = [[] for _ in workers]
+    own: Share | None = None
     try:
         own = Share(settings, source)
         for number, line in enumerate(lines, start=1):
@@ -143,6 +147,8 @@ def emit_lines_parallel(
             parent.send(None)
         results: list[WorkerResult] = [own.finish()] + [parent.recv() for parent, _ in pipes]
     except (EOFError, OSError):
+        if own is not None:
+            own.emitter.close()
         raise JourneyError("an emit worker process died: some lines may not have been sent; "
                            "re-run `journey emit` (repeated event ids change nothing)") from None
     finally:

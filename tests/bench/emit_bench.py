@@ -6,8 +6,9 @@ Starts its own broker on a free port, writes a JSON-lines file of --events lines
 (a) `emit_events_per_s`: what `journey emit --file F` runs (`emit_stream` on the opened file:
 validate + Avro encode + kafka-python produce, acks=all, idempotent, JOURNEY_EMIT_PROCESSES
 producer processes), in this process; (b) `emit_cli_events_per_s`: the `journey emit --file F`
-command itself, as a fresh process (interpreter start, broker check and all); and the baseline:
-one bare kafka-python producer sending the same already-encoded bytes, in the same run.
+command itself, as a fresh process (interpreter start, broker check and all); (c)
+`emit_2_processes_events_per_s`: (a) with JOURNEY_EMIT_PROCESSES=2, whatever the default here; and
+the baseline: one bare kafka-python producer sending the same already-encoded bytes, in the same run.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def main() -> None:
         assert summary.accepted == args.events, summary
 
         started = time.perf_counter()
+        with open(path, encoding="utf-8") as stream:
+            summary = emit_stream(settings.with_(emit_processes=2), stream, on_reject=lambda n, r: None)
+        two_s = time.perf_counter() - started
+        assert summary.accepted == args.events, summary
+
+        started = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", "from infra.cli import main; main()", "emit", "--file",
                                str(path), "--json"], env={**os.environ, **settings.to_env()},
                               capture_output=True, text=True, timeout=600)
@@ -94,6 +101,7 @@ def main() -> None:
                  "note": "CPU us per event: validate+encode+produce (all processes) vs produce only"}
     print(json.dumps({"emit_events_per_s": _figure(args.events / emit_s, bare_rate),
                       "emit_cli_events_per_s": _figure(args.events / cli_s, bare_rate),
+                      "emit_2_processes_events_per_s": _figure(args.events / two_s, bare_rate),
                       "emit_cpu_us_per_event": per_event,
                       "events": args.events, "processes": settings.emit_processes}))
 

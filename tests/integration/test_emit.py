@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kafka import KafkaProducer
 
 from infra.config import Settings
+from infra.errors import JourneyError
 from schemas.codec import encode
 from schemas.contract import event_to_json
 from schemas.dead_letter import dead_letter_headers
 from schemas.event_types import STAGE_OF_TYPE
 from streams.dead_letters import read_dead_letters, replay_dead_letters
+from streams.emit_parallel import emit_lines_parallel
 from streams.topic_reader import follow
 
 pytestmark = pytest.mark.integration
@@ -201,3 +205,18 @@ def test_file_emitted_by_several_processes_keeps_each_journeys_order_and_sends_e
     letters = sorted(read_dead_letters(unique_topics), key=lambda d: int(d.origin.rsplit(" ", 1)[1]))
     assert [(d.origin, d.value.decode()) for d in letters] == [
         ("journey emit line 10", lines[9]), ("journey emit line 2501", lines[2500])]
+
+
+@pytest.mark.timeout(240)  # without the fix this hung: the parent blocked writing to the dead worker's pipe
+def test_an_emit_worker_that_dies_is_a_one_line_error_not_a_hang(unique_topics: Settings) -> None:
+    def lines() -> Iterator[str]:
+        for i in range(100_000):
+            if i == 1000:  # the worker is killed (OOM killer, kill -9) while lines are still coming
+                for child in multiprocessing.active_children():
+                    if child.name.startswith("emit-"):
+                        child.kill()
+                        child.join()
+            yield json.dumps(_event(i) | {"journey_id": f"j-{i % 50}"})
+
+    with pytest.raises(JourneyError, match="an emit worker process died"):
+        emit_lines_parallel(unique_topics, lines(), lambda number, reason: None, processes=2)

@@ -1,14 +1,17 @@
-"""How `journey emit` spreads work: journeys to worker processes, keys to partitions."""
+"""How `journey emit` spreads work: journeys to worker processes, keys to partitions; its GC setting."""
 
 from __future__ import annotations
 
+import gc
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from kafka.cluster import ClusterMetadata
 from kafka.partitioner import DefaultPartitioner
 
+from streams.emit_lines import GC_FIRST_GENERATION, fewer_gc_passes
 from streams.emit_parallel import route
 from streams.emitter import KeyPartitioner
 
@@ -53,3 +56,11 @@ def test_the_fast_route_agrees_with_parsing_the_line(journey: str, attrs: dict[s
     line = json.dumps({"event_id": "e", "journey_id": journey, "attrs": attrs}, ensure_ascii=ascii_only)
     parsed = json.loads(line)["journey_id"]
     assert route(line, 5) == zlib.crc32(parsed.encode("utf-8", "surrogatepass")) % 5
+
+
+def test_a_bulk_emit_collects_cycles_less_often_and_restores_the_collector_after() -> None:
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), fewer_gc_passes():
+        assert gc.get_threshold() == (GC_FIRST_GENERATION, *before[1:])
+        raise RuntimeError("a failed emit")
+    assert gc.get_threshold() == before

@@ -11,6 +11,11 @@ in a changelog-backed Faust table (RocksDB locally), one write per changed journ
 the batch is acked (its offsets committable) once all its effects are produced. A timer
 advances idle, caught-up partitions' watermarks so a promise breach fires at its deadline with
 no further event.
+
+Handing partitions over (a rebalance, or this worker stopping): nothing is written once it has
+begun, and everything written before is with the broker before the group may give the
+partitions to another worker, which restores their table from the changelog. Records are
+applied per partition in offset order from the committed offset (`PartitionSequence`).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from infra.heartbeat import write_heartbeat
 from infra.kafka import last_offsets_from
 from schemas.codec import encode
 from schemas.dead_letter import dead_letter_headers
-from streams.batch_consumer import BatchApp, current_messages
+from streams.batch_consumer import BatchApp, current_messages, seek_back
 from streams.domain.config import load_detection_config
 from streams.domain.processor import Detector, ProcessResult
 from streams.intake import sort_batch
@@ -153,6 +158,18 @@ def create_app(settings: Settings) -> faust.App:
     produced: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=2)  # processed, waiting to be acked
     synced_rebalance = [-1]  # app.rebalancing_count when the detector last matched the assignment
 
+    def handing_over() -> bool:
+        """A rebalance or a shutdown has begun: our partitions may be restored elsewhere as soon
+        as we let go of them, so their table must not change any more."""
+        return bool(app.rebalancing or app.should_stop)
+
+    async def drain_producer() -> None:
+        """Everything sent so far is with the broker: Faust's buffer drained (its own flush gives
+        up after 0.1 s without progress), then the producer's batches delivered."""
+        while app.producer.buffer.size:
+            await asyncio.sleep(ACK_POLL_S)
+        await app.producer.flush()
+
     async def rebalanced() -> None:
         """Wait out a rebalance in progress: until it ends, the table of a newly assigned
         partition may not be restored from its changelog yet (Faust never clears
@@ -225,12 +242,17 @@ def create_app(settings: Settings) -> faust.App:
     async def on_batch(fetched: list[Message]) -> None:
         """One fetched batch of touchpoints: decode, dead-letter, detect, persist, publish, ack."""
         await app.flow_control.acquire()  # held while a rebalance is under way
-        messages = current_messages(app, fetched)
-        if not messages:
+        if not current_messages(app, fetched):
             return
         await rebalanced()  # events can flow a moment before Faust calls the rebalance done
         await sync_assignment()
         generation = app.rebalancing_count
+        # only now: the rebalance just waited out ends with a seek to the committed offsets
+        messages, ahead = app.consumer.sequence.take(current_messages(app, fetched))
+        if ahead:
+            await seek_back(app, ahead)
+        if not messages:
+            return
         now = _now_ms()
         stats.first_batch_at = stats.first_batch_at or now
         sorted_ = sort_batch([m.value for m in messages], now)
@@ -238,7 +260,7 @@ def create_app(settings: Settings) -> faust.App:
             next_offset[message.partition] = message.offset + 1
         valid = [(messages[index].partition, record) for index, record in sorted_.valid]
         result = detector.process(valid, now)
-        if app.rebalancing or app.rebalancing_count != generation:
+        if handing_over() or app.rebalancing_count != generation:
             # Revoked while we worked on it: its partitions may already be restored
             # elsewhere, so a late write would clobber the new owner's state. Drop the
             # batch (never acked: the new owner reads it again, dead letters included) and
@@ -265,13 +287,24 @@ def create_app(settings: Settings) -> faust.App:
         ack = app.consumer.ack
         while True:
             messages = await produced.get()
-            # Faust's buffer flush wakes (a `wait_for` task) per buffered message; let its own
-            # task drain the table's changelog messages first, then wait for delivery once.
-            while app.producer.buffer.size:
-                await asyncio.sleep(ACK_POLL_S)
-            await app.producer.flush()
+            await drain_producer()
+            if handing_over():
+                continue  # whoever owns the partitions next reads them again from the committed offset
             for message in current_messages(app, messages):  # not what a rebalance took away meanwhile
                 ack(message)
+
+    @app.on_partitions_revoked.connect
+    async def hand_over(_app: faust.App, revoked: Any = None, **kwargs: Any) -> None:
+        """Runs before this worker rejoins the group, i.e. before anyone else can be given our
+        partitions: no write is left in flight (and no changelog offset is recorded late, into
+        a partition's RocksDB that is no longer ours)."""
+        await drain_producer()
+
+    @app.on_before_shutdown.connect
+    async def hand_over_on_shutdown(_app: faust.App, **kwargs: Any) -> None:
+        """Stopping: the consumer leaves the group only after this (Faust stops it after the
+        app's own shutdown steps), so the next owner restores everything we wrote."""
+        await drain_producer()
 
     app.batch_handlers[touchpoints.get_topic_name()] = on_batch
 
@@ -287,12 +320,13 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(TICK_INTERVAL_S)
     async def advance_idle_partitions() -> None:
-        # Nothing during a rebalance: a write to a partition being revoked would reopen its
-        # RocksDB here and lock out the worker taking it over (same JOURNEY_HOME).
-        if not app.tables.recovery.completed.is_set() or app.rebalancing:
+        # Nothing while handing over: a write to a partition being revoked would reopen its
+        # RocksDB here and lock out the worker taking it over (same JOURNEY_HOME), or reach the
+        # changelog after that worker restored it.
+        if not app.tables.recovery.completed.is_set() or handing_over():
             return
         await sync_assignment()
-        if app.rebalancing:
+        if handing_over():
             return
         topic = touchpoints.get_topic_name()
         caught_up = []

@@ -157,6 +157,7 @@ def create_app(settings: Settings) -> faust.App:
     next_offset: dict[int, int] = {}
     produced: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=2)  # processed, waiting to be acked
     synced_rebalance = [-1]  # app.rebalancing_count when the detector last matched the assignment
+    emitting = asyncio.Lock()  # a batch or a tick, from detecting to persisting: one at a time
 
     def handing_over() -> bool:
         """A rebalance or a shutdown has begun: our partitions may be restored elsewhere as soon
@@ -222,9 +223,14 @@ def create_app(settings: Settings) -> faust.App:
                     journeys[journey_id.encode()] = encode_journey(state)
 
     async def publish(result: ProcessResult) -> None:
-        # `send` only enqueues; the batch waits for all its effects at once before acking.
-        for change in result.incident_changes:
-            await incidents.send(key=change["incident_id"].encode(), value=encode("incident", change))
+        """Incident changes out and delivered, before the journey states holding them are
+        written: a worker killed in between reads the events again and emits the same changes
+        (same ids and versions; ClickHouse keeps one), whereas a state written first could hold
+        a change that never went out (a post-recovery score lost to a kill -9 mid-batch)."""
+        sent = [await incidents.send(key=change["incident_id"].encode(), value=encode("incident", change))
+                for change in result.incident_changes]
+        if sent:
+            await asyncio.gather(*sent)
         stats.incident_changes += len(result.incident_changes)
         stats.duplicates += result.duplicates
         stats.unmatched_recovery += len(result.unmatched_recovery)
@@ -239,40 +245,48 @@ def create_app(settings: Settings) -> faust.App:
             headers=dead_letter_headers(reason, message.topic, message.partition, message.offset, kind),
         )
 
+    def dropped(generation: int) -> bool:
+        """Whether what was detected since `generation` must not be persisted, because our
+        partitions may be restored elsewhere already (a late write would clobber the new
+        owner's state). Its batch is never acked: the new owner reads it again (dead letters
+        included). The detector reloads from the table after the rebalance."""
+        if not handing_over() and app.rebalancing_count == generation:
+            return False
+        detector.take_dirty()
+        synced_rebalance[0] = -1
+        return True
+
     async def on_batch(fetched: list[Message]) -> None:
-        """One fetched batch of touchpoints: decode, dead-letter, detect, persist, publish, ack."""
+        """One fetched batch of touchpoints: decode, detect, publish, persist, dead-letter, ack."""
         await app.flow_control.acquire()  # held while a rebalance is under way
         if not current_messages(app, fetched):
             return
         await rebalanced()  # events can flow a moment before Faust calls the rebalance done
-        await sync_assignment()
-        generation = app.rebalancing_count
-        # only now: the rebalance just waited out ends with a seek to the committed offsets
-        messages, ahead = app.consumer.sequence.take(current_messages(app, fetched))
-        if ahead:
-            await seek_back(app, ahead)
-        if not messages:
-            return
-        now = _now_ms()
-        stats.first_batch_at = stats.first_batch_at or now
-        sorted_ = sort_batch([m.value for m in messages], now)
-        for message in messages:
-            next_offset[message.partition] = message.offset + 1
-        valid = [(messages[index].partition, record) for index, record in sorted_.valid]
-        result = detector.process(valid, now)
-        if handing_over() or app.rebalancing_count != generation:
-            # Revoked while we worked on it: its partitions may already be restored
-            # elsewhere, so a late write would clobber the new owner's state. Drop the
-            # batch (never acked: the new owner reads it again, dead letters included) and
-            # reload after.
-            detector.take_dirty()
-            synced_rebalance[0] = -1
-            return
-        stats.events += len(valid)
-        persist()
-        for index in sorted(sorted_.rejected):  # in batch order
-            await dead_letter(messages[index], *sorted_.rejected[index])
-        await publish(result)
+        async with emitting:
+            await sync_assignment()
+            generation = app.rebalancing_count
+            # only now: the rebalance just waited out ends with a seek to the committed offsets
+            messages, ahead = app.consumer.sequence.take(current_messages(app, fetched))
+            if ahead:
+                await seek_back(app, ahead)
+            if not messages:
+                return
+            now = _now_ms()
+            stats.first_batch_at = stats.first_batch_at or now
+            sorted_ = sort_batch([m.value for m in messages], now)
+            for message in messages:
+                next_offset[message.partition] = message.offset + 1
+            valid = [(messages[index].partition, record) for index, record in sorted_.valid]
+            result = detector.process(valid, now)
+            if dropped(generation):
+                return
+            await publish(result)
+            if dropped(generation):
+                return  # its incident changes are out: the new owner emits them again, same ids
+            persist()
+            stats.events += len(valid)
+            for index in sorted(sorted_.rejected):  # in batch order
+                await dead_letter(messages[index], *sorted_.rejected[index])
         stats.last_batch_at = _now_ms()
         await produced.put(messages)
 
@@ -325,21 +339,24 @@ def create_app(settings: Settings) -> faust.App:
         # changelog after that worker restored it.
         if not app.tables.recovery.completed.is_set() or handing_over():
             return
-        await sync_assignment()
-        if handing_over():
-            return
-        topic = touchpoints.get_topic_name()
-        caught_up = []
-        for partition in loaded:
-            try:
-                highwater = app.consumer.highwater(TP(topic, partition))
-            except (IllegalStateError, AssertionError):  # revoked while we looked: skip it
-                continue
-            if highwater is not None and next_offset.get(partition, 0) >= highwater:
-                caught_up.append(partition)
-        result = detector.tick(_now_ms(), caught_up)
-        persist()
-        await publish(result)
+        async with emitting:
+            await sync_assignment()
+            if handing_over():
+                return
+            generation = app.rebalancing_count
+            topic = touchpoints.get_topic_name()
+            caught_up = []
+            for partition in loaded:
+                try:
+                    highwater = app.consumer.highwater(TP(topic, partition))
+                except (IllegalStateError, AssertionError):  # revoked while we looked: skip it
+                    continue
+                if highwater is not None and next_offset.get(partition, 0) >= highwater:
+                    caught_up.append(partition)
+            result = detector.tick(_now_ms(), caught_up)
+            await publish(result)
+            if not dropped(generation):
+                persist()
 
     @app.timer(HEARTBEAT_INTERVAL_S)
     async def heartbeat() -> None:

@@ -11,6 +11,11 @@ in a changelog-backed Faust table (RocksDB locally), one write per changed journ
 the batch is acked (its offsets committable) once all its effects are produced. A timer
 advances idle, caught-up partitions' watermarks so a promise breach fires at its deadline with
 no further event.
+
+Handing partitions over (a rebalance, or this worker stopping): nothing is written once it has
+begun, and everything written before is with the broker before the group may give the
+partitions to another worker, which restores their table from the changelog. Records are
+applied per partition in offset order from the committed offset (`PartitionSequence`).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from infra.heartbeat import write_heartbeat
 from infra.kafka import last_offsets_from
 from schemas.codec import encode
 from schemas.dead_letter import dead_letter_headers
-from streams.batch_consumer import BatchApp, current_messages
+from streams.batch_consumer import BatchApp, current_messages, seek_back
 from streams.domain.config import load_detection_config
 from streams.domain.processor import Detector, ProcessResult
 from streams.intake import sort_batch
@@ -159,6 +164,19 @@ def create_app(settings: Settings) -> faust.App:
     next_offset: dict[int, int] = {}
     produced: asyncio.Queue[list[Message]] = asyncio.Queue(maxsize=2)  # processed, waiting to be acked
     synced_rebalance = [-1]  # app.rebalancing_count when the detector last matched the assignment
+    emitting = asyncio.Lock()  # a batch or a tick, from detecting to persisting: one at a time
+
+    def handing_over() -> bool:
+        """A rebalance or a shutdown has begun: our partitions may be restored elsewhere as soon
+        as we let go of them, so their table must not change any more."""
+        return bool(app.rebalancing or app.should_stop)
+
+    async def drain_producer() -> None:
+        """Everything sent so far is with the broker: Faust's buffer drained (its own flush gives
+        up after 0.1 s without progress), then the producer's batches delivered."""
+        while app.producer.buffer.size:
+            await asyncio.sleep(ACK_POLL_S)
+        await app.producer.flush()
 
     async def rebalanced() -> None:
         """Wait out a rebalance in progress: until it ends, the table of a newly assigned
@@ -212,9 +230,14 @@ def create_app(settings: Settings) -> faust.App:
                     journeys[journey_id.encode()] = encode_journey(state)
 
     async def publish(result: ProcessResult) -> None:
-        # `send` only enqueues; the batch waits for all its effects at once before acking.
-        for change in result.incident_changes:
-            await incidents.send(key=change["incident_id"].encode(), value=encode("incident", change))
+        """Incident changes out and delivered, before the journey states holding them are
+        written: a worker killed in between reads the events again and emits the same changes
+        (same ids and versions; ClickHouse keeps one), whereas a state written first could hold
+        a change that never went out (a post-recovery score lost to a kill -9 mid-batch)."""
+        sent = [await incidents.send(key=change["incident_id"].encode(), value=encode("incident", change))
+                for change in result.incident_changes]
+        if sent:
+            await asyncio.gather(*sent)
         stats.incident_changes += len(result.incident_changes)
         stats.duplicates += result.duplicates
         stats.unmatched_recovery += len(result.unmatched_recovery)
@@ -229,35 +252,48 @@ def create_app(settings: Settings) -> faust.App:
             headers=dead_letter_headers(reason, message.topic, message.partition, message.offset, kind),
         )
 
+    def dropped(generation: int) -> bool:
+        """Whether what was detected since `generation` must not be persisted, because our
+        partitions may be restored elsewhere already (a late write would clobber the new
+        owner's state). Its batch is never acked: the new owner reads it again (dead letters
+        included). The detector reloads from the table after the rebalance."""
+        if not handing_over() and app.rebalancing_count == generation:
+            return False
+        detector.take_dirty()
+        synced_rebalance[0] = -1
+        return True
+
     async def on_batch(fetched: list[Message]) -> None:
-        """One fetched batch of touchpoints: decode, dead-letter, detect, persist, publish, ack."""
+        """One fetched batch of touchpoints: decode, detect, publish, persist, dead-letter, ack."""
         await app.flow_control.acquire()  # held while a rebalance is under way
-        messages = current_messages(app, fetched)
-        if not messages:
+        if not current_messages(app, fetched):
             return
         await rebalanced()  # events can flow a moment before Faust calls the rebalance done
-        await sync_assignment()
-        generation = app.rebalancing_count
-        now = _now_ms()
-        stats.first_batch_at = stats.first_batch_at or now
-        sorted_ = sort_batch([m.value for m in messages], now)
-        for message in messages:
-            next_offset[message.partition] = message.offset + 1
-        valid = [(messages[index].partition, record) for index, record in sorted_.valid]
-        result = detector.process(valid, now)
-        if app.rebalancing or app.rebalancing_count != generation:
-            # Revoked while we worked on it: its partitions may already be restored
-            # elsewhere, so a late write would clobber the new owner's state. Drop the
-            # batch (never acked: the new owner reads it again, dead letters included) and
-            # reload after.
-            detector.take_dirty()
-            synced_rebalance[0] = -1
-            return
-        stats.events += len(valid)
-        persist()
-        for index in sorted(sorted_.rejected):  # in batch order
-            await dead_letter(messages[index], *sorted_.rejected[index])
-        await publish(result)
+        async with emitting:
+            await sync_assignment()
+            generation = app.rebalancing_count
+            # only now: the rebalance just waited out ends with a seek to the committed offsets
+            messages, ahead = app.consumer.sequence.take(current_messages(app, fetched))
+            if ahead:
+                await seek_back(app, ahead)
+            if not messages:
+                return
+            now = _now_ms()
+            stats.first_batch_at = stats.first_batch_at or now
+            sorted_ = sort_batch([m.value for m in messages], now)
+            for message in messages:
+                next_offset[message.partition] = message.offset + 1
+            valid = [(messages[index].partition, record) for index, record in sorted_.valid]
+            result = detector.process(valid, now)
+            if dropped(generation):
+                return
+            await publish(result)
+            if dropped(generation):
+                return  # its incident changes are out: the new owner emits them again, same ids
+            persist()
+            stats.events += len(valid)
+            for index in sorted(sorted_.rejected):  # in batch order
+                await dead_letter(messages[index], *sorted_.rejected[index])
         stats.last_batch_at = _now_ms()
         await produced.put(messages)
 
@@ -272,13 +308,24 @@ def create_app(settings: Settings) -> faust.App:
         ack = app.consumer.ack
         while True:
             messages = await produced.get()
-            # Faust's buffer flush wakes (a `wait_for` task) per buffered message; let its own
-            # task drain the table's changelog messages first, then wait for delivery once.
-            while app.producer.buffer.size:
-                await asyncio.sleep(ACK_POLL_S)
-            await app.producer.flush()
+            await drain_producer()
+            if handing_over():
+                continue  # whoever owns the partitions next reads them again from the committed offset
             for message in current_messages(app, messages):  # not what a rebalance took away meanwhile
                 ack(message)
+
+    @app.on_partitions_revoked.connect
+    async def hand_over(_app: faust.App, revoked: Any = None, **kwargs: Any) -> None:
+        """Runs before this worker rejoins the group, i.e. before anyone else can be given our
+        partitions: no write is left in flight (and no changelog offset is recorded late, into
+        a partition's RocksDB that is no longer ours)."""
+        await drain_producer()
+
+    @app.on_before_shutdown.connect
+    async def hand_over_on_shutdown(_app: faust.App, **kwargs: Any) -> None:
+        """Stopping: the consumer leaves the group only after this (Faust stops it after the
+        app's own shutdown steps), so the next owner restores everything we wrote."""
+        await drain_producer()
 
     app.batch_handlers[touchpoints.get_topic_name()] = on_batch
 
@@ -294,25 +341,29 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.timer(TICK_INTERVAL_S)
     async def advance_idle_partitions() -> None:
-        # Nothing during a rebalance: a write to a partition being revoked would reopen its
-        # RocksDB here and lock out the worker taking it over (same JOURNEY_HOME).
-        if not app.tables.recovery.completed.is_set() or app.rebalancing:
+        # Nothing while handing over: a write to a partition being revoked would reopen its
+        # RocksDB here and lock out the worker taking it over (same JOURNEY_HOME), or reach the
+        # changelog after that worker restored it.
+        if not app.tables.recovery.completed.is_set() or handing_over():
             return
-        await sync_assignment()
-        if app.rebalancing:
-            return
-        topic = touchpoints.get_topic_name()
-        caught_up = []
-        for partition in loaded:
-            try:
-                highwater = app.consumer.highwater(TP(topic, partition))
-            except (IllegalStateError, AssertionError):  # revoked while we looked: skip it
-                continue
-            if highwater is not None and next_offset.get(partition, 0) >= highwater:
-                caught_up.append(partition)
-        result = detector.tick(_now_ms(), caught_up)
-        persist()
-        await publish(result)
+        async with emitting:
+            await sync_assignment()
+            if handing_over():
+                return
+            generation = app.rebalancing_count
+            topic = touchpoints.get_topic_name()
+            caught_up = []
+            for partition in loaded:
+                try:
+                    highwater = app.consumer.highwater(TP(topic, partition))
+                except (IllegalStateError, AssertionError):  # revoked while we looked: skip it
+                    continue
+                if highwater is not None and next_offset.get(partition, 0) >= highwater:
+                    caught_up.append(partition)
+            result = detector.tick(_now_ms(), caught_up)
+            await publish(result)
+            if not dropped(generation):
+                persist()
 
     @app.timer(HEARTBEAT_INTERVAL_S)
     async def heartbeat() -> None:

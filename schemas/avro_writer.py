@@ -17,6 +17,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from schemas.container import long_bytes
+
 Write = Callable[[Any, list[bytes]], None]
 
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
@@ -24,27 +26,16 @@ _LONG_MIN, _LONG_MAX = -(1 << 63), (1 << 63) - 1
 _DOUBLE = struct.Struct("<d")
 
 
-def _zigzag(n: int) -> bytes:
-    """An Avro long: zigzag, then a little-endian base-128 varint."""
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-_SMALL = [_zigzag(n) for n in range(4096)]  # lengths, counts and enum indexes, without the loop
+_SMALL = [long_bytes(n) for n in range(4096)]  # lengths, counts and enum indexes, without the loop
 
 
 def _long_bytes(n: int) -> bytes:
-    return _SMALL[n] if 0 <= n < 4096 else _zigzag(n)
+    return _SMALL[n] if 0 <= n < 4096 else long_bytes(n)
 
 
 def _write_string(value: Any, out: list[bytes]) -> None:
     data = value.encode()  # AttributeError for a non-str: fastavro decides about it
-    out.append(_SMALL[len(data)] if len(data) < 4096 else _zigzag(len(data)))
+    out.append(_SMALL[len(data)] if len(data) < 4096 else long_bytes(len(data)))
     out.append(data)
 
 
@@ -52,7 +43,7 @@ def _integer(low: int, high: int) -> Write:
     def write(value: Any, out: list[bytes]) -> None:
         if type(value) is not int or not low <= value <= high:  # bool too: fastavro decides
             raise TypeError(f"not an Avro integer in [{low}, {high}]: {value!r}")
-        out.append(_SMALL[value] if 0 <= value < 4096 else _zigzag(value))
+        out.append(_SMALL[value] if 0 <= value < 4096 else long_bytes(value))
     return write
 
 

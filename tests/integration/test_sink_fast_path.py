@@ -14,7 +14,6 @@ import dataclasses
 import random
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -32,19 +31,12 @@ from schemas.codec import encode, encode_with
 from schemas.registry import load_registry
 from streams.emitter import producer_config
 from tests.integration.test_sink import start_sink
+from tests.unit.test_sink_rows import Message
 
 pytestmark = pytest.mark.integration
 
 NOW = int(time.time() * 1000)
 COLUMNS = ", ".join("toUnixTimestamp64Milli(occurred_at)" if c == "occurred_at" else c for c in TOUCHPOINT_COLUMNS)
-
-
-@dataclass
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    value: bytes
 
 
 def event(i: int, **extra: Any) -> dict[str, Any]:

@@ -59,6 +59,44 @@ class Journey:
         seen = self.seen
         return [] if seen is None else [seen] if isinstance(seen, str) else list(seen)
 
+    # ---- requests, early fulfilments, fired requests, incidents ---------------------------
+    # Containers are made on the first add and dropped when the last entry goes (see the
+    # module docstring): the processor never creates or empties them itself.
+
+    def add_request(self, ref: str, request: list[Any]) -> None:
+        if self.req is None:
+            self.req = {}
+        self.req[ref] = request
+
+    def pop_request(self, ref: str) -> list[Any]:
+        """Remove and return a pending request (KeyError when it is not pending)."""
+        request = self.req.pop(ref)  # type: ignore[union-attr]
+        if not self.req:
+            self.req = None
+        return request
+
+    def add_early(self, fulfilment: list[Any]) -> None:
+        if self.early is None:
+            self.early = []
+        self.early.append(fulfilment)
+
+    def pop_early(self, index: int) -> list[Any]:
+        early = self.early
+        taken = early.pop(index)  # type: ignore[union-attr]
+        if not early:
+            self.early = None
+        return taken
+
+    def add_fired(self, ref: str, incident_id: str) -> None:
+        if self.fired is None:
+            self.fired = {}
+        self.fired[ref] = incident_id
+
+    def add_incident(self, incident_id: str, incident: dict[str, Any]) -> None:
+        if self.inc is None:
+            self.inc = {}
+        self.inc[incident_id] = incident  # insertion order: oldest first
+
     # ---- pending deadlines ----------------------------------------------------------------
 
     def add_deadline(self, entry: Deadline) -> None:

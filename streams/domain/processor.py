@@ -225,20 +225,14 @@ class Detector:
         if early is not None and early[2] < due:
             return  # fulfilled (on time) before the request itself reached us
         late_at = early[2] if early is not None else None
-        if journey.req is None:
-            journey.req = {}
-        journey.req[ref] = [event["type"], due, event["occurred_at"], event.get("request_id"),
-                            event["event_id"], late_at, event.get("store_id"), event.get("channel")]
+        journey.add_request(ref, [event["type"], due, event["occurred_at"], event.get("request_id"),
+                                  event["event_id"], late_at, event.get("store_id"), event.get("channel")])
         self._schedule(journey_id, journey, due, "req", ref)
 
     def _take_early(self, journey: Journey, fulfil_type: str, request_id: str | None) -> list[Any] | None:
-        early = journey.early or []
-        for i, (kind, rid, _at) in enumerate(early):
+        for i, (kind, rid, _at) in enumerate(journey.early or ()):
             if kind == fulfil_type and (rid == request_id or request_id is None or rid is None):
-                taken = early.pop(i)
-                if not early:
-                    journey.early = None
-                return taken
+                return journey.pop_early(i)
         return None
 
     def _fulfil(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
@@ -248,7 +242,7 @@ class Detector:
         open_refs = [r for r, req in reqs.items() if req[0] == request_type and (rid is None or r == rid)]
         if open_refs:
             ref = min(open_refs, key=lambda r: reqs[r][2])  # oldest open request of that kind
-            req = self._pop_request(journey, ref)
+            req = journey.pop_request(ref)
             journey.drop_deadline((req[1], "req", ref))
             return
         incs = journey.inc or {}
@@ -262,16 +256,7 @@ class Detector:
             incident["version"] += 1
             self._emit(incident)
             return
-        if journey.early is None:
-            journey.early = []
-        journey.early.append([event["type"], rid, event["occurred_at"]])
-
-    @staticmethod
-    def _pop_request(journey: Journey, ref: str) -> list[Any]:
-        req = journey.req.pop(ref)  # type: ignore[union-attr]
-        if not journey.req:
-            journey.req = None
-        return req
+        journey.add_early([event["type"], rid, event["occurred_at"]])
 
     def _ttl_ms(self, journey: Journey) -> int:
         days = self.config.incident_journey_ttl_days if journey.inc else self.config.journey_ttl_days
@@ -332,13 +317,11 @@ class Detector:
                     self._emit(incident)
 
     def _breach(self, journey_id: str, journey: Journey, ref: str) -> None:
-        rtype, due, _occurred, rid, event_id, late_at, store, channel = self._pop_request(journey, ref)
+        rtype, due, _occurred, rid, event_id, late_at, store, channel = journey.pop_request(ref)
         trigger = {"event_id": event_id, "customer_id": journey.c, "store_id": store, "channel": channel}
         incident = self._open_incident(journey_id, journey, RULE_OF_REQUEST[rtype], ref, trigger, due, rid, late_at)
         if incident is not None:
-            if journey.fired is None:
-                journey.fired = {}
-            journey.fired[ref] = incident["incident_id"]
+            journey.add_fired(ref, incident["incident_id"])
 
     # ---- incidents ---------------------------------------------------------------------------
 
@@ -358,9 +341,7 @@ class Detector:
                                 max(self._now, failed_at), repeat, request_id)
         incident["late_fulfilment_at"] = late_fulfilment_at
         iid = incident["incident_id"]
-        if journey.inc is None:
-            journey.inc = {}
-        journey.inc[iid] = incident  # insertion order: oldest first
+        journey.add_incident(iid, incident)
         if customer:
             history = self._customers.setdefault(customer, [])
             history.append((failed_at, journey_id, iid))

@@ -40,7 +40,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.codec import MAGIC
+from schemas.codec import frame_prefix
 from schemas.container import block, header
 from schemas.contract import (
     ID_FIELDS,
@@ -214,7 +214,7 @@ def fast_prefixes(registry: Registry | None = None) -> dict[bytes, FastSchema]:
     for version in registry.versions(SUBJECT):
         plan = fast_schema(version.id, registry)
         if plan is not None:
-            plans[struct.pack(">bI", MAGIC, version.id)] = plan
+            plans[frame_prefix(version.id)] = plan
     return plans
 
 

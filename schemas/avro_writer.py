@@ -35,7 +35,7 @@ def _long_bytes(n: int) -> bytes:
 
 def _write_string(value: Any, out: list[bytes]) -> None:
     data = value.encode()  # AttributeError for a non-str: fastavro decides about it
-    out.append(_SMALL[len(data)] if len(data) < 4096 else long_bytes(len(data)))
+    out.append(_long_bytes(len(data)))
     out.append(data)
 
 
@@ -43,7 +43,7 @@ def _integer(low: int, high: int) -> Write:
     def write(value: Any, out: list[bytes]) -> None:
         if type(value) is not int or not low <= value <= high:  # bool too: fastavro decides
             raise TypeError(f"not an Avro integer in [{low}, {high}]: {value!r}")
-        out.append(_SMALL[value] if 0 <= value < 4096 else long_bytes(value))
+        out.append(_long_bytes(value))
     return write
 
 

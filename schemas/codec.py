@@ -39,11 +39,16 @@ def encode(subject: str, record: dict[str, Any], registry: Registry | None = Non
     return encode_with(registry.latest(subject).id, record, registry)
 
 
+def frame_prefix(schema_id: int) -> bytes:
+    """The Confluent wire-format prefix of a message written with `schema_id`: magic byte + id."""
+    return _HEADER.pack(MAGIC, schema_id)
+
+
 def encode_with(schema_id: int, record: dict[str, Any], registry: Registry | None = None) -> bytes:
     """Encode with one specific registered version (tests of evolution, old producers)."""
     schema = (registry or get_registry()).by_id(schema_id)
     if schema.writer is not None:
-        parts: list[bytes] | None = [_HEADER.pack(MAGIC, schema.id)]
+        parts: list[bytes] | None = [frame_prefix(schema.id)]
         try:
             schema.writer(record, parts)
         except Exception:  # a value the compiled writer does not expect: fastavro writes it or says why not
@@ -51,7 +56,7 @@ def encode_with(schema_id: int, record: dict[str, Any], registry: Registry | Non
         if parts is not None:
             return b"".join(parts)
     out = BytesIO()
-    out.write(_HEADER.pack(MAGIC, schema.id))
+    out.write(frame_prefix(schema.id))
     schemaless_writer(out, schema.parsed, record)
     return out.getvalue()
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.avro_writer import compile_writer
-from schemas.codec import _HEADER, MAGIC, encode_with
+from schemas.codec import encode_with, frame_prefix
 from schemas.registry import get_registry
 
 REGISTERED = [(s.subject, s.id) for subject in get_registry().subjects() for s in get_registry().versions(subject)]
@@ -50,7 +50,7 @@ WRONG = st.sampled_from([None, "\ud800", 1, True, 1.5, 1 << 40, 1 << 70, -(1 << 
 def fastavro_only(schema_id: int, record: Any) -> bytes:
     """What the codec wrote before the compiled writer: fastavro alone."""
     out = BytesIO()
-    out.write(_HEADER.pack(MAGIC, schema_id))
+    out.write(frame_prefix(schema_id))
     schemaless_writer(out, get_registry().by_id(schema_id).parsed, record)
     return out.getvalue()
 

@@ -94,11 +94,11 @@ JOURNEYS_BY = """
 SELECT {key}, count() FROM (
     SELECT journey_id, min(occurred_at) AS started, argMin(ifNull(store_id, ''), occurred_at) AS store
     FROM journey.touchpoints FINAL
-    WHERE occurred_at >= fromUnixTimestamp64Milli({{since:Int64}}) - INTERVAL 1 DAY
-      AND occurred_at < fromUnixTimestamp64Milli({{until:Int64}})
+    WHERE occurred_at >= fromUnixTimestamp64Milli({since:Int64}) - INTERVAL 1 DAY
+      AND occurred_at < fromUnixTimestamp64Milli({until:Int64})
     GROUP BY journey_id)
-WHERE started >= fromUnixTimestamp64Milli({{since:Int64}}) AND started < fromUnixTimestamp64Milli({{until:Int64}})
-  AND ({{store:String}} = '' OR store = {{store:String}})
+WHERE started >= fromUnixTimestamp64Milli({since:Int64}) AND started < fromUnixTimestamp64Milli({until:Int64})
+  AND ({store:String} = '' OR store = {store:String})
 GROUP BY 1
 """
 INCIDENTS_BY = """
@@ -108,11 +108,14 @@ WEEK = "toString(toStartOfWeek({col}, 1))"  # weeks start on Monday
 
 def rates(client: Client, params: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Incidents per 100 journeys by store, by rule and by week (a journey counts where it started)."""
+    def counts(sql: str, key: str) -> dict[str, int]:
+        return {str(k): int(n) for k, n in client.query(sql.replace("{key}", key), parameters=params).result_rows}
+
     def journeys(key: str) -> dict[str, int]:
-        return {str(k): int(n) for k, n in client.query(JOURNEYS_BY.format(key=key), parameters=params).result_rows}
+        return counts(JOURNEYS_BY, key)
 
     def incidents(key: str) -> dict[str, int]:
-        return {str(k): int(n) for k, n in client.query(INCIDENTS_BY.format(key=key), parameters=params).result_rows}
+        return counts(INCIDENTS_BY, key)
 
     total_journeys = sum(journeys("'*'").values())
     by_store_j, by_store_i = journeys("store"), incidents("ifNull(store_id, '')")
@@ -156,6 +159,7 @@ def trend(client: Client, params: dict[str, Any]) -> list[dict[str, Any]]:
 CAUSES = """
 SELECT i.rule AS rule,
        coalesce(nullIf(t.attrs['item'], ''), nullIf(t.attrs['reason'], ''), nullIf(t.attrs['about'], ''),
+                if(t.attrs['score'] != '', concat('score ', t.attrs['score']), NULL),
                 i.request_id, nullIf(toString(t.type), ''), '-') AS cause,
        ifNull(i.store_id, '') AS store, toHour(i.failed_at, {tz:String}) AS local_hour, count() AS n
 FROM (SELECT * FROM journey.incidents FINAL WHERE status != 'withdrawn' AND """ + WINDOW + """
@@ -169,17 +173,28 @@ STORES_PRESENT = "SELECT DISTINCT ifNull(store_id, '') FROM journey.incidents FI
 
 
 def causes(client: Client, params: dict[str, Any], zones: dict[str, str], top: int = 20) -> list[dict[str, Any]]:
-    """The most frequent failure causes: rule x item/reason x store x the store's local hour."""
+    """The most frequent failure causes (rule x item/reason x store), each with its busiest local hour."""
     present = [row[0] for row in client.query(STORES_PRESENT, parameters=params).result_rows]
     by_zone: dict[str, list[str]] = {}
     for store in present:
         by_zone.setdefault(zones.get(store, "UTC"), []).append(store)
-    rows: list[dict[str, Any]] = []
+    hours: dict[tuple[str, str, str], dict[int, int]] = {}
     for zone, stores in by_zone.items():
-        found = client.query(CAUSES, parameters={**params, "tz": zone, "stores": stores}).result_rows
-        rows += [{"rule": r[0], "cause": r[1], "store": r[2], "local_hour": int(r[3]), "incidents": int(r[4])}
-                 for r in found]
-    rows.sort(key=lambda r: (-r["incidents"], r["rule"], r["cause"], r["store"], r["local_hour"]))
+        for rule, cause, store, hour, n in client.query(CAUSES, parameters={**params, "tz": zone,
+                                                                           "stores": stores}).result_rows:
+            hours.setdefault((rule, cause, store), {})[int(hour)] = int(n)
+    return top_causes(hours, top)
+
+
+def top_causes(hours: dict[tuple[str, str, str], dict[int, int]], top: int) -> list[dict[str, Any]]:
+    """(rule, cause, store) -> incidents per local hour, as rows: most incidents first, peak hour named."""
+    rows = []
+    for (rule, cause, store), per_hour in hours.items():
+        peak = min(per_hour, key=lambda h: (-per_hour[h], h))
+        rows.append({"rule": rule, "cause": cause, "store": store, "incidents": sum(per_hour.values()),
+                     "peak_local_hour": peak, "peak_incidents": per_hour[peak],
+                     "by_local_hour": [per_hour.get(h, 0) for h in range(24)]})
+    rows.sort(key=lambda r: (-r["incidents"], r["rule"], r["cause"], r["store"]))
     return rows[:top]
 
 

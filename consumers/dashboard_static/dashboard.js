@@ -187,8 +187,8 @@
     causeBody.replaceChildren();
     for (const c of report.causes) {
       const row = causeBody.insertRow();
-      cell(row, c.rule); cell(row, c.cause); cell(row, c.store || "(none)");
-      cell(row, String(c.local_hour).padStart(2, "0") + ":00"); cell(row, c.incidents);
+      cell(row, c.rule); cell(row, c.cause); cell(row, c.store || "(none)"); cell(row, c.incidents);
+      cell(row, String(c.peak_local_hour).padStart(2, "0") + ":00 (" + c.peak_incidents + ")");
     }
     el("empty").hidden = report.total_incidents > 0 || rates.journeys > 0;
     document.body.dataset.ready = "yes";  // tests wait for this

@@ -90,7 +90,8 @@ def print_report(data: dict[str, Any], title: str, console: Console) -> None:
         ("to resolve", lambda r: human.duration(r["median_resolve_s"]))]))
     console.print(_table("Most frequent failure causes", data["causes"][:10], [
         ("rule", lambda r: r["rule"]), ("cause", lambda r: r["cause"]), ("store", lambda r: r["store"] or "(none)"),
-        ("local hour", lambda r: f"{r['local_hour']:02d}:00"), ("incidents", lambda r: r["incidents"])]))
+        ("incidents", lambda r: r["incidents"]),
+        ("busiest local hour", lambda r: f"{r['peak_local_hour']:02d}:00 ({r['peak_incidents']})")]))
     hours = " ".join(f"{h:02d}h:{n}" for h, n in sorted(data["by_local_hour"].items()))
     console.print(f"incidents by store-local hour: {hours if data['total_incidents'] else 'none'}")
 

@@ -17,7 +17,7 @@ STATIC = Path(__file__).parent / "dashboard_static"
 SCRIPTS = ("vendor/chart.umd.min.js", "dashboard.js")
 STYLE = "dashboard.css"
 ASSET_TYPES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript",
-               "vendor/chart.umd.min.js": "text/javascript"}
+               "vendor/chart.umd.min.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 
 
 def _template() -> str:
@@ -27,7 +27,9 @@ def _template() -> str:
 def served_page() -> str:
     """The page as the stack serves it: assets linked from /dashboard/static/."""
     scripts = "".join(f'<script src="/dashboard/static/{name}"></script>' for name in SCRIPTS)
-    return (_template().replace("<!--STYLE-->", f'<link rel="stylesheet" href="/dashboard/static/{STYLE}">')
+    head = (f'<link rel="stylesheet" href="/dashboard/static/{STYLE}">'
+            '<link rel="icon" href="/dashboard/static/favicon.svg">')
+    return (_template().replace("<!--STYLE-->", head)
             .replace("<!--SCRIPTS-->", scripts))
 
 
@@ -53,5 +55,6 @@ def render_html(report: dict[str, Any], title: str, stores: dict[str, dict[str, 
     style = (STATIC / STYLE).read_text(encoding="utf-8")
     scripts = "".join(f"<script>\n{(STATIC / name).read_text(encoding='utf-8')}\n</script>" for name in SCRIPTS)
     data = f'<script type="application/json" id="report-data">{_inline_json(bundle(report, title, stores))}</script>'
-    return (_template().replace("<!--STYLE-->", f"<style>\n{style}</style>")
+    head = f'<style>\n{style}</style><link rel="icon" href="data:,">'  # data:, = no icon request
+    return (_template().replace("<!--STYLE-->", head)
             .replace("<!--SCRIPTS-->", data + scripts))

@@ -59,7 +59,8 @@ def test_report_window_dates_since_and_newest_data() -> None:
     day = 86_400_000
     jan1 = parse_date_ms("2018-01-01", "--from")
     assert report_window("7d", "2018-01-01", "2018-01-31", None, None, False).until_ms == jan1 + 31 * day
-    assert report_window("7d", "2018-01-01T12:00", None, "s", None, False, now_ms=jan1 + day).since_ms == jan1 + day // 2
+    noon = report_window("7d", "2018-01-01T12:00", None, "s", None, False, now_ms=jan1 + day)
+    assert noon.since_ms == jan1 + day // 2
     backfill = report_window("30d", None, None, None, newest_ms=jan1, at_newest=True, now_ms=jan1 + 3000 * day)
     assert (backfill.since_ms, backfill.until_ms) == (jan1 + 1 - 30 * day, jan1 + 1)  # reaches 2018, not "today"
     with pytest.raises(JourneyError, match="use a date such as 2018-03-01"):

@@ -59,12 +59,6 @@ def parse_duration_s(text: str, option: str) -> int:
     return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 
-def parse_since(text: str, now_ms: int | None = None) -> int:
-    """'24h', '7d', '30m' -> epoch ms that long ago; clear error otherwise."""
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return now_ms - parse_duration_s(text, "--since") * 1000
-
-
 def parse_date_ms(text: str, option: str, end: bool = False) -> int:
     """'2018-03-01' or '2018-03-01T12:00' (UTC unless it names an offset) -> epoch ms.
 

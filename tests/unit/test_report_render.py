@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 
 from consumers.html_report import render_html
-from consumers.report import parse_since, store_timezones
+from consumers.report import parse_duration_s, store_timezones
 from infra.errors import JourneyError
 
 
 def test_since_durations() -> None:
-    assert parse_since("24h", now_ms=100 * 3_600_000) == 76 * 3_600_000
-    assert parse_since("2w", now_ms=14 * 86_400_000) == 0
+    assert parse_duration_s("24h", "--since") == 86_400 and parse_duration_s("2w", "--since") == 14 * 86_400
     with pytest.raises(JourneyError, match="use a duration such as"):
-        parse_since("yesterday")
+        parse_duration_s("yesterday", "--since")
 
 
 def test_store_zones_from_file(tmp_path: Path) -> None:

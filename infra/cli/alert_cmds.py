@@ -61,7 +61,7 @@ def history_then_live(settings: Settings, limit: int | None, idle_timeout_s: flo
 
     The history ends at the first empty poll (Tansu's end offsets are not record counts).
     """
-    from streams.topic_reader import assigned_consumer, render
+    from streams.topic_reader import assigned_consumer, follow_reader, render
 
     topic = settings.topics.alerts
     reader = assigned_consumer(settings, topic, from_beginning=True)
@@ -69,23 +69,11 @@ def history_then_live(settings: Settings, limit: int | None, idle_timeout_s: flo
         history: list[str] = []
         while batch := reader.poll(timeout_ms=1000):
             history += [render(settings, topic, m) for records in batch.values() for m in records]
-        shown = 0
-        for line in in_time_order(history)[:limit]:
-            yield line
-            shown += 1
-        last = time.monotonic()
-        while limit is None or shown < limit:
-            batch = reader.poll(timeout_ms=200)
-            if not batch:
-                if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
-                    return
-                continue
-            last = time.monotonic()
-            for line in in_time_order([render(settings, topic, m) for records in batch.values() for m in records]):
-                yield line
-                shown += 1
-                if limit is not None and shown >= limit:
-                    return
+        shown = in_time_order(history)[:limit]
+        yield from shown
+        if limit is None or len(shown) < limit:
+            yield from follow_reader(settings, topic, reader, None if limit is None else limit - len(shown),
+                                     idle_timeout_s)
     finally:
         reader.close()
 

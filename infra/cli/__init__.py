@@ -85,6 +85,16 @@ def _words_for(shown_by_typer: _Display) -> _Display:
 _WORDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH", "path": "PATH"}
 
 
+def table(*headers: str, **options: Any) -> Any:
+    """A rich Table whose cells wrap long values instead of cutting them with an ellipsis."""
+    from rich.table import Table
+
+    made = Table(*headers, **options)
+    for column in made.columns:
+        column.overflow = "fold"
+    return made
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `journey` console script."""
     _register_all()

@@ -12,8 +12,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from infra.cli import table as cli_table
 from infra.config import Settings
 from infra.errors import JourneyError
 from infra.kafka import require_broker
@@ -191,7 +191,7 @@ def silence_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.
         for s in active:
             typer.echo(json.dumps(s.__dict__))
         return
-    table = Table("id", "store", "rule", "until (UTC)", "by", "comment")
+    table = cli_table("id", "store", "rule", "until (UTC)", "by", "comment")
     for s in active:
         table.add_row(s.silence_id, s.store_id or "*", s.rule or "*",
                       time.strftime("%Y-%m-%d %H:%M", time.gmtime(s.ends_at / 1000)), s.created_by, s.comment or "")

@@ -6,9 +6,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from consumers import human
+from infra.cli import table as cli_table
 from infra.config import Settings
 
 
@@ -59,10 +59,8 @@ def _print(result: dict[str, Any]) -> None:
     out = Console()
     if not out.is_terminal:
         out = Console(width=140)  # logs and pipes: no terminal width to fit, keep the table readable
-    table = Table("rule", "dimension", "incidents", "resolved", "compensated", "SLA breached",
+    table = cli_table("rule", "dimension", "incidents", "resolved", "compensated", "SLA breached",
                   "to acknowledge (median / 90%)", "to first response", "to resolve", title="Recovery report")
-    for column in table.columns:
-        column.overflow = "fold"  # wrap long names, never cut them
     for rule, row in result["by_rule"].items():
         def pq(name: str, row: dict[str, Any] = row) -> str:
             return f"{human.duration(row[name]['p50'])} / {human.duration(row[name]['p90'])}"

@@ -11,6 +11,7 @@ from typing import TextIO
 
 import typer
 
+from infra.cli import table as cli_table
 from infra.config import Settings
 from infra.errors import JourneyError
 from infra.kafka import require_broker
@@ -82,7 +83,6 @@ def dlq_list(
 ) -> None:
     """Show what is in the dead-letter topic and why."""
     from rich.console import Console
-    from rich.table import Table
 
     from streams.dead_letters import read_dead_letters
 
@@ -93,7 +93,7 @@ def dlq_list(
         for letter in letters:
             typer.echo(json.dumps(letter.as_json()))
         return
-    table = Table("offset", "reason", "from", "bytes", "preview")
+    table = cli_table("offset", "reason", "from", "bytes", "preview")
     for letter in letters:
         table.add_row(str(letter.offset), letter.reason, letter.origin, str(len(letter.value)), letter.preview())
     Console().print(table)

@@ -10,12 +10,12 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from consumers import human
 from consumers.html_report import render_html
 from consumers.insight_queries import newest_ms, stores_in
 from consumers.report import customer_history, recovery_report, report_window, store_timezones
+from infra.cli import table as cli_table
 from infra.clickhouse import get_client, ping
 from infra.config import Settings
 from infra.errors import JourneyError
@@ -32,11 +32,9 @@ GROUP_NAMES = {"recovered": "failure recovered (resolved)", "not_recovered": "fa
                "no_failure": "no failure"}
 
 
-def _table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, Callable[[dict[str, Any]], Any]]]) -> Table:
+def _table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, Callable[[dict[str, Any]], Any]]]) -> Any:
     """A rich table that wraps long names (never cuts them) and shows '-' for missing values."""
-    table = Table(title=title, title_justify="left")
-    for header, _ in columns:
-        table.add_column(header, overflow="fold")
+    table = cli_table(*(header for header, _ in columns), title=title, title_justify="left")
     for row in rows:
         table.add_row(*(human.text(get(row)) for _, get in columns))
     return table

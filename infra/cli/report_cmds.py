@@ -146,8 +146,12 @@ def customer(
     if as_json:
         typer.echo(json.dumps(data, default=str))
         return
-    console = Console()
-    title = f"Customer {customer_id}: {len(data['journeys'])} journeys, {len(data['incidents'])} incidents"
+    print_customer(data, Console())
+
+
+def print_customer(data: dict[str, Any], console: Console) -> None:
+    """One customer's incidents for a terminal: human durations, yes/no, '-' for none."""
+    title = f"Customer {data['customer_id']}: {len(data['journeys'])} journeys, {len(data['incidents'])} incidents"
     console.print(_table(title, data["incidents"], [
         ("failed at", lambda i: i["failed_at"]), ("rule", lambda i: i["rule"]), ("severity", lambda i: i["severity"]),
         ("status", lambda i: i["status"]), ("time to resolve", lambda i: human.duration(i["time_to_resolve_s"])),

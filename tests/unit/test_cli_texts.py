@@ -13,7 +13,7 @@ from rich.console import Console
 from infra import cli
 from infra.cli.alert_cmds import in_time_order
 from infra.cli.events_cmds import check_readable_file
-from infra.cli.report_cmds import print_report
+from infra.cli.report_cmds import print_customer, print_report
 from infra.errors import JourneyError
 
 
@@ -89,3 +89,15 @@ def test_emit_file_errors_say_what_is_wrong(tmp_path: Path) -> None:
         check_readable_file(tmp_path / "missing.jsonl")
     (tmp_path / "ok.jsonl").write_text("{}\n")
     check_readable_file(tmp_path / "ok.jsonl")
+
+
+def test_customer_shows_dash_and_yes_no_never_python_values() -> None:
+    console = Console(width=160, record=True)
+    incident = {"failed_at": "2026-11-30 10:00:00", "rule": "promise_breach", "severity": "high", "status": "open",
+                "time_to_resolve_s": None, "compensation_kind": None, "compensation_amount": None, "recovered": None}
+    resolved = {**incident, "status": "resolved", "time_to_resolve_s": 1163.0, "compensation_kind": "voucher",
+                "compensation_amount": 5.0, "recovered": True}
+    print_customer({"customer_id": "c-77", "journeys": [{}], "incidents": [incident, resolved]}, console)
+    text = console.export_text()
+    assert "None" not in text and "True" not in text
+    assert "19 min 23 s" in text and "voucher 5" in text and "yes" in text and " - " in text

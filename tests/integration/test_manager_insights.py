@@ -214,7 +214,8 @@ def test_backfilled_month_is_reached_with_since_at_newest_or_dates(planted: dict
     today = json.loads(journey_cli(settings, "report", "--since", "7d", "--store", "busan-01", "--json").stdout)
     assert today["recovery_paradox"]["overall"]["groups"]["recovered"]["customers"] == 0  # 2013 is not last week
     newest = json.loads(journey_cli(settings, "report", "--since", "30d", "--at-newest", "--json").stdout)
-    assert newest["until_ms"] == newest["newest_data_ms"] + 1 and newest["since_ms"] == newest["until_ms"] - 30 * 86_400_000
+    assert newest["until_ms"] == newest["newest_data_ms"] + 1
+    assert newest["since_ms"] == newest["until_ms"] - 30 * 86_400_000
     assert newest["newest_data_ms"] >= int(START.timestamp() * 1000) + 100 * 86_400_000  # at least our last visit
     bad = journey_cli(settings, "report", "--from", "January")
     assert bad.returncode != 0 and "use a date such as 2018-03-01" in bad.stderr and "Traceback" not in bad.stderr

@@ -87,9 +87,11 @@ class Window:
         return {"since": self.since_ms, "until": self.until_ms, "store": self.store or ""}
 
     def describe(self) -> str:
-        def day(ms: int) -> str:
-            return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
-        return f"{day(self.since_ms)} to {day(self.until_ms)} UTC" + (f", store {self.store}" if self.store else "")
+        return f"{_utc(self.since_ms)} to {_utc(self.until_ms)} UTC" + (f", store {self.store}" if self.store else "")
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def report_window(since: str | None, date_from: str | None, date_to: str | None, store: str | None,
@@ -108,7 +110,8 @@ def report_window(since: str | None, date_from: str | None, date_to: str | None,
     else:
         start = until - parse_duration_s(since or "7d", "--since") * 1000
     if start >= until:
-        raise JourneyError(f"the report's start ({start}) is not before its end ({until}): check --from/--to")
+        raise JourneyError(f"the report would start {_utc(start)} UTC, not before its end {_utc(until)} UTC: "
+                           "check --from/--to")
     return Window(start, until, store)
 
 
@@ -124,8 +127,9 @@ def recovery_report(client: Client, window: Window, zones: dict[str, str] | None
     stores = [{"store": r[0], "incidents": r[1], "sla_compliance": r[2], "ttr_p50_s": r[3]}
               for r in client.query(WORST_STORES, parameters=params).result_rows]
     newest = insight_queries.newest_ms(client)
-    refs_of = (lambda per_store: insight_queries.references(client, params, per_store, newest)) if newest else None
-    paradox = recovery_paradox(refs_of(False), refs_of(True)) if refs_of else recovery_paradox([], [])
+    overall = insight_queries.references(client, params, False, newest) if newest else []
+    per_store = insight_queries.references(client, params, True, newest) if newest else []
+    paradox = recovery_paradox(overall, per_store)
     return {"since_ms": since_ms, "until_ms": window.until_ms, "store": store, "newest_data_ms": newest,
             "total_incidents": sum(r["incidents"] for r in rules),
             "by_rule": rules, "by_servqual": servqual, "worst_stores": stores,

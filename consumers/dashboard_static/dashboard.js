@@ -209,7 +209,13 @@
     if (el("to").value) params.set("to", el("to").value);
     if (el("store").value) params.set("store", el("store").value);
     text(el("status"), "loading…");
-    const response = await fetch("/dashboard/api/report?" + params, {headers: {"X-Journey-Token": token}});
+    let response;
+    try {
+      response = await fetch("/dashboard/api/report?" + params, {headers: {"X-Journey-Token": token}});
+    } catch (e) {
+      text(el("status"), "the stack's web server is not answering (is the stack up?)");
+      return;
+    }
     if (response.status === 401) { el("login").hidden = false; text(el("status"), "token needed"); return; }
     const body = await response.json();
     if (!response.ok) { text(el("status"), body.error || response.statusText); return; }

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from consumers import human
-from consumers.html_report import render_html
+from consumers.html_report import day, render_html
 from consumers.insight_queries import newest_ms, stores_in
 from consumers.report import customer_history, recovery_report, report_window, store_timezones
 from infra.cli import table as cli_table
@@ -120,6 +120,10 @@ def report(
     window = report_window(since, date_from, date_to, store, newest_ms(client), at_newest)
     data = recovery_report(client, window, zones, settings.rules_file, settings.sla_goal)
     title = f"Service recovery, {window.describe()}"
+    newest = data["newest_data_ms"]
+    if newest is not None and newest < window.since_ms and not data["total_incidents"]:
+        typer.echo(f"journey: nothing in this range; the newest data is from {day(newest)} (a backfill?): "
+                   "add --at-newest to count --since back from it, or give --from/--to dates", err=True)
     if html_file is not None:
         stores = {} if store else {
             s: recovery_report(client, replace(window, store=s), zones, settings.rules_file, settings.sla_goal)

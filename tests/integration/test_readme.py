@@ -21,7 +21,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,7 +66,7 @@ def _journey(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 
 @pytest.fixture(scope="module")
-def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], dict[str, str]]]:
     """A fresh default stack (every service) for the blocks that do not start their own, started on first use."""
     env = _env(tmp_path_factory.mktemp("readme-shared"))
     started: list[bool] = []
@@ -78,7 +78,7 @@ def shared_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
             started.append(True)
         return env
 
-    yield ensure  # type: ignore[misc]
+    yield ensure
     if started:
         _journey(env, "down")
 
@@ -87,11 +87,11 @@ BLOCKS = readme_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
 
 
 @pytest.mark.parametrize(("line", "body"), BLOCKS, ids=[f"README.md:{line}" for line, _ in BLOCKS])
-def test_readme_block_runs(line: int, body: str, shared_stack: object, tmp_path: Path) -> None:
+def test_readme_block_runs(line: int, body: str, shared_stack: Callable[[], dict[str, str]], tmp_path: Path) -> None:
     assert (ROOT / ".venv" / "bin" / "activate").exists() or "source .venv" not in body, \
         "the README's examples assume the venv at .venv (bash infra/dev.sh creates it)"
     own_stack = re.search(r"\bjourney up\b", body) is not None
-    env = _env(tmp_path / "home") if own_stack else shared_stack()  # type: ignore[operator]
+    env = _env(tmp_path / "home") if own_stack else shared_stack()
     try:
         done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", body], cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=BLOCK_TIMEOUT_S)

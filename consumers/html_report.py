@@ -1,62 +1,60 @@
-"""`journey report --html FILE`: the same report as a self-contained page with SVG charts."""
+"""The manager's dashboard page: served by the stack (`consumers.dashboard`) or written as one file
+(`journey report --html FILE`).
+
+One page (`dashboard_static/dashboard.html`) and one renderer (`dashboard.js`, charts by the vendored
+Chart.js) for both. Served, the page links its assets (the server's CSP allows no inline script) and
+fetches the report; as a file, the assets and the reports are inlined so it works offline.
+"""
 
 from __future__ import annotations
 
-import html
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:1100px}
-h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:2rem}
-table{border-collapse:collapse;font-size:.85rem} td,th{border:1px solid #ddd;padding:4px 8px;text-align:right}
-th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
-.bar{fill:#3b78c2} .bar2{fill:#e08a2c} text{font-size:11px}
-"""
+STATIC = Path(__file__).parent / "dashboard_static"
+SCRIPTS = ("vendor/chart.umd.min.js", "dashboard.js")
+STYLE = "dashboard.css"
+ASSET_TYPES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript",
+               "vendor/chart.umd.min.js": "text/javascript", "favicon.svg": "image/svg+xml"}
 
 
-def _bars(title: str, items: list[tuple[str, float]], unit: str = "", width: int = 520) -> str:
-    """A horizontal bar chart as inline SVG (no scripts, no external assets)."""
-    if not items:
-        return f"<h2>{html.escape(title)}</h2><p>no data</p>"
-    top = max(v for _, v in items) or 1
-    row_h, label_w = 22, 170
-    parts = [f'<svg width="{width + label_w + 80}" height="{row_h * len(items) + 10}" role="img" '
-             f'aria-label="{html.escape(title)}">']
-    for i, (label, value) in enumerate(items):
-        y = i * row_h + 4
-        w = max(1, int(width * value / top))
-        parts.append(f'<text x="0" y="{y + 14}">{html.escape(label)}</text>'
-                     f'<rect class="bar" x="{label_w}" y="{y}" width="{w}" height="{row_h - 6}"/>'
-                     f'<text x="{label_w + w + 6}" y="{y + 14}">{value:g}{unit}</text>')
-    parts.append("</svg>")
-    return f"<h2>{html.escape(title)}</h2>" + "".join(parts)
+def _template() -> str:
+    return (STATIC / "dashboard.html").read_text(encoding="utf-8")
 
 
-def _fmt(value: Any) -> str:
-    return "–" if value is None or value != value else html.escape(str(value))
+def served_page() -> str:
+    """The page as the stack serves it: assets linked from /dashboard/static/."""
+    scripts = "".join(f'<script src="/dashboard/static/{name}"></script>' for name in SCRIPTS)
+    head = (f'<link rel="stylesheet" href="/dashboard/static/{STYLE}">'
+            '<link rel="icon" href="/dashboard/static/favicon.svg">')
+    return (_template().replace("<!--STYLE-->", head)
+            .replace("<!--SCRIPTS-->", scripts))
 
 
-def render_html(report: dict[str, Any], title: str) -> str:
-    """The report dict from `recovery_report` as an HTML page."""
-    rules = report["by_rule"]
-    columns = list(rules[0]) if rules else []
-    table = "<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"
-    table += "".join("<tr>" + "".join(f"<td>{_fmt(r[c])}</td>" for c in columns) + "</tr>" for r in rules)
-    table += "</table>"
-    generated = datetime.now(tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = [
-        f"<h1>{html.escape(title)}</h1><p>{report['total_incidents']} incidents · generated {generated}</p>",
-        _bars("Incidents by rule", [(r["rule"], r["incidents"]) for r in rules]),
-        _bars("Incidents by SERVQUAL dimension", list(report["by_servqual"].items())),
-        _bars("Median time to resolve (s)", [(r["rule"], r["ttr_p50_s"]) for r in rules if r["ttr_p50_s"] is not None],
-              " s"),
-        _bars("SLA compliance by rule", [(r["rule"], r["sla_compliance"]) for r in rules
-                                         if r["sla_compliance"] is not None]),
-        _bars("Incidents by local hour of the store",
-              [(f"{h:02d}:00", n) for h, n in sorted(report["by_local_hour"].items()) if n]),
-        _bars("Stores with the most incidents", [(s["store"], s["incidents"]) for s in report["worst_stores"]]),
-        "<h2>By rule</h2>" + table,
-    ]
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>")
+def _inline_json(value: Any) -> str:
+    # Inside <script> only "</" (and "<!--") could end or confuse the element: escape every "<".
+    return json.dumps(value, default=str).replace("<", "\\u003c")
+
+
+def day(ms: int) -> str:
+    """Epoch ms -> 'YYYY-MM-DD' (UTC), as a date input shows it."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def bundle(report: dict[str, Any], title: str, stores: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What the page draws: the report, each store's report (drill-down), and the date range."""
+    return {"report": {**report, "title": title}, "stores": {s: {**r, "title": f"{title}, store {s}"}
+                                                          for s, r in (stores or {}).items()},
+            "store": report.get("store") or "", "from": day(report["since_ms"]), "to": day(report["until_ms"] - 1)}
+
+
+def render_html(report: dict[str, Any], title: str, stores: dict[str, dict[str, Any]] | None = None) -> str:
+    """One self-contained HTML file: the dashboard with its charts, data and scripts inlined."""
+    style = (STATIC / STYLE).read_text(encoding="utf-8")
+    scripts = "".join(f"<script>\n{(STATIC / name).read_text(encoding='utf-8')}\n</script>" for name in SCRIPTS)
+    data = f'<script type="application/json" id="report-data">{_inline_json(bundle(report, title, stores))}</script>'
+    head = f'<style>\n{style}</style><link rel="icon" href="data:,">'  # data:, = no icon request
+    return (_template().replace("<!--STYLE-->", head)
+            .replace("<!--SCRIPTS-->", data + scripts))

@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 
 from consumers.alert_book import Alert, AlertBook, delivery_failed_alert
 from consumers.alert_policy import load_alert_policy
+from consumers.dashboard import add_dashboard
 from consumers.oncall_page import create_web_app
 from consumers.pipeline_health import StallDetector, probe
 from consumers.recovery_actions import ActionRefused, check_action, recovery_event
@@ -112,7 +113,8 @@ class Notifier:
         self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", linger_ms=0)
         await self.producer.start()
         await self.webhooks.start()
-        runner = web.AppRunner(create_web_app(self), access_log=None)  # no access log: no tokens in logs
+        app = add_dashboard(create_web_app(self), s, self.token)  # the managers' dashboard beside the on-call page
+        runner = web.AppRunner(app, access_log=None)  # no access log: no tokens in logs
         await runner.setup()
         await web.TCPSite(runner, s.host, s.web_port).start()
         try:

@@ -8,18 +8,23 @@ from __future__ import annotations
 import re
 import time
 import tomllib
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clickhouse_connect.driver import Client
 
+from consumers import insight_queries
+from consumers.insights import recovery_paradox
 from infra.errors import JourneyError
+from streams.domain.config import load_detection_config
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
-_FILTER = "failed_at >= fromUnixTimestamp64Milli({since:Int64}) AND ({store:String} = '' OR store_id = {store:String})"
+_FILTER = insight_queries.WINDOW
 
 BY_RULE = f"""
 SELECT rule, servqual, count() AS incidents,
@@ -54,24 +59,91 @@ def parse_duration_s(text: str, option: str) -> int:
     return int(match.group(1)) * _UNIT_S[match.group(2)]
 
 
-def parse_since(text: str, now_ms: int | None = None) -> int:
-    """'24h', '7d', '30m' -> epoch ms that long ago; clear error otherwise."""
+def parse_date_ms(text: str, option: str, end: bool = False) -> int:
+    """'2018-03-01' or '2018-03-01T12:00' (UTC unless it names an offset) -> epoch ms.
+
+    A bare date given as an end (`--to`) means the end of that day, so `--to 2018-03-31` includes it.
+    """
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise JourneyError(f"{option} {text!r}: use a date such as 2018-03-01 or 2018-03-01T12:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    if end and len(text.strip()) == 10:
+        moment += timedelta(days=1)
+    return int(moment.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The report's time range [since_ms, until_ms) in failure time, and an optional store."""
+
+    since_ms: int
+    until_ms: int
+    store: str | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"since": self.since_ms, "until": self.until_ms, "store": self.store or ""}
+
+    def describe(self) -> str:
+        return f"{_utc(self.since_ms)} to {_utc(self.until_ms)} UTC" + (f", store {self.store}" if self.store else "")
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def report_window(since: str | None, date_from: str | None, date_to: str | None, store: str | None,
+                  newest_ms: int | None, at_newest: bool, now_ms: int | None = None) -> Window:
+    """The window the CLI options name: --from/--to dates win over --since; --since counts back from
+    now, or from the newest data with `at_newest` (a backfill of old data)."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return now_ms - parse_duration_s(text, "--since") * 1000
+    anchor = now_ms
+    if at_newest:
+        if newest_ms is None:
+            raise JourneyError("--at-newest: ClickHouse holds no touchpoints yet")
+        anchor = newest_ms + 1
+    until = parse_date_ms(date_to, "--to", end=True) if date_to else anchor
+    if date_from:
+        start = parse_date_ms(date_from, "--from")
+    else:
+        start = until - parse_duration_s(since or "7d", "--since") * 1000
+    if start >= until:
+        raise JourneyError(f"the report would start {_utc(start)} UTC, not before its end {_utc(until)} UTC: "
+                           "check --from/--to")
+    return Window(start, until, store)
 
 
-def recovery_report(client: Client, since_ms: int, store: str | None,
-                    zones: dict[str, str] | None = None) -> dict[str, Any]:
+def recovery_report(client: Client, window: Window, zones: dict[str, str] | None = None,
+                    rules_file: Path | None = None, sla_goal: float = 0.9) -> dict[str, Any]:
     """Incidents by rule and SERVQUAL dimension, recovery latencies, SLA, compensation, worst stores,
-    and incidents by each store's local hour of the day."""
-    params = {"since": since_ms, "store": store or ""}
+    incidents by each store's local hour of the day; and the manager's insights under stable keys:
+    `recovery_paradox`, `trend`, `rates`, `causes` (see `consumers.insights`)."""
+    params = window.params()
+    since_ms, store = window.since_ms, window.store
     rules = [dict(zip(RULE_COLUMNS, row, strict=True)) for row in client.query(BY_RULE, parameters=params).result_rows]
     servqual = {row[0]: row[1] for row in client.query(BY_SERVQUAL, parameters=params).result_rows}
     stores = [{"store": r[0], "incidents": r[1], "sla_compliance": r[2], "ttr_p50_s": r[3]}
               for r in client.query(WORST_STORES, parameters=params).result_rows]
-    return {"since_ms": since_ms, "store": store, "total_incidents": sum(r["incidents"] for r in rules),
+    newest = insight_queries.newest_ms(client)
+    overall = insight_queries.references(client, params, False, newest) if newest else []
+    per_store = insight_queries.references(client, params, True, newest) if newest else []
+    paradox = recovery_paradox(overall, per_store)
+    return {"since_ms": since_ms, "until_ms": window.until_ms, "store": store, "newest_data_ms": newest,
+            "total_incidents": sum(r["incidents"] for r in rules),
             "by_rule": rules, "by_servqual": servqual, "worst_stores": stores,
-            "by_local_hour": incidents_by_local_hour(client, since_ms, store, zones or {})}
+            "by_local_hour": incidents_by_local_hour(client, window, zones or {}),
+            "targets": sla_targets(rules_file), "sla_goal": sla_goal,
+            "recovery_paradox": paradox, "trend": insight_queries.trend(client, params),
+            "rates": insight_queries.rates(client, params),
+            "causes": insight_queries.causes(client, params, zones or {})}
+
+
+def sla_targets(rules_file: Path | None) -> dict[str, dict[str, float]]:
+    """Each rule's default SLA targets in seconds (acknowledge, first response, resolve)."""
+    config = load_detection_config(rules_file)
+    return {name: asdict(rule.sla) for name, rule in sorted(config.rules.items())}
 
 
 CUSTOMER_INCIDENTS = """
@@ -125,10 +197,9 @@ def store_timezones(path: Path | None = None) -> dict[str, str]:
     return zones
 
 
-def incidents_by_local_hour(client: Client, since_ms: int, store: str | None,
-                            zones: dict[str, str]) -> dict[int, int]:
+def incidents_by_local_hour(client: Client, window: Window, zones: dict[str, str]) -> dict[int, int]:
     """Incidents per hour of the day in each store's own time zone (stores not configured: UTC)."""
-    params: dict[str, Any] = {"since": since_ms, "store": store or ""}
+    params: dict[str, Any] = window.params()
     present = {row[0] for row in client.query(OTHER_STORES, parameters=params).result_rows}
     by_zone: dict[str, list[str]] = {}
     for name in present:

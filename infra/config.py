@@ -34,6 +34,8 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_SINK_BATCH_ROWS | 50000 | most rows in one sink insert (a batch also closes after 0.5 s) |
 | JOURNEY_WEB_PORT | 8088 | the live on-call page (served by the notifier) |
 | JOURNEY_ONCALL_TOKEN | (generated) | on-call page token; unset: a random one kept in `$JOURNEY_HOME/oncall.token` |
+| JOURNEY_MANAGER_TOKEN | unset | read-only token of the managers' dashboard (`/dashboard`); the on-call one works too |
+| JOURNEY_SLA_GOAL | 0.9 | share of incidents that should meet every SLA target (goal line of report, dashboard) |
 | JOURNEY_WEBHOOKS | (unset) | alert webhooks, `name=url[,name=url...]` (Slack-compatible JSON); secret: never logged |
 | JOURNEY_COLLECTOR_PORT | 8090 | the HTTP collector (`POST /v1/touchpoints`) |
 | JOURNEY_COLLECTOR_KEYS | (unset) | collector API keys per source, `source=key[,source=key...]`; secret: never logged |
@@ -77,6 +79,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer; set it to a number or unset it") from None
+
+
+def _share(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ConfigError(f"{name}={raw!r} is not a share between 0 and 1 (0.9 means 90%); fix it or unset it")
+    return value
 
 
 def _spare_cores() -> int:
@@ -131,6 +146,8 @@ class Settings:
     sink_batch_rows: int = 50_000
     web_port: int = 8088
     oncall_token: str = field(default="", repr=False)
+    manager_token: str = field(default="", repr=False)
+    sla_goal: float = 0.9
     webhooks: dict[str, str] = field(default_factory=dict, repr=False)
     collector_port: int = 8090
     collector_keys: dict[str, str] = field(default_factory=dict, repr=False)
@@ -177,6 +194,8 @@ class Settings:
             retention_days=_int(env, "JOURNEY_RETENTION_DAYS", 0) or None,
             web_port=_int(env, "JOURNEY_WEB_PORT", 8088),
             oncall_token=env.get("JOURNEY_ONCALL_TOKEN", ""),
+            manager_token=env.get("JOURNEY_MANAGER_TOKEN", ""),
+            sla_goal=_share(env, "JOURNEY_SLA_GOAL", 0.9),
             webhooks=_pairs(env, "JOURNEY_WEBHOOKS"),
             collector_port=_int(env, "JOURNEY_COLLECTOR_PORT", 8090),
             collector_keys=_pairs(env, "JOURNEY_COLLECTOR_KEYS"),
@@ -201,7 +220,8 @@ class Settings:
             "JOURNEY_EMIT_PROCESSES": str(self.emit_processes),
             "JOURNEY_SINK_PROCESSES": str(self.sink_processes), "JOURNEY_SINK_BATCH_ROWS": str(self.sink_batch_rows),
             "JOURNEY_TOPIC_SILENCES": self.topics.silences, "JOURNEY_WEB_PORT": str(self.web_port),
-            "JOURNEY_ONCALL_TOKEN": self.oncall_token,
+            "JOURNEY_ONCALL_TOKEN": self.oncall_token, "JOURNEY_MANAGER_TOKEN": self.manager_token,
+            "JOURNEY_SLA_GOAL": str(self.sla_goal),
             "JOURNEY_WEBHOOKS": ",".join(f"{k}={v}" for k, v in self.webhooks.items()),
             "JOURNEY_COLLECTOR_PORT": str(self.collector_port),
             "JOURNEY_COLLECTOR_KEYS": ",".join(f"{k}={v}" for k, v in self.collector_keys.items()),

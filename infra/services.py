@@ -37,8 +37,8 @@ def notifier_components(settings: Settings) -> list[Component]:
     """The alert notifier (also serves the on-call page)."""
     return [Component(
         name="notifier",
-        address=f"http://{settings.host}:{settings.web_port}/ (on-call page; token: JOURNEY_ONCALL_TOKEN "
-                "or $JOURNEY_HOME/oncall.token)",
+        address=f"http://{settings.host}:{settings.web_port}/ (on-call page, /dashboard for managers; "
+                "token: JOURNEY_ONCALL_TOKEN or $JOURNEY_HOME/oncall.token)",
         ready=lambda: service_ready(settings, "notifier"),
         argv=[sys.executable, "-m", "consumers.notifier"],
         port=settings.web_port,

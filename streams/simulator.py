@@ -40,6 +40,34 @@ class Injected:
     feedback_score: int | None = None  # the customer's feedback after the failure (post-recovery score)
 
 
+@dataclass(frozen=True)
+class ReturnModel:
+    """A planted effect for the manager's insights: whether a customer comes back, by how their
+    first journey went (customers who got a fast recovery come back more often).
+
+    With a model, every customer is new (no regulars), and each comes back at most once, for one
+    journey without a failure, 1 to 29 days after their reference time (the failure, or the
+    journey's start): so "came back within 30 days" happens with exactly `probability()`.
+    """
+
+    no_failure: float = 0.5
+    not_recovered: float = 0.15  # never resolved
+    fast: float = 0.8  # resolved, first response within `fast_s`
+    slow: float = 0.35  # resolved, slower first response
+    fast_s: float = 300
+    compensation_bonus: float = 0.1  # added when compensation was recorded
+
+    def probability(self, failure: Injected | None) -> float:
+        """Chance that this customer comes back within 30 days."""
+        if failure is None:
+            return self.no_failure
+        if failure.resolve_s is None:
+            return self.not_recovered
+        fast = failure.first_response_s is not None and failure.first_response_s <= self.fast_s
+        bonus = self.compensation_bonus if failure.compensation_amount else 0.0
+        return min(1.0, (self.fast if fast else self.slow) + bonus)
+
+
 @dataclass
 class Simulation:
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -72,26 +100,47 @@ class _Builder:
         return max(1.0, self.rng.lognormvariate(0, spread) * median_s)
 
 
-def simulate(seed: int, journeys: int, start_ms: int, span_s: float, failure_rate: float = 0.12) -> Simulation:
-    """Generate `journeys` journeys starting over `span_s` seconds of event time from `start_ms`."""
+def simulate(seed: int, journeys: int, start_ms: int, span_s: float, failure_rate: float = 0.12,
+             returns: ReturnModel | None = None) -> Simulation:
+    """Generate `journeys` journeys starting over `span_s` seconds of event time from `start_ms`.
+
+    `returns` plants customers coming back (see ReturnModel); without it the output is unchanged.
+    """
     rng = random.Random(seed)
     # The day's start is in the run id: event ids stay unique when the same seed runs again
     # another day (into the same ClickHouse), yet a given (seed, start) is reproducible.
     builder = _Builder(rng, f"sim{seed}-{uuid.UUID(int=rng.getrandbits(128)).hex[:6]}-{start_ms:x}")
     regulars = [f"c-{seed}-{i}" for i in range(max(3, journeys // 10))]
+    firsts: list[tuple[str, float, Injected | None]] = []  # customer, journey start, its failure
     for j in range(journeys):
         start = start_ms + rng.uniform(0, span_s) * 1000
         customer = rng.choice(regulars) if rng.random() < 0.3 else f"c-{seed}-walkin-{j}"
+        if returns is not None:
+            customer = f"c-{builder.run}-{j}"  # every customer new: returns are only the planted ones
         failure = rng.choice(FAILURE_KINDS) if rng.random() < failure_rate else None
         journey = f"{builder.run}-j{j}"
+        truths = len(builder.sim.truth)
         if failure == "abandoned_checkout" or (failure is None and rng.random() < 0.3):
             _web_journey(builder, journey, customer, start, failure)
         else:
             _store_journey(builder, journey, customer, start, failure)
+        firsts.append((customer, start, builder.sim.truth[-1] if len(builder.sim.truth) > truths else None))
+    if returns is not None:
+        _plant_returns(builder, returns, firsts)
     builder.sim.events.sort(key=lambda e: (e["occurred_at"], e["event_id"]))
     builder.sim.start_ms = start_ms
     builder.sim.end_ms = max(e["occurred_at"] for e in builder.sim.events)
     return builder.sim
+
+
+def _plant_returns(b: _Builder, model: ReturnModel, firsts: list[tuple[str, float, Injected | None]]) -> None:
+    """Each customer comes back once with the model's probability, 1-29 days after the reference."""
+    for n, (customer, start, failure) in enumerate(firsts):
+        if b.rng.random() >= model.probability(failure):
+            continue
+        ref = failure.failed_at if failure is not None else start
+        at = ref + b.rng.uniform(1, 29) * 86_400_000
+        _store_journey(b, f"{b.run}-back{n}", customer, at, None)
 
 
 def _store_journey(b: _Builder, journey: str, customer: str, t: float, failure: str | None) -> None:

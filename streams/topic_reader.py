@@ -82,20 +82,26 @@ def follow(
     """Yield rendered records until `limit` records or `idle_timeout_s` without any."""
     subject_of(settings, topic)  # validate the name before connecting
     reader = assigned_consumer(settings, topic, from_beginning)
-    seen = 0
-    last = time.monotonic()
     try:
-        while limit is None or seen < limit:
-            batch = reader.poll(timeout_ms=200)
-            if not batch:
-                if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
-                    return
-                continue
-            last = time.monotonic()
-            for message in (m for records in batch.values() for m in records):
-                yield render(settings, topic, message)
-                seen += 1
-                if limit is not None and seen >= limit:
-                    return
+        yield from follow_reader(settings, topic, reader, limit, idle_timeout_s)
     finally:
         reader.close()
+
+
+def follow_reader(settings: Settings, topic: str, reader: KafkaConsumer, limit: int | None = None,
+                  idle_timeout_s: float | None = None) -> Iterator[str]:
+    """Rendered records from an assigned consumer, batch by batch, until `limit` or `idle_timeout_s`."""
+    seen = 0
+    last = time.monotonic()
+    while limit is None or seen < limit:
+        batch = reader.poll(timeout_ms=200)
+        if not batch:
+            if idle_timeout_s is not None and time.monotonic() - last > idle_timeout_s:
+                return
+            continue
+        last = time.monotonic()
+        for message in (m for records in batch.values() for m in records):
+            yield render(settings, topic, message)
+            seen += 1
+            if limit is not None and seen >= limit:
+                return

@@ -6,8 +6,12 @@ or configuration error into one line on stderr and a non-zero exit, never a trac
 
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable
+from typing import Any
 
+import click
 import typer
 
 from infra.config import ConfigError
@@ -30,6 +34,65 @@ def _register_all() -> None:
     services.register()
     for module in (stack_cmds, demo_cmd, events_cmds, alert_cmds, schemas_cmd, report_cmds, bench_cmd):
         module.register(app)
+    _reflow_help(app)
+    _readable_help_types()
+
+
+def reflow(text: str) -> str:
+    """A docstring as help: paragraphs kept, the line breaks inside each one dropped."""
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    # typer 0.29 keeps a docstring's line breaks after its first paragraph: help reads as ragged lines.
+    for info in typer_app.registered_commands:
+        text = info.help or (info.callback.__doc__ if info.callback else None)
+        if text:
+            info.help = reflow(text)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
+def _readable_help_types() -> None:
+    """Help shows flags bare and value types in words (typer 0.29 prints `<bool>`, `<str>`, `<list[str]>`)."""
+    from typer.core import TyperArgument, TyperOption
+
+    for cls in (TyperOption, TyperArgument):
+        if not getattr(cls.display_type_rich, "journey", False):
+            cls.display_type_rich = _words_for(cls.display_type_rich)  # type: ignore[method-assign]
+
+
+_Display = Callable[[Any, click.Context], str | None]
+
+
+def _words_for(shown_by_typer: _Display) -> _Display:
+    def display_type_rich(self: Any, ctx: click.Context) -> str | None:
+        if getattr(self, "is_flag", False):
+            return None
+        shown = shown_by_typer(self, ctx)
+        if shown and shown.startswith("<") and shown.endswith(">"):
+            inner = shown[1:-1]
+            if inner.startswith("list[") and inner.endswith("]"):
+                return f"{_WORDS.get(inner[5:-1], inner[5:-1].upper())} (repeatable)"
+            return _WORDS.get(inner, inner.upper())
+        return shown
+
+    display_type_rich.journey = True  # type: ignore[attr-defined]
+    return display_type_rich
+
+
+_WORDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "Path": "PATH", "path": "PATH"}
+
+
+def table(*headers: str, **options: Any) -> Any:
+    """A rich Table whose cells wrap long values instead of cutting them with an ellipsis."""
+    from rich.table import Table
+
+    made = Table(*headers, **options)
+    for column in made.columns:
+        column.overflow = "fold"
+    return made
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,12 +7,13 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from infra.cli import table as cli_table
 from infra.config import Settings
 from infra.errors import JourneyError
 from infra.kafka import require_broker
@@ -23,7 +24,8 @@ console = Console()
 
 
 def alerts(
-    from_beginning: bool = typer.Option(False, "--from-beginning", help="Start with the oldest alert."),
+    from_beginning: bool = typer.Option(False, "--from-beginning",
+                                        help="Start with the oldest alert: the history in time order, then live."),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Stop after N alerts."),
     idle_timeout: float | None = typer.Option(None, "--idle-timeout", help="Stop after S seconds without alerts."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines instead of readable lines."),
@@ -33,7 +35,9 @@ def alerts(
 
     settings = Settings.from_env()
     require_broker(settings)
-    for line in follow(settings, settings.topics.alerts, from_beginning, limit, idle_timeout):
+    lines = (history_then_live(settings, limit, idle_timeout) if from_beginning
+             else follow(settings, settings.topics.alerts, False, limit, idle_timeout))
+    for line in lines:
         if as_json:
             typer.echo(line)
             continue
@@ -42,6 +46,36 @@ def alerts(
         hooks = [c.removeprefix("webhook:") for c in alert.get("channels", []) if c.startswith("webhook:")]
         sent = f"  -> {', '.join(hooks)}" if hooks and alert.get("kind") != "delivery_failed" else ""
         typer.echo(f"{at}  {alert.get('message', line)}  [{alert.get('incident_id')}]{sent}")
+
+
+def in_time_order(lines: list[str]) -> list[str]:
+    """Rendered alerts sorted by their time (partitions interleave otherwise), then topic order."""
+    def key(line: str) -> tuple[str, int, int]:
+        alert = json.loads(line)
+        return str(alert.get("at", "")), alert.get("partition", 0), alert.get("offset", 0)
+    return sorted(lines, key=key)
+
+
+def history_then_live(settings: Settings, limit: int | None, idle_timeout_s: float | None) -> Iterator[str]:
+    """Every alert so far in time order, then new ones as they come (each partition in its own order).
+
+    The history ends at the first empty poll (Tansu's end offsets are not record counts).
+    """
+    from streams.topic_reader import assigned_consumer, follow_reader, render
+
+    topic = settings.topics.alerts
+    reader = assigned_consumer(settings, topic, from_beginning=True)
+    try:
+        history: list[str] = []
+        while batch := reader.poll(timeout_ms=1000):
+            history += [render(settings, topic, m) for records in batch.values() for m in records]
+        shown = in_time_order(history)[:limit]
+        yield from shown
+        if limit is None or len(shown) < limit:
+            yield from follow_reader(settings, topic, reader, None if limit is None else limit - len(shown),
+                                     idle_timeout_s)
+    finally:
+        reader.close()
 
 
 def _call_oncall_api(settings: Settings, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -157,7 +191,7 @@ def silence_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.
         for s in active:
             typer.echo(json.dumps(s.__dict__))
         return
-    table = Table("id", "store", "rule", "until (UTC)", "by", "comment")
+    table = cli_table("id", "store", "rule", "until (UTC)", "by", "comment")
     for s in active:
         table.add_row(s.silence_id, s.store_id or "*", s.rule or "*",
                       time.strftime("%Y-%m-%d %H:%M", time.gmtime(s.ends_at / 1000)), s.created_by, s.comment or "")

@@ -15,8 +15,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from infra.cli import table as cli_table
 from infra.errors import JourneyError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -118,7 +118,7 @@ def bench(
         _exit_if_failed(failed)
         return
     title = "journey bench" + (" --quick" if quick else "")
-    table = Table("figure", "value", "baseline", "ratio", "target", title=title)
+    table = cli_table("figure", "value", "baseline", "ratio", "target", title=title)
     for figure, data in figures.items():
         if figure == "failed_scenarios":
             continue

@@ -6,8 +6,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from consumers import human
+from infra.cli import table as cli_table
 from infra.config import Settings
 
 
@@ -58,11 +59,11 @@ def _print(result: dict[str, Any]) -> None:
     out = Console()
     if not out.is_terminal:
         out = Console(width=140)  # logs and pipes: no terminal width to fit, keep the table readable
-    table = Table("rule", "servqual", "incidents", "resolved", "compensated", "SLA breached",
-                  "ack p50/p90 s", "contact p50/p90 s", "resolve p50/p90 s", title="Recovery report")
+    table = cli_table("rule", "dimension", "incidents", "resolved", "compensated", "SLA breached",
+                  "to acknowledge (median / 90%)", "to first response", "to resolve", title="Recovery report")
     for rule, row in result["by_rule"].items():
         def pq(name: str, row: dict[str, Any] = row) -> str:
-            return f"{row[name]['p50']} / {row[name]['p90']}"
+            return f"{human.duration(row[name]['p50'])} / {human.duration(row[name]['p90'])}"
         table.add_row(rule, row["servqual"], str(row["incidents"]), str(row["resolved"]), str(row["compensated"]),
                       str(row["sla_breached"]), pq("time_to_acknowledge_s"), pq("time_to_first_response_s"),
                       pq("time_to_resolve_s"))
@@ -79,8 +80,9 @@ def _print(result: dict[str, Any]) -> None:
               f"{alerts.get('suppressed', 0)} recorded without paging (failed over an hour before the simulator "
               "sent them: the demo compresses the day)")
     truth = result["truth_metrics"]
-    out.print("ground truth p50/p90 s: " + ", ".join(
-        f"{name.removeprefix('time_to_').removesuffix('_s')} {q['p50']}/{q['p90']}" for name, q in truth.items()))
+    out.print("ground truth (median / 90%): " + ", ".join(
+        f"{name.removeprefix('time_to_').removesuffix('_s').replace('_', ' ')} {human.duration(q['p50'])} / "
+        f"{human.duration(q['p90'])}" for name, q in truth.items()))
 
 
 def register(app: typer.Typer) -> None:

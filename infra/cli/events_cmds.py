@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
 
 import typer
 
+from infra.cli import table as cli_table
 from infra.config import Settings
 from infra.errors import JourneyError
 from infra.kafka import require_broker
 
 dlq_app = typer.Typer(help="Dead letters: what could not be read, and why.", no_args_is_help=True)
+
+
+def check_readable_file(file: Path) -> None:
+    """A clear one-line error for a --file that is missing, a directory, or unreadable."""
+    hint = "pass a JSON-lines file (one event per line) or pipe events on stdin"
+    if file.is_dir():
+        raise JourneyError(f"--file {file}: is a directory, not a file; {hint}")
+    if not file.exists():
+        raise JourneyError(f"--file {file}: no such file; {hint}")
+    if not file.is_file():
+        raise JourneyError(f"--file {file}: not a regular file; {hint}")
+    if not os.access(file, os.R_OK):
+        raise JourneyError(f"--file {file}: permission denied (cannot read it)")
 
 
 def emit(
@@ -24,10 +39,10 @@ def emit(
     """Validate JSON-lines touchpoints and produce the valid ones; rejects go to stderr."""
     from streams.emit_lines import emit_stream
 
+    if file is not None:
+        check_readable_file(file)
     settings = Settings.from_env()
     require_broker(settings)
-    if file is not None and not file.is_file():
-        raise JourneyError(f"--file {file}: no such file; pass a JSON-lines file or pipe events on stdin")
     # surrogateescape: a line that is not UTF-8 is refused with a reason (and dead-lettered byte
     # for byte) instead of stopping the whole run with a decode error
     stream: TextIO = (open(file, encoding="utf-8", errors="surrogateescape") if file is not None  # noqa: SIM115
@@ -63,12 +78,11 @@ def tail(
 
 @dlq_app.command("list")
 def dlq_list(
-    limit: int | None = typer.Option(None, "--limit", "-n", min=1),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1, help="Show at most N dead letters."),
     as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
 ) -> None:
     """Show what is in the dead-letter topic and why."""
     from rich.console import Console
-    from rich.table import Table
 
     from streams.dead_letters import read_dead_letters
 
@@ -79,7 +93,7 @@ def dlq_list(
         for letter in letters:
             typer.echo(json.dumps(letter.as_json()))
         return
-    table = Table("offset", "reason", "from", "bytes", "preview")
+    table = cli_table("offset", "reason", "from", "bytes", "preview")
     for letter in letters:
         table.add_row(str(letter.offset), letter.reason, letter.origin, str(len(letter.value)), letter.preview())
     Console().print(table)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from consumers.html_report import render_html
-from consumers.report import RULE_COLUMNS, customer_history, parse_since, recovery_report, store_timezones
+from consumers import human
+from consumers.html_report import day, render_html
+from consumers.insight_queries import newest_ms, stores_in
+from consumers.report import customer_history, recovery_report, report_window, store_timezones
+from infra.cli import table as cli_table
 from infra.clickhouse import get_client, ping
 from infra.config import Settings
 from infra.errors import JourneyError
@@ -23,52 +28,140 @@ def _client(settings: Settings):  # type: ignore[no-untyped-def]
     return get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
 
 
+GROUP_NAMES = {"recovered": "failure recovered (resolved)", "not_recovered": "failure not recovered",
+               "no_failure": "no failure"}
+
+
+def _table(title: str, rows: list[dict[str, Any]], columns: list[tuple[str, Callable[[dict[str, Any]], Any]]]) -> Any:
+    """A rich table that wraps long names (never cuts them) and shows '-' for missing values."""
+    table = cli_table(*(header for header, _ in columns), title=title, title_justify="left")
+    for row in rows:
+        table.add_row(*(human.text(get(row)) for _, get in columns))
+    return table
+
+
+def _returns(label: str) -> list[tuple[str, Callable[[dict[str, Any]], Any]]]:
+    return [(label, lambda r: r.get("bucket") or GROUP_NAMES.get(r.get("group", ""), r.get("group"))),
+            ("customers", lambda r: r["customers"]),
+            ("came back within 30 days", lambda r: f"{human.percent(r['return_rate_30d'])} of {r['eligible_30d']}"),
+            ("within 90 days", lambda r: f"{human.percent(r['return_rate_90d'])} of {r['eligible_90d']}"),
+            ("mean score (1-5)", lambda r: r.get("mean_score"))]
+
+
+def print_report(data: dict[str, Any], title: str, console: Console) -> None:
+    """The report for a terminal: human units, full names, '-' for missing."""
+    console.print(f"[bold]{title}[/bold]: {data['total_incidents']} incidents, {data['rates']['journeys']} journeys")
+    overall = data["recovery_paradox"]["overall"]
+    groups = [{"group": g, **v} for g, v in overall["groups"].items()]
+    console.print(_table("Do customers come back? (first failure in the range, or first journey if none)",
+                         groups, _returns("customers whose")))
+    console.print(_table("By time to first response", overall["by_first_response"], _returns("first response")))
+    console.print(_table("By time to resolve", overall["by_resolve"], _returns("resolved")))
+    console.print(_table("By compensation, as a share of the order value", overall["by_compensation"],
+                         _returns("compensation")))
+    targets = data["targets"]
+    per_100 = {r["rule"]: r["per_100_journeys"] for r in data["rates"]["by_rule"]}
+
+    def timed(metric: str, target: str) -> Callable[[dict[str, Any]], str]:
+        def cell(r: dict[str, Any]) -> str:
+            goal = targets.get(r["rule"], {}).get(target)
+            return f"{human.duration(r[metric])} (target {human.duration(goal)})" if goal else human.duration(r[metric])
+        return cell
+
+    console.print(_table("By rule (medians; SLA met = every target of the rule met)", data["by_rule"], [
+        ("rule", lambda r: r["rule"]), ("dimension", lambda r: r["servqual"]), ("incidents", lambda r: r["incidents"]),
+        ("per 100 journeys", lambda r: per_100.get(r["rule"])),
+        ("to acknowledge", timed("tta_p50_s", "acknowledge_s")),
+        ("to first response", timed("ttfr_p50_s", "first_response_s")),
+        ("to resolve", timed("ttr_p50_s", "resolve_s")),
+        ("SLA met", lambda r: human.percent(r["sla_compliance"])),
+        ("compensated", lambda r: human.percent(r["share_compensated"]))]))
+    console.print(_table("Stores by incidents per 100 journeys", data["rates"]["by_store"], [
+        ("store", lambda r: r["store"] or "(none)"), ("journeys", lambda r: r["journeys"]),
+        ("incidents", lambda r: r["incidents"]), ("per 100 journeys", lambda r: r["per_100_journeys"])]))
+    goal = human.percent(data["sla_goal"])
+    console.print(_table(f"Week by week (SLA goal {goal} of incidents within target)", data["trend"], [
+        ("week of", lambda r: r["week"]), ("incidents", lambda r: r["incidents"]),
+        ("SLA met", lambda r: human.percent(r["sla_all"])),
+        ("median to acknowledge", lambda r: human.duration(r["median_acknowledge_s"])),
+        ("to first response", lambda r: human.duration(r["median_first_response_s"])),
+        ("to resolve", lambda r: human.duration(r["median_resolve_s"]))]))
+    console.print(_table("Most frequent failure causes", data["causes"][:10], [
+        ("rule", lambda r: r["rule"]), ("cause", lambda r: r["cause"]), ("store", lambda r: r["store"] or "(none)"),
+        ("incidents", lambda r: r["incidents"]),
+        ("busiest local hour", lambda r: f"{r['peak_local_hour']:02d}:00 ({r['peak_incidents']})")]))
+    hours = " ".join(f"{h:02d}h:{n}" for h, n in sorted(data["by_local_hour"].items()))
+    console.print(f"incidents by store-local hour: {hours if data['total_incidents'] else 'none'}")
+
+
 def report(
-    since: str = typer.Option("7d", "--since", help="How far back: 30m, 24h, 7d, 2w."),
-    store: str | None = typer.Option(None, "--store", help="Only this store."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object."),
-    html_file: Path | None = typer.Option(None, "--html", help="Also write an HTML report with charts here."),
+    since: str = typer.Option("7d", "--since", metavar="DURATION",
+                              help="How far back from now (or from the newest data, --at-newest): 30m, 24h, 7d, 2w."),
+    date_from: str | None = typer.Option(None, "--from", metavar="DATE",
+                                         help="Start date (UTC): 2018-03-01 or 2018-03-01T12:00; wins over --since."),
+    date_to: str | None = typer.Option(None, "--to", metavar="DATE",
+                                       help="End date (UTC), the whole day included; default now."),
+    at_newest: bool = typer.Option(False, "--at-newest",
+                                   help="Count --since back from the newest touchpoint instead of now "
+                                        "(for data loaded by a backfill)."),
+    store: str | None = typer.Option(None, "--store", metavar="STORE", help="Only this store."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    html_file: Path | None = typer.Option(None, "--html", metavar="FILE",
+                                          help="Also write the dashboard as one HTML file (charts work offline)."),
 ) -> None:
-    """The recovery picture: incidents by rule and SERVQUAL, latencies, SLA, compensation, worst stores."""
+    """The recovery picture: do customers come back, and how recovery speed and compensation matter.
+
+    Also incidents per 100 journeys, the weekly trend against the SLA targets and the most frequent
+    causes. --html writes the dashboard (with each store's figures for its drill-down).
+    """
     settings = Settings.from_env()
     zones = store_timezones(settings.stores_file)
-    data = recovery_report(_client(settings), parse_since(since), store, zones)
-    title = f"Service recovery, last {since}" + (f", store {store}" if store else "")
+    client = _client(settings)
+    window = report_window(since, date_from, date_to, store, newest_ms(client), at_newest)
+    data = recovery_report(client, window, zones, settings.rules_file, settings.sla_goal)
+    title = f"Service recovery, {window.describe()}"
+    newest = data["newest_data_ms"]
+    if newest is not None and newest < window.since_ms and not data["total_incidents"]:
+        typer.echo(f"journey: nothing in this range; the newest data is from {day(newest)} (a backfill?): "
+                   "add --at-newest to count --since back from it, or give --from/--to dates", err=True)
     if html_file is not None:
-        html_file.write_text(render_html(data, title), encoding="utf-8")
+        stores = {} if store else {
+            s: recovery_report(client, replace(window, store=s), zones, settings.rules_file, settings.sla_goal)
+            for s in stores_in(client, window.params())}
+        try:
+            html_file.write_text(render_html(data, title, stores), encoding="utf-8")
+        except OSError as exc:
+            raise JourneyError(f"--html {html_file}: cannot write it ({exc.strerror})") from None
         typer.echo(f"wrote {html_file}", err=True)
     if as_json:
         typer.echo(json.dumps(data, default=str))
         return
     console = Console() if Console().is_terminal else Console(width=160)  # pipes/logs: no width to fit
-    table = Table(*RULE_COLUMNS, title=title)
-    for row in data["by_rule"]:
-        table.add_row(*("-" if row[c] is None or row[c] != row[c] else str(row[c]) for c in RULE_COLUMNS))
-    console.print(table)
-    console.print("SERVQUAL: " + ", ".join(f"{k} {v}" for k, v in data["by_servqual"].items()))
-    worst = Table("store", "incidents", "sla_compliance", "ttr_p50_s", title="Stores with the most incidents")
-    for row in data["worst_stores"]:
-        worst.add_row(str(row["store"]), str(row["incidents"]), str(row["sla_compliance"]), str(row["ttr_p50_s"]))
-    console.print(worst)
-    hours = " ".join(f"{h:02d}h:{n}" for h, n in sorted(data["by_local_hour"].items()) if n)
-    console.print(f"incidents by store-local hour: {hours or 'none'}")
+    print_report(data, title, console)
 
 
-def customer(customer_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+def customer(
+    customer_id: str = typer.Argument(..., help="The customer_id their events carry."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
     """One customer's journeys and incidents: remember your customers."""
     settings = Settings.from_env()
     data = customer_history(_client(settings), customer_id)
     if as_json:
         typer.echo(json.dumps(data, default=str))
         return
-    console = Console()
-    table = Table("failed_at", "rule", "severity", "status", "ttr_s", "compensation", "recovered",
-                  title=f"Customer {customer_id}: {len(data['journeys'])} journeys, {len(data['incidents'])} incidents")
-    for inc in data["incidents"]:
-        comp = f"{inc['compensation_kind']} {inc['compensation_amount']}" if inc["compensation_kind"] else "-"
-        table.add_row(str(inc["failed_at"]), inc["rule"], inc["severity"], inc["status"],
-                      str(inc["time_to_resolve_s"] or "-"), comp, str(inc["recovered"]))
-    console.print(table)
+    print_customer(data, Console())
+
+
+def print_customer(data: dict[str, Any], console: Console) -> None:
+    """One customer's incidents for a terminal: human durations, yes/no, '-' for none."""
+    title = f"Customer {data['customer_id']}: {len(data['journeys'])} journeys, {len(data['incidents'])} incidents"
+    console.print(_table(title, data["incidents"], [
+        ("failed at", lambda i: i["failed_at"]), ("rule", lambda i: i["rule"]), ("severity", lambda i: i["severity"]),
+        ("status", lambda i: i["status"]), ("time to resolve", lambda i: human.duration(i["time_to_resolve_s"])),
+        ("compensation", lambda i: f"{i['compensation_kind']} {i['compensation_amount']:g}"
+         if i["compensation_kind"] else None),
+        ("recovered", lambda i: i["recovered"])]))
 
 
 def forget(

@@ -49,7 +49,7 @@ def _subject_for(schema: dict[str, Any], subject: str | None) -> str:
 def check(
     file: Path | None = typer.Argument(None, help="Candidate .avsc (default: every registered subject)."),
     subject: str | None = typer.Option(None, "--subject", help="Subject of FILE (default: from its record name)."),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object instead of text."),
 ) -> None:
     """Exit 0 when compatible both ways, 1 when not (problems listed), 2 on bad input."""
     registry = get_registry()

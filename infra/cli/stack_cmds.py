@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from infra import stack
+from infra.cli import table as cli_table
 from infra.config import Settings
 from infra.errors import JourneyError
 
@@ -72,7 +73,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object."
     if as_json:
         typer.echo(json.dumps({"components": components, "pipeline": pipeline}))
     else:
-        table = Table("component", "address", "ok", "pid")
+        table = cli_table("component", "address", "ok", "pid")
         for comp in components:
             ok = "[green]yes[/]" if comp["ok"] else "[red]no[/]"
             table.add_row(str(comp["name"]), str(comp["address"]), ok, str(comp["pid"] or "-"))
@@ -86,7 +87,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object."
 
 def _pipeline_table(pipeline: dict[str, object]) -> Table:
     """The self-monitoring figures the notifier last measured."""
-    table = Table("pipeline", "figure", title="pipeline health (measured by the notifier)")
+    table = cli_table("pipeline", "figure", title="pipeline health (measured by the notifier)")
     for label, key in (("worker consumer lag", "worker_lag"), ("sink lag", "sink_lag")):
         lag = pipeline.get(key)
         table.add_row(label, "no offsets committed yet" if lag is None else f"{lag} messages")

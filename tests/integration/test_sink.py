@@ -133,7 +133,7 @@ def test_sink_killed_mid_batch_loses_and_duplicates_nothing(unique_topics: Setti
 
 
 def test_report_and_customer_history_from_clickhouse(pipeline: Settings) -> None:
-    from consumers.report import customer_history, recovery_report
+    from consumers.report import Window, customer_history, recovery_report
 
     tag = uuid.uuid4().hex[:6]
     store = f"store-{tag}"
@@ -145,21 +145,23 @@ def test_report_and_customer_history_from_clickhouse(pipeline: Settings) -> None
         event("SERVICE_ERROR", t, f"{tag}-2", store_id=store),
     ])
     client = get_client(pipeline.clickhouse_url)
-    assert wait_until(lambda: recovery_report(client, t - 1000, store)["total_incidents"] == 2
-                      and recovery_report(client, t - 1000, store)["by_rule"][0]["ttr_p50_s"] is not None, 60, 0.5)
-    data = recovery_report(client, t - 1000, store)
+    window = Window(t - 1000, t + 86_400_000, store)
+    assert wait_until(lambda: recovery_report(client, window)["total_incidents"] == 2
+                      and recovery_report(client, window)["by_rule"][0]["ttr_p50_s"] is not None, 60, 0.5)
+    data = recovery_report(client, window)
     by_rule = {r["rule"]: r for r in data["by_rule"]}
     assert by_rule["complaint"]["tta_p50_s"] == 30.0 and by_rule["complaint"]["ttr_p50_s"] == 400.0
     assert data["by_servqual"] == {"assurance": 1, "tangibles": 1}
     assert data["worst_stores"][0]["store"] == store
-    assert recovery_report(client, t - 1000, "' OR 1=1 --")["total_incidents"] == 0  # a parameter, not SQL
+    attack = Window(t - 1000, t + 86_400_000, "' OR 1=1 --")
+    assert recovery_report(client, attack)["total_incidents"] == 0  # a parameter, not SQL
     # local hours: the store is in Seoul (UTC+9); without a zone it would count in UTC
     from datetime import UTC, datetime
 
     utc_hour = datetime.fromtimestamp(t / 1000, tz=UTC).hour
-    seoul = recovery_report(client, t - 1000, store, {store: "Asia/Seoul"})["by_local_hour"]
+    seoul = recovery_report(client, window, {store: "Asia/Seoul"})["by_local_hour"]
     assert seoul[(utc_hour + 9) % 24] >= 1 and sum(seoul.values()) == 2
-    assert recovery_report(client, t - 1000, store)["by_local_hour"][utc_hour] >= 1
+    assert recovery_report(client, window)["by_local_hour"][utc_hour] >= 1
     history = customer_history(client, f"cust-{tag}")
     assert [i["rule"] for i in history["incidents"]] == ["complaint"]
     assert [j["journey_id"] for j in history["journeys"]] == [f"{tag}-1"]

@@ -10,10 +10,7 @@ never straddles midnight).
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,16 +21,22 @@ from typing import Any
 import pytest
 
 from consumers.silences import new_silence, silence_record
-from infra import processes
 from infra.clickhouse import get_client
 from infra.config import Settings
-from infra.heartbeat import service_ready
 from infra.processes import wait_until
 from schemas.codec import encode
 from schemas.contract import iso_from_ms
 from streams.domain.config import DEFAULT_RULES_FILE
 from streams.domain.incidents import incident_id
-from tests.integration.test_alerting import CHROMIUM, WebhookReceiver, alerts_of, journey_cli
+from tests.integration.test_alerting import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    WebhookReceiver,
+    alerts_of,
+    journey_cli,
+    oncall_settings,
+    running_notifier,
+)
 from tests.integration.test_detection import event, incidents_until, produce, start_worker, stop_worker
 from tests.integration.test_sink import start_sink
 
@@ -72,34 +75,18 @@ def _stores_file(path: Path, opens_at_ms: int) -> tuple[Path, str]:
 
 @pytest.fixture(scope="module")
 def stack21(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    from infra.kafka import ensure_topics
-
     home = tmp_path_factory.mktemp("oncall21-home")
-    suffix = uuid.uuid4().hex[:8]
-    t = stack_settings.topics
     hook = WebhookReceiver(failures=0)
     opens_at = (int(time.time()) + OPENS_AFTER_S) * 1000
     stores_file, night_store = _stores_file(home / "stores.toml", opens_at)
-    settings = stack_settings.with_(
-        home=home, app_id=f"jt21-{suffix}", web_port=processes.free_port(), oncall_token=TOKEN,
-        rules_file=_rules_file(home / "rules.toml"), stores_file=stores_file, webhooks={"oncall": hook.url},
-        topics=type(t)(touchpoints=f"tp-{suffix}", dlq=f"dlq-{suffix}", incidents=f"inc-{suffix}",
-                       alerts=f"al-{suffix}", silences=f"sil-{suffix}"),
-    )
-    ensure_topics(settings, settings.topics.all())
+    settings = oncall_settings(stack_settings, home, oncall_token=TOKEN, rules_file=_rules_file(home / "rules.toml"),
+                               stores_file=stores_file, webhooks={"oncall": hook.url})
     worker = start_worker(settings)
     sink = start_sink(settings)
-    log = open(home / "notifier.log", "ab")  # noqa: SIM115 - closed below
-    notifier = subprocess.Popen([sys.executable, "-m", "consumers.notifier"], env={**os.environ, **settings.to_env()},
-                                stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert wait_until(lambda: service_ready(settings, "notifier") or notifier.poll() is not None, 60)
-        assert notifier.poll() is None, (home / "notifier.log").read_text()[-3000:]
-        yield {"settings": settings, "hook": hook, "night_store": night_store, "opens_at": opens_at}
+        with running_notifier(settings):
+            yield {"settings": settings, "hook": hook, "night_store": night_store, "opens_at": opens_at}
     finally:
-        notifier.terminate()
-        notifier.wait(timeout=30)
-        log.close()
         sink.terminate()
         sink.wait(timeout=30)
         stop_worker(worker)
@@ -275,9 +262,7 @@ def test_on_call_page_keeps_the_name_hint_sorts_by_time_left_and_acks_a_group(st
                                                                                     f"{tag}-c2")
     members = [incident_id(f"{tag}-g{i}", "complaint", f"{tag}-g{i}") for i in (1, 2)]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(f"http://127.0.0.1:{settings.web_port}/#token={TOKEN}")

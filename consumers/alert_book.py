@@ -158,9 +158,10 @@ class AlertBook:
         """What the clock brings: held incidents released, escalations and reminders, ack timeouts,
         and group summaries that are due."""
         out: list[Alert] = []
+        inhibitors = self._inhibitors()  # once per tick, not once per held incident
         for tracked in list(self.open.values()):
             if tracked.held:
-                out += self._recheck_hold(tracked, now)
+                out += self._recheck_hold(tracked, now, inhibitors)
             elif (tracked.next_due is not None and tracked.next_due <= now and tracked.paged
                   and not tracked.acknowledged):
                 out += self._escalate(tracked, now)
@@ -208,9 +209,18 @@ class AlertBook:
             return f"failed more than {horizon} ago (replay or backfill): not paged", False
         if record.get("status", "open") != "open":
             return f"already {record['status']} when first seen: not paged", False
-        return self._hold(record, now), True
+        return self._hold(record, now, self._inhibitors()), True
 
-    def _hold(self, record: dict[str, Any], now: int) -> str | None:
+    def _inhibitors(self) -> dict[str, dict[str, Any]]:
+        """Store -> an open incident of an inhibiting rule there (`[alerting.inhibit] sources`)."""
+        found: dict[str, dict[str, Any]] = {}
+        for other in self.open.values():
+            inc = other.incident
+            if inc["rule"] in self.policy.inhibit_sources and inc.get("store_id") and inc.get("status") != "resolved":
+                found.setdefault(inc["store_id"], inc)
+        return found
+
+    def _hold(self, record: dict[str, Any], now: int, inhibitors: dict[str, dict[str, Any]]) -> str | None:
         """Why the incident must not page now (a silence, an open store-wide failure, a closed store)."""
         store, rule = record.get("store_id"), record["rule"]
         calendar = self.detection.calendars.get(store or "")
@@ -218,12 +228,10 @@ class AlertBook:
         silence = self.silences.matching(store, rule, now, zone)
         if silence is not None:
             return f"silenced by {silence.describe()} until {_clock(silence.window_end(now, zone) or now)}"
-        if store is not None and rule in self.policy.inhibit_targets:
-            for other in self.open.values():
-                inc = other.incident
-                if (inc.get("store_id") == store and inc["rule"] in self.policy.inhibit_sources
-                        and inc["incident_id"] != record["incident_id"] and inc.get("status") != "resolved"):
-                    return f"inhibited while {inc['rule']} {inc['incident_id']} at {store} is open"
+        inhibitor = inhibitors.get(store or "")
+        if (inhibitor is not None and rule in self.policy.inhibit_targets
+                and inhibitor["incident_id"] != record["incident_id"]):
+            return f"inhibited while {inhibitor['rule']} {inhibitor['incident_id']} at {store} is open"
         if calendar is not None and not is_open(calendar, now) and self.policy.waits_for_opening(
                 record.get("channel"), record["severity"]):
             opening = next_opening(calendar, now)
@@ -231,12 +239,12 @@ class AlertBook:
             return f"store {store} is closed: {record.get('channel')} waits for opening ({when})"
         return None
 
-    def _recheck_hold(self, tracked: Tracked, now: int) -> list[Alert]:
+    def _recheck_hold(self, tracked: Tracked, now: int, inhibitors: dict[str, dict[str, Any]]) -> list[Alert]:
         """A held incident whose hold has ended pages now, if it is still open and unacknowledged."""
         inc = tracked.incident
         if "version" not in inc:
             return []  # restored from an alert: wait for its incident change
-        reason = self._hold(inc, now)
+        reason = self._hold(inc, now, inhibitors)
         if reason is not None:
             tracked.reason = reason  # the page shows the hold in force now, never an expired one
             return []

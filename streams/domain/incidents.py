@@ -78,6 +78,7 @@ BUSINESS_METRIC = {"time_to_acknowledge_s": "business_time_to_acknowledge_s",
                    "time_to_first_response_s": "business_time_to_first_response_s",
                    "time_to_resolve_s": "business_time_to_resolve_s"}
 WAITING, REPLIED = "WAITING_ON_CUSTOMER", "CUSTOMER_REPLIED"
+WAITING_STATUS = frozenset({"waiting on customer", "waiting on the customer", "pending"})  # CUSTOMER_CONTACTED attrs
 
 
 def _seconds(incident: Incident, at: int) -> float:
@@ -110,6 +111,8 @@ def apply_recovery(incident: Incident, event: dict[str, Any], rule: RuleConfig,
             return False  # the first acknowledgement / contact / resolution is what counts
         if kind == "RECOVERY_RESOLVED":
             set_waiting(incident, False, at, calendar, rule)  # resolving ends a wait
+        elif kind == "CUSTOMER_CONTACTED" and str(attrs.get("status", "")).lower().replace("_", " ") in WAITING_STATUS:
+            set_waiting(incident, True, at, calendar, rule)  # a helpdesk's "reply and set pending"
         incident[at_field] = at
         incident[metric] = _seconds(incident, at)
         # the SLA counts business time, less the time spent waiting on the customer (resolve only)

@@ -380,11 +380,12 @@ class Detector:
             self._out.unmatched_recovery.append(event)
             return
         rule = self.config.rule(incident["rule"], incident["store_id"], incident["channel"])
+        waiting_since = incident.get("waiting_since")
         if apply_recovery(incident, event, rule, self.config.calendar(incident["store_id"])):
             target = STAGE_TARGET.get(event["type"])
             if target is not None:
                 self._cancel_sla(journey, incident, target)
-            if event["type"] in (WAITING, REPLIED):
+            if incident.get("waiting_since") != waiting_since:  # a wait on the customer began or ended
                 self._move_resolve_deadline(event["journey_id"], journey, incident)
             self._emit(incident)
 

@@ -315,3 +315,13 @@ def test_minutes_and_hours_read_as_people_say_them() -> None:
     assert [_duration(s) for s in (45, 150, 3600 + 20 * 60, 2 * 86400 + 4 * 3600)] == [
         "45 s", "2 min", "1 h 20 min", "2 d 4 h"]
     assert MIN == 60 * S
+
+
+def test_a_contact_that_says_waiting_on_customer_pauses_as_case_12_writes_it() -> None:
+    d = run([ev("COMPLAINT_FILED", 0, "j-w", event_id="cw")])
+    feed(d, ev("CUSTOMER_CONTACTED", 5, "j-w", attrs={"status": "waiting on customer", "note": "retry the card"}))
+    [inc] = incidents(d)
+    assert inc["waiting_since"] == inc["failed_at"] + 5 * S and inc["first_response_at"] is not None
+    assert inc["sla_resolve_due_at"] is None
+    back = feed(d, ev("VISIT", 65, "j-w"))[-1]  # the customer's own touchpoint ends the wait
+    assert back["paused_s"] == 60 and back["sla_resolve_due_at"] == back["failed_at"] + (86_400 + 60) * S

@@ -199,8 +199,15 @@ def test_a_silence_that_ends_pages_the_open_complaint_once(stack21: dict[str, An
     assert "silence ended" in triggered[0]["reason"]
     time.sleep(3.0)
     assert len(posts_for(hook, incident_id=iid)) == 1  # paged once when the silence ended
+    window = journey_cli(settings, "silence", "add", "--store", f"{tag}-la", "--weekdays", "mon-fri", "--between",
+                         "02:00-04:00", "--comment", "nightly till sync")
+    assert window.returncode == 0 and "mon,tue,wed,thu,fri 02:00-04:00 local" in window.stdout, window.stderr
+    bad = journey_cli(settings, "silence", "add", "--store", "x", "--between", "04:00-02:00")
+    assert bad.returncode == 1 and "--between" in bad.stderr and "Traceback" not in bad.stderr
     listed = journey_cli(settings, "silence", "list", "--json")
     assert silence.silence_id not in listed.stdout  # an expired silence is not shown as in force
+    [recurring] = [json.loads(line) for line in listed.stdout.splitlines() if f"{tag}-la" in line]
+    assert recurring["weekdays"] == ["mon", "tue", "wed", "thu", "fri"] and recurring["daily_to"] == "04:00"
 
 
 def test_waiting_on_the_customer_meets_the_resolve_sla_with_the_wait_recorded_as_paused(

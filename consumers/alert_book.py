@@ -164,7 +164,11 @@ class AlertBook:
                 out += self._recheck_hold(tracked, now, inhibitors)
             elif (tracked.next_due is not None and tracked.next_due <= now and tracked.paged
                   and not tracked.acknowledged):
-                out += self._escalate(tracked, now)
+                opening = self._waits_until_opening(tracked.incident, now)
+                if opening is not None:  # no escalation or reminder at night for what waits for the store
+                    tracked.next_due = opening
+                else:
+                    out += self._escalate(tracked, now)
             elif tracked.ack_timeout_at is not None and tracked.ack_timeout_at <= now:
                 out += self._ack_timed_out(tracked, now)
         for group in list(self.groups.values()):
@@ -232,12 +236,20 @@ class AlertBook:
         if (inhibitor is not None and rule in self.policy.inhibit_targets
                 and inhibitor["incident_id"] != record["incident_id"]):
             return f"inhibited while {inhibitor['rule']} {inhibitor['incident_id']} at {store} is open"
-        if calendar is not None and not is_open(calendar, now) and self.policy.waits_for_opening(
-                record.get("channel"), record["severity"]):
-            opening = next_opening(calendar, now)
-            when = local_clock(calendar, opening) if opening is not None else "a day not in the calendar"
+        if self._waits_until_opening(record, now) is not None:
+            opening = next_opening(calendar, now)  # type: ignore[arg-type]
+            when = local_clock(calendar, opening) if calendar and opening else "a day not in the calendar"
             return f"store {store} is closed: {record.get('channel')} waits for opening ({when})"
         return None
+
+    def _waits_until_opening(self, record: dict[str, Any], now: int) -> int | None:
+        """When the store opens, if it is closed now and this incident's out-of-hours route waits."""
+        calendar = self.detection.calendars.get(record.get("store_id") or "")
+        if calendar is None or is_open(calendar, now) or not self.policy.waits_for_opening(
+                record.get("channel"), record["severity"]):
+            return None
+        opening = next_opening(calendar, now)
+        return opening if opening is not None else now + DAY_MS
 
     def _recheck_hold(self, tracked: Tracked, now: int, inhibitors: dict[str, dict[str, Any]]) -> list[Alert]:
         """A held incident whose hold has ended pages now, if it is still open and unacknowledged."""

@@ -325,3 +325,15 @@ def test_a_contact_that_says_waiting_on_customer_pauses_as_case_12_writes_it() -
     assert inc["sla_resolve_due_at"] is None
     back = feed(d, ev("VISIT", 65, "j-w"))[-1]  # the customer's own touchpoint ends the wait
     assert back["paused_s"] == 60 and back["sla_resolve_due_at"] == back["failed_at"] + (86_400 + 60) * S
+
+
+def test_a_paged_pos_incident_is_not_escalated_at_night_but_at_opening() -> None:
+    b = book(calendars={"la-01": LA})
+    evening = ms("2026-11-30T21:59:00-08:00")  # a minute before closing
+    b.on_incident(inc("pos", evening, store_id="la-01"), evening)
+    up = b.on_incident(inc("pos", evening, store_id="la-01", version=2, sla_acknowledge_breached=True), evening)
+    assert [a["kind"] for a in up] == ["escalated"]  # still open: escalates
+    night = [a for t in range(evening + 120 * S, ms("2026-12-01T09:59:00-08:00"), 300 * S) for a in b.tick(t)]
+    assert [a for a in night if a["kind"] in ("escalated", "reminded")] == []
+    morning = b.tick(ms("2026-12-01T10:00:00-08:00"))
+    assert [a["kind"] for a in morning] == ["escalated"]

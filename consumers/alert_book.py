@@ -331,7 +331,8 @@ class AlertBook:
             newest_text += f" ({base['about']})"
         where = f" at {base['store_id']}" if base.get("store_id") else ""
         message = (f"[GROUP{f' L{level}' if level else ''}] {severity.upper()} {base['rule']}{where}: "
-                   f"{len(members)} open ({unacked} unacknowledged); since the last page: {changes}; {newest_text}")
+                   f"{len(members)} open ({unacked} unacknowledged); since the last page: {changes}; {newest_text}"
+                   f" — group {group.key} (journey ack --group {group.key})")
         hooks = self.policy.webhooks_for(severity, level, self.webhooks)
         return {
             "alert_id": f"group:{group.key}:{now}", "incident_id": base["incident_id"], "kind": "grouped",

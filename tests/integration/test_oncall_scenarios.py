@@ -29,6 +29,7 @@ from schemas.contract import iso_from_ms
 from streams.domain.config import DEFAULT_RULES_FILE
 from streams.domain.incidents import incident_id
 from tests.integration.test_alerting import (
+    ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
     WebhookReceiver,
@@ -278,6 +279,8 @@ def test_on_call_page_keeps_the_name_hint_sorts_by_time_left_and_acks_a_group(st
             expect(page.locator(f'tr[data-incident="{soon}"]')).to_contain_text("no spoon")
             order = page.eval_on_selector_all("tr[data-incident]", "rows => rows.map(r => r.dataset.incident)")
             assert order.index(soon) < order.index(late)  # 106 s left before 5 min left, both HIGH
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "oncall-page-groups.png"), full_page=True)
             expect(page.locator(f'tr[data-incident="{soon}"] td.due')).to_have_text(re.compile(r"acknowledge: \d+ s"))
             # no name yet: the hint appears and survives the live refresh
             page.fill("#me", "")

@@ -57,7 +57,7 @@ class Group:
     key: str
     members: dict[str, None] = field(default_factory=dict)  # open incident ids, oldest first
     next_page_at: int = 0  # wall-clock ms before which a new alert is folded into the summary
-    pending: list[tuple[str, str]] = field(default_factory=list)  # (kind, incident id) folded since the last page
+    pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # (kind, incident) since the last page
 
 
 class AlertBook:
@@ -174,8 +174,8 @@ class AlertBook:
         for group in list(self.groups.values()):
             if group.pending and group.next_page_at <= now:
                 out.append(self._summary(group, now))
-            elif not group.members and not group.pending:
-                del self.groups[group.key]
+            elif not group.members and not group.pending and group.next_page_at <= now:
+                del self.groups[group.key]  # kept until its interval ends: a flapping group pages no faster
         return out
 
     def _escalate(self, tracked: Tracked, now: int) -> list[Alert]:
@@ -306,7 +306,7 @@ class AlertBook:
         if group.next_page_at <= now and not group.pending:
             group.next_page_at = now + self._interval_ms()
             return [self._alert(tracked, kind, now, reason=reason, suffix=suffix, group=group)]
-        group.pending.append((kind, tracked.incident["incident_id"]))
+        group.pending.append((kind, tracked.incident))
         folded = f"{reason}; {FOLDED}" if reason else FOLDED
         return [self._alert(tracked, kind, now, reason=folded, suffix=suffix, group=group, folded=True)]
 
@@ -315,13 +315,10 @@ class AlertBook:
         counts: dict[str, int] = {}
         for kind, _ in group.pending:
             counts[kind] = counts.get(kind, 0) + 1
-        newest_id = group.pending[-1][1]
+        base = group.pending[-1][1]  # the newest change's incident (it may be resolved by now)
         group.pending.clear()
         group.next_page_at = now + self._interval_ms()
         members = [self.open[i] for i in group.members if i in self.open]
-        newest = self.open.get(newest_id) or (members[-1] if members else None)
-        base = newest.incident if newest is not None else {"incident_id": newest_id, "rule": "?", "journey_id": "?",
-                                                            "failed_at": now, "severity": "medium"}
         level = max((t.level for t in members), default=0)
         severity = max((t.incident["severity"] for t in members), key=SEVERITIES.index, default=base["severity"])
         changes = ", ".join(f"{n} {_KIND_WORD.get(k, k)}" for k, n in counts.items())

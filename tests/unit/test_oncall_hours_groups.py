@@ -337,3 +337,19 @@ def test_a_paged_pos_incident_is_not_escalated_at_night_but_at_opening() -> None
     assert [a for a in night if a["kind"] in ("escalated", "reminded")] == []
     morning = b.tick(ms("2026-12-01T10:00:00-08:00"))
     assert [a["kind"] for a in morning] == ["escalated"]
+
+
+def test_a_flapping_group_pages_no_faster_than_its_interval_and_a_restart_remembers_it() -> None:
+    b = book()
+    first = b.on_incident(inc("f1"), NOW)
+    b.on_incident(inc("f1", version=2, status="resolved", time_to_resolve_s=5.0), NOW + 5 * S)
+    assert b.tick(NOW + 6 * S) == []
+    again = b.on_incident(inc("f2", NOW + 10 * S), NOW + 10 * S)  # the same store and rule breaks again
+    assert pages(again) == [] and "summarised in the group's next page" in again[0]["reason"]
+    [summary] = b.tick(NOW + 60 * S)
+    assert summary["kind"] == "grouped" and "1 resolved, 1 new" in summary["message"]
+    assert "journey j-f2" in summary["message"] and summary["group_size"] == 1
+    restarted = book()
+    for alert in first + again + [summary]:
+        restarted.restore(alert)
+    assert pages(restarted.on_incident(inc("f3", NOW + 70 * S), NOW + 70 * S)) == []  # still within the interval

@@ -18,7 +18,7 @@ On-call people can live with it because (issue 21):
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -413,8 +413,9 @@ class AlertBook:
                 "group_key": self.group_key(inc) if t.paged else None,
                 "customer_incidents_30d": self.customer_incidents(inc["customer_id"], now),
             })
+        sizes = Counter(r["group_key"] for r in rows if r["group_key"])
         for row in rows:
-            row["group_size"] = sum(1 for r in rows if r["group_key"] and r["group_key"] == row["group_key"])
+            row["group_size"] = sizes[row["group_key"]] if row["group_key"] else 1
         severity_rank = {"critical": 0, "high": 1, "medium": 2, "low": 3}
         # within a severity, the one with the least time left first (no deadline pending: last)
         return sorted(rows, key=lambda r: (severity_rank.get(r["severity"], 9), r["time_left_s"] is None,

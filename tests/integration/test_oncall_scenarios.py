@@ -214,6 +214,28 @@ def test_a_silence_that_ends_pages_the_open_complaint_once(stack21: dict[str, An
     assert recurring["weekdays"] == ["mon", "tue", "wed", "thu", "fri"] and recurring["daily_to"] == "04:00"
 
 
+def test_an_open_service_error_inhibits_the_breaches_of_its_store_until_it_is_resolved(
+        stack21: dict[str, Any]) -> None:
+    settings, hook = stack21["settings"], stack21["hook"]
+    tag = uuid.uuid4().hex[:6]
+    store = f"{tag}-oven"
+    now = int(time.time() * 1000)
+    produce(settings, [event("SERVICE_ERROR", now, f"{tag}-device", store_id=store, event_id=f"{tag}-err",
+                             attrs={"message": "oven offline"}),
+                       event("ITEM_REQUESTED", now, f"{tag}-table", store_id=store, request_id="bread",
+                             promised_within_s=2)])
+    error = incident_id(f"{tag}-device", "service_error", f"{tag}-err")
+    breach = incident_id(f"{tag}-table", "promise_breach", "bread")
+    held = alerts_of(settings, breach, lambda a: bool(a))
+    assert [a["kind"] for a in held] == ["suppressed"] and f"inhibited while service_error {error}" in held[0]["reason"]
+    assert posts_for(hook, incident_id=breach) == [] and len(posts_for(hook, incident_id=error)) == 1
+    resolved = journey_cli(settings, "resolve", error, "--by", "s-tech")
+    assert resolved.returncode == 0, resolved.stderr
+    after = alerts_of(settings, breach, lambda a: any(x["kind"] == "triggered" for x in a))
+    assert [a["kind"] for a in after] == ["suppressed", "triggered"] and "inhibition ended" in after[1]["reason"]
+    assert wait_until(lambda: len(posts_for(hook, incident_id=breach)) == 1, 15)
+
+
 def test_waiting_on_the_customer_meets_the_resolve_sla_with_the_wait_recorded_as_paused(
         stack21: dict[str, Any]) -> None:
     """Case 12, in seconds: the customer takes longer than the whole resolve target to come back."""

@@ -125,13 +125,16 @@ def oncall(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def alerts_of(settings: Settings, incident: str, until: Any, timeout_s: float = 30) -> list[dict[str, Any]]:
-    """Alerts of one incident on the alerts topic, read until `until(alerts)` holds or the timeout."""
+    """Alerts of one incident on the alerts topic, read until `until(alerts)` holds or the timeout.
+
+    Group summaries (kind `grouped`, keyed by their newest incident) are the group's, not its own.
+    """
     found: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = [a for a in (json.loads(line) for line in follow(settings, settings.topics.alerts, True,
                                                                  idle_timeout_s=0.5))
-                 if a["incident_id"] == incident]
+                 if a["incident_id"] == incident and a["kind"] != "grouped"]
         if until(found):
             return found
         time.sleep(0.3)

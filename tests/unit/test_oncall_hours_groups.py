@@ -25,7 +25,6 @@ from streams.domain.config import DEFAULT_RULES_FILE, RuleConfigError, load_dete
 from streams.domain.stores import load_store_calendars
 from tests.unit.test_domain_detector import MIN, S, ev, incidents, run
 
-CASES = Path("/work/shared/cases")
 LA = StoreCalendar("America/Los_Angeles", dict.fromkeys(range(7), parse_interval("10:00-22:00")))
 
 
@@ -73,11 +72,12 @@ def test_stores_file_hours_and_its_unknown_keys_are_errors_naming_key_and_file(t
 
 
 def test_unknown_keys_in_the_rules_file_are_errors_naming_key_and_file(tmp_path: Path) -> None:
-    case = CASES / "09-rules-business-hours.toml"
-    if case.exists():  # the case file as a manager wrote it
-        with pytest.raises(RuleConfigError, match=r"rules.complaint.business_hours") as err:
-            load_detection_config(case)
-        assert str(case) in str(err.value)
+    case = tmp_path / "09-rules-business-hours.toml"  # case 09: what a shop manager would write
+    case.write_text(DEFAULT_RULES_FILE.read_text() + '\n[rules.complaint.business_hours]\ntimezone = "Asia/Seoul"\n'
+                    'open = "10:00"\nclose = "22:00"\n')
+    with pytest.raises(RuleConfigError, match=r"rules.complaint.business_hours") as err:
+        load_detection_config(case)
+    assert str(case) in str(err.value)
     for extra, key in (("\n[detection]\nsla_clok = 'business'\n", "detection.sla_clok"),
                        ("\n[alerting.grouping]\ngroup_intervall_s = 5\n", "alerting.grouping.group_intervall_s")):
         path = tmp_path / "rules.toml"

@@ -56,7 +56,8 @@ class Notifier:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         policy = load_alert_policy(settings.rules_file)
-        self.book = AlertBook(policy, load_detection_config(settings.rules_file), list(settings.webhooks))
+        detection = load_detection_config(settings.rules_file, settings.stores_file)
+        self.book = AlertBook(policy, detection, list(settings.webhooks))
         self.stalls = StallDetector(policy.stall_after_s, policy.sink_lag_alert)
         self.token = oncall_token(settings)
         self.recent: deque[Alert] = deque(maxlen=RECENT_ALERTS)
@@ -71,8 +72,10 @@ class Notifier:
 
     def page_state(self) -> dict[str, Any]:
         now = _now_ms()
+        silences = [{"silence_id": s.silence_id, "describe": s.describe(), "ends_at": s.ends_at,
+                     "comment": s.comment} for s in self.book.silences.active(now)]
         return {"now": now, "incidents": self.book.open_incidents(now), "pipeline": self.problems,
-                "recent_alerts": list(reversed(self.recent))}
+                "recent_alerts": list(reversed(self.recent)), "silences": silences}
 
     def incident_state(self, incident_id: str) -> dict[str, Any]:
         if self.book.is_closed(incident_id):
@@ -103,6 +106,22 @@ class Notifier:
                 "back, and a repeated ack is refused, so trying again is safe", 503) from None
         log.info("%s of %s by %s emitted as %s", action, incident_id, by, event["event_id"])
         return {"incident_id": incident_id, "event_id": event["event_id"], "type": event["type"]}
+
+    async def act_group(self, action: str, group_key: str, by: str, note: str | None) -> dict[str, Any]:
+        """Acknowledge or resolve every open incident of a group (one recovery event each)."""
+        members = self.book.group_members(group_key, action)
+        if not members:
+            raise ActionRefused(f"no open incident in group {group_key!r} to {action} (`journey alerts` or the "
+                                "on-call page name the groups, e.g. busan-01/promise_breach)", 404)
+        done, refused = [], []
+        for incident_id in members:
+            try:
+                done.append(await self.act(action, incident_id, by, note))
+            except ActionRefused as exc:
+                if exc.status == 503:
+                    raise  # the broker is gone: the rest would fail the same way
+                refused.append({"incident_id": incident_id, "error": str(exc)})
+        return {"group": group_key, "done": done, "refused": refused}
 
     # ---- running -------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
     GET  /api/incidents                     open incidents, pipeline problems, recent alerts
     GET  /api/incidents/{id}                one open incident (404 unknown, 409 resolved)
     POST /api/incidents/{id}/ack|resolve    emit FAILURE_ACKNOWLEDGED / RECOVERY_RESOLVED ({"by", "note"})
+    POST /api/groups/ack|resolve            the same for each open incident of a group ({"group", "by", "note"})
 
 Every /api call needs the on-call token (`Authorization: Bearer ...` or `X-Journey-Token`).
 The page keeps the token from its URL fragment (`/#token=...`), which browsers never send to
@@ -37,6 +38,8 @@ class OnCallBackend(Protocol):
     def incident_state(self, incident_id: str) -> dict[str, Any]: ...
 
     async def act(self, action: str, incident_id: str, by: str, note: str | None) -> dict[str, Any]: ...
+
+    async def act_group(self, action: str, group_key: str, by: str, note: str | None) -> dict[str, Any]: ...
 
 
 def _authorized(request: web.Request, token: str) -> bool:
@@ -81,13 +84,21 @@ def create_web_app(backend: OnCallBackend) -> web.Application:
             body = await request.json() if request.can_read_body else {}
         except ValueError:
             return web.json_response({"error": "the body must be JSON: {\"by\": NAME, \"note\": TEXT}"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"error": "the body must be a JSON object"}, status=400)
         by = str(body.get("by") or "").strip()[:100]
         if not by:
             return web.json_response({"error": "say who acts: {\"by\": NAME}"}, status=400)
-        note = body.get("note")
+        note = str(body["note"])[:500] if body.get("note") else None
+        action = request.match_info["action"]
         try:
-            done = await backend.act(request.match_info["action"], request.match_info["incident_id"], by,
-                                     str(note)[:500] if note else None)
+            if "incident_id" in request.match_info:
+                done = await backend.act(action, request.match_info["incident_id"], by, note)
+            else:
+                group = str(body.get("group") or "").strip()[:300]
+                if not group:
+                    return web.json_response({"error": "name the group: {\"group\": \"STORE/RULE\"}"}, status=400)
+                done = await backend.act_group(action, group, by, note)
         except ActionRefused as exc:
             return web.json_response({"error": str(exc)}, status=exc.status)
         return web.json_response(done, status=202)
@@ -99,4 +110,5 @@ def create_web_app(backend: OnCallBackend) -> web.Application:
     app.router.add_get("/api/incidents", incidents)
     app.router.add_get("/api/incidents/{incident_id}", incident)
     app.router.add_post("/api/incidents/{incident_id}/{action:ack|resolve}", act)
+    app.router.add_post("/api/groups/{action:ack|resolve}", act)
     return app

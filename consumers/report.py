@@ -33,7 +33,8 @@ SELECT rule, servqual, count() AS incidents,
        round(quantile(0.5)(time_to_resolve_s), 1), round(quantile(0.9)(time_to_resolve_s), 1),
        round(1 - avg(sla_acknowledge_breached OR sla_first_response_breached OR sla_resolve_breached), 3),
        round(avg(compensation_amount IS NOT NULL), 3),
-       round(avgIf(recovered, recovered IS NOT NULL), 3)
+       round(avgIf(recovered, recovered IS NOT NULL), 3),
+       round(quantile(0.5)(business_time_to_acknowledge_s), 1), round(quantile(0.5)(business_time_to_resolve_s), 1)
 FROM journey.incidents FINAL WHERE {_FILTER}
 GROUP BY rule, servqual ORDER BY incidents DESC, rule
 """
@@ -48,7 +49,8 @@ FROM journey.incidents FINAL WHERE {_FILTER}
 GROUP BY store ORDER BY incidents DESC, sla ASC LIMIT 5
 """
 RULE_COLUMNS = ["rule", "servqual", "incidents", "tta_p50_s", "tta_p90_s", "ttfr_p50_s", "ttfr_p90_s",
-                "ttr_p50_s", "ttr_p90_s", "sla_compliance", "share_compensated", "share_recovered"]
+                "ttr_p50_s", "ttr_p90_s", "sla_compliance", "share_compensated", "share_recovered",
+                "tta_business_p50_s", "ttr_business_p50_s"]  # business time: the stores' opening hours only
 
 
 def parse_duration_s(text: str, option: str) -> int:

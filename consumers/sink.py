@@ -69,6 +69,10 @@ INCIDENT_COLUMNS = [
     "sla_acknowledge_breached", "sla_first_response_breached", "sla_resolve_breached",
     "compensation_kind", "compensation_amount", "followed_up_at", "post_recovery_score", "recovered",
     "late_fulfilment_at", "note",
+    # incident v2 (issue 21; migration 0006)
+    "about", "sla_acknowledge_due_at", "sla_first_response_due_at", "sla_resolve_due_at",
+    "business_time_to_acknowledge_s", "business_time_to_first_response_s", "business_time_to_resolve_s",
+    "waiting_since", "paused_s", "paused_business_s",
 ]
 ALERT_COLUMNS = [
     "alert_id", "incident_id", "kind", "level", "severity", "rule", "store_id", "journey_id", "customer_id",

@@ -23,7 +23,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_PARTITIONS | 4 | partitions of the topics the tracker creates |
 | JOURNEY_SESSION_TIMEOUT_MS | 6000 | consumer-group session timeout (short: Tansu joins wait ~one timeout) |
 | JOURNEY_RULES_FILE | (built-in infra/rules.toml) | failure-rule configuration |
-| JOURNEY_STORES_FILE | (built-in infra/stores.toml) | stores and their time zones (report's local hours) |
+| JOURNEY_STORES_FILE | (built-in infra/stores.toml) | stores: time zones, opening hours, holidays |
 | JOURNEY_STARTUP_TIMEOUT_S | 30 | how long `journey up` waits for each component to be ready |
 | JOURNEY_FAUST_STORE | rocksdb:// | Faust table store (`memory://` keeps state only in the changelog) |
 | JOURNEY_RETENTION_DAYS | (unset: keep) | ClickHouse TTL for touchpoints, incidents and alerts |

@@ -21,6 +21,8 @@ TYPES_BY_STAGE: dict[str, tuple[str, ...]] = {
     "recovery": (
         "FAILURE_ACKNOWLEDGED", "CUSTOMER_CONTACTED", "COMPENSATION_GIVEN", "RECOVERY_RESOLVED",
         "FOLLOW_UP_DONE",
+        # v2: staff wait on the customer (the resolve clock stops) / the customer is back (it runs again)
+        "WAITING_ON_CUSTOMER", "CUSTOMER_REPLIED",
     ),
 }
 

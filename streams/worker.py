@@ -158,7 +158,7 @@ def create_app(settings: Settings) -> faust.App:
     # Values are `state_codec` bytes: encoded once per write, not once for RocksDB and again for the changelog.
     journeys = app.Table("journeys", default=None, key_type=bytes, value_type=bytes, partitions=settings.partitions,
                          options=TABLE_ROCKSDB_OPTIONS)
-    detector = Detector(load_detection_config(settings.rules_file))
+    detector = Detector(load_detection_config(settings.rules_file, settings.stores_file))
     stats = WorkerStats()
     loaded: set[int] = set()
     next_offset: dict[int, int] = {}

@@ -100,29 +100,45 @@ def _call_oncall_api(settings: Settings, method: str, path: str, body: dict[str,
                            "the stack with `journey up -d` (or set JOURNEY_WEB_PORT to where it runs)") from None
 
 
-def _act(action: str, incident_id: str, by: str | None, note: str | None) -> None:
+def _act(action: str, incident_id: str | None, group: str | None, by: str | None, note: str | None) -> None:
+    if (incident_id is None) == (group is None):
+        raise JourneyError(f"name an incident (journey {action} inc-...) or a group (journey {action} --group "
+                           "STORE/RULE), not both")
     settings = Settings.from_env()
     who = by or getpass.getuser() or "cli"
+    if group is not None:
+        done = _call_oncall_api(settings, "POST", f"/api/groups/{action}", {"group": group, "by": who, "note": note})
+        for item in done["done"]:
+            typer.echo(f"{item['type']} for {item['incident_id']} by {who} emitted (event {item['event_id']})")
+        for item in done["refused"]:
+            typer.echo(f"skipped {item['incident_id']}: {item['error']}")
+        typer.echo(f"group {group}: {len(done['done'])} done, {len(done['refused'])} skipped")
+        return
     done = _call_oncall_api(settings, "POST", f"/api/incidents/{incident_id}/{action}", {"by": who, "note": note})
     typer.echo(f"{done['type']} for {incident_id} by {who} emitted (event {done['event_id']})")
 
 
+GROUP_HELP = "Every open incident of this group instead (e.g. busan-01/promise_breach; the page names groups)."
+
+
 def ack(
-    incident_id: str = typer.Argument(..., help="The incident's id (inc-...)."),
+    incident_id: str | None = typer.Argument(None, help="The incident's id (inc-...)."),
+    group: str | None = typer.Option(None, "--group", help=GROUP_HELP),
     by: str | None = typer.Option(None, "--by", help="Who acknowledges (default: your user name)."),
     note: str | None = typer.Option(None, "--note", help="A note kept with the incident."),
 ) -> None:
-    """Acknowledge an incident: emits FAILURE_ACKNOWLEDGED (stops its escalation)."""
-    _act("ack", incident_id, by, note)
+    """Acknowledge an incident or a group: emits FAILURE_ACKNOWLEDGED (stops its escalation)."""
+    _act("ack", incident_id, group, by, note)
 
 
 def resolve(
-    incident_id: str = typer.Argument(..., help="The incident's id (inc-...)."),
+    incident_id: str | None = typer.Argument(None, help="The incident's id (inc-...)."),
+    group: str | None = typer.Option(None, "--group", help=GROUP_HELP),
     by: str | None = typer.Option(None, "--by", help="Who resolved it (default: your user name)."),
     note: str | None = typer.Option(None, "--note", help="What was done."),
 ) -> None:
-    """Resolve an incident: emits RECOVERY_RESOLVED."""
-    _act("resolve", incident_id, by, note)
+    """Resolve an incident or a group: emits RECOVERY_RESOLVED."""
+    _act("resolve", incident_id, group, by, note)
 
 
 def _send_silence(settings: Settings, record: dict[str, Any]) -> None:
@@ -157,11 +173,16 @@ def _silence_book(settings: Settings) -> Any:
 def silence_add(
     store: str | None = typer.Option(None, "--store", help="Mute this store's incidents."),
     rule: str | None = typer.Option(None, "--rule", help="Mute this rule's incidents."),
-    duration: str = typer.Option("1h", "--for", help="How long: 30m, 2h, 1d."),
+    duration: str | None = typer.Option(None, "--for", help="How long: 30m, 2h, 1d (default 1h; recurring: 365d)."),
     comment: str | None = typer.Option(None, "--comment", help="Why (shown in the alerts it mutes)."),
     by: str | None = typer.Option(None, "--by", help="Who (default: your user name)."),
+    weekdays: str | None = typer.Option(None, "--weekdays", help="Recurring: only these days (mon-fri, sat,sun)."),
+    between: str | None = typer.Option(None, "--between",
+                                       help="Recurring: only between these local times (02:00-04:00, the store's "
+                                            "time zone)."),
 ) -> None:
-    """Mute matching incidents from now on for a while: they are recorded, never paged."""
+    """Mute matching incidents from now on for a while: they are recorded, not paged; those still open and
+    unacknowledged when the silence ends page then. --weekdays/--between make it a maintenance window."""
     from consumers.report import parse_duration_s
     from consumers.silences import new_silence, silence_record
     from streams.domain.config import RULES
@@ -172,8 +193,9 @@ def silence_add(
     require_broker(settings)
     now = int(time.time() * 1000)
     try:
-        silence = new_silence(store, rule, now, parse_duration_s(duration, "--for"), by or getpass.getuser(),
-                              comment)
+        length = duration or ("365d" if weekdays or between else "1h")
+        silence = new_silence(store, rule, now, parse_duration_s(length, "--for"), by or getpass.getuser(),
+                              comment, weekdays, between)
     except ValueError as exc:
         raise JourneyError(str(exc)) from None
     _send_silence(settings, silence_record(silence, "create", now))
@@ -191,9 +213,11 @@ def silence_list(as_json: bool = typer.Option(False, "--json", help="JSON lines.
         for s in active:
             typer.echo(json.dumps(s.__dict__))
         return
-    table = cli_table("id", "store", "rule", "until (UTC)", "by", "comment")
+    table = cli_table("id", "store", "rule", "when", "until (UTC)", "by", "comment")
     for s in active:
-        table.add_row(s.silence_id, s.store_id or "*", s.rule or "*",
+        when = f"{','.join(s.weekdays) or 'daily'} {s.daily_from or '00:00'}-{s.daily_to or '24:00'}" \
+            if s.recurring else "always"
+        table.add_row(s.silence_id, s.store_id or "*", s.rule or "*", when,
                       time.strftime("%Y-%m-%d %H:%M", time.gmtime(s.ends_at / 1000)), s.created_by, s.comment or "")
     console.print(table if active else "no silences in force")
 

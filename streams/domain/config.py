@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streams.domain.business_time import StoreCalendar
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "infra" / "rules.toml"
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -40,6 +44,14 @@ class DetectionConfig:
     journey_ttl_days: float = 2
     incident_journey_ttl_days: float = 30
     overrides: dict[str, dict[str, RuleConfig]] = field(default_factory=dict)
+    sla_clock: str = "business"  # SLA targets count the store's open hours ("calendar": every hour)
+    calendars: dict[str, StoreCalendar] = field(default_factory=dict)  # store -> hours (the stores file)
+
+    def calendar(self, store_id: str | None) -> StoreCalendar | None:
+        """The calendar SLA clocks of a store count in (None: calendar time)."""
+        if self.sla_clock != "business" or store_id is None:
+            return None
+        return self.calendars.get(store_id)
 
     def rule(self, name: str, store_id: str | None = None, channel: str | None = None) -> RuleConfig:
         """The rule's settings for a store/channel (store overrides win over channel ones)."""
@@ -53,6 +65,40 @@ class DetectionConfig:
 
 class RuleConfigError(ValueError):
     """The rules file is invalid; the message names the key."""
+
+
+def check_known_keys(table: Any, known: Iterable[str], where: str, path: Path | None) -> None:
+    """A config table with a key the product does not know is an error naming key and file.
+
+    A misspelt or invented key (`business_hours` under a rule, say) would otherwise be accepted
+    and silently do nothing.
+    """
+    if not isinstance(table, dict):
+        raise RuleConfigError(f"{path or DEFAULT_RULES_FILE}: [{where}] must be a table")
+    allowed = set(known)
+    unknown = sorted(k for k in table if k not in allowed)
+    if unknown:
+        key = f"{where}.{unknown[0]}" if where else unknown[0]
+        raise RuleConfigError(f"{path or DEFAULT_RULES_FILE}: unknown key {key!r} (known here: "
+                              f"{', '.join(sorted(allowed))})")
+
+
+RULE_KEYS = tuple(f.name for f in fields(RuleConfig) if f.name != "name")
+# derived from the dataclass, so a setting added there is a known key at once
+DETECTION_KEYS = tuple(f.name for f in fields(DetectionConfig) if f.name not in ("rules", "overrides", "calendars"))
+TOP_KEYS = ("detection", "rules", "overrides", "alerting")
+
+
+def _check_rules_keys(raw: dict[str, Any], path: Path) -> None:
+    check_known_keys(raw, TOP_KEYS, "", path)
+    check_known_keys(raw.get("detection", {}), DETECTION_KEYS, "detection", path)
+    scoped = [(f"rules.{name}", body) for name, body in raw.get("rules", {}).items()]
+    for scope, per_rule in raw.get("overrides", {}).items():
+        check_known_keys(per_rule, RULES, f"overrides.{scope!r}", path)
+        scoped += [(f"overrides.{scope!r}.{name}", body) for name, body in per_rule.items()]
+    for where, body in scoped:
+        check_known_keys(body, RULE_KEYS, where, path)
+        check_known_keys(body.get("sla", {}), [f.name for f in fields(SlaTargets)], f"{where}.sla", path)
 
 
 def _rule(name: str, raw: dict[str, Any], base: RuleConfig | None = None) -> RuleConfig:
@@ -84,10 +130,13 @@ def read_rules_file(path: Path | None = None) -> dict[str, Any]:
         raise RuleConfigError(f"rules file {path}: {exc}") from None
 
 
-def load_detection_config(path: Path | None = None) -> DetectionConfig:
-    """Read the rules file (None: the built-in defaults)."""
+def load_detection_config(path: Path | None = None, stores_file: Path | None = None) -> DetectionConfig:
+    """Read the rules file and the stores' hours (None: the built-in defaults)."""
+    from streams.domain.stores import load_store_calendars
+
     path = path or DEFAULT_RULES_FILE
     raw = read_rules_file(path)
+    _check_rules_keys(raw, path)
     rules = {name: _rule(name, body) for name, body in raw.get("rules", {}).items()}
     missing = [r for r in RULES if r not in rules]
     if missing:
@@ -107,4 +156,12 @@ def load_detection_config(path: Path | None = None) -> DetectionConfig:
         journey_ttl_days=det.get("journey_ttl_days", 2),
         incident_journey_ttl_days=det.get("incident_journey_ttl_days", 30),
         overrides=overrides,
+        sla_clock=_sla_clock(det.get("sla_clock", "business"), path),
+        calendars=load_store_calendars(stores_file),
     )
+
+
+def _sla_clock(value: Any, path: Path) -> str:
+    if value not in ("business", "calendar"):
+        raise RuleConfigError(f"{path}: detection.sla_clock is {value!r}; use \"business\" or \"calendar\"")
+    return str(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from streams.domain.business_time import StoreCalendar, add_business_seconds, business_seconds
 from streams.domain.config import SEVERITIES, RuleConfig
 
 Incident = dict[str, Any]  # the record published on the incidents topic (schemas/incident.avsc)
@@ -23,9 +24,10 @@ def bump(severity: str) -> str:
 def new_incident(
     rule: RuleConfig, journey_id: str, ref: str, trigger: dict[str, Any], failed_at: int,
     detected_at: int, repeat_customer: bool, request_id: str | None = None,
+    calendar: StoreCalendar | None = None, about: str | None = None,
 ) -> Incident:
-    """A freshly opened incident (version 1)."""
-    return {
+    """A freshly opened incident (version 1); its SLA deadlines count `calendar`'s open hours."""
+    incident = {
         "incident_id": incident_id(journey_id, rule.name, ref),
         "version": 1,
         "journey_id": journey_id,
@@ -60,7 +62,23 @@ def new_incident(
         "recovered": None,
         "late_fulfilment_at": None,
         "note": None,
+        "about": about,
+        **PAUSE_DEFAULTS,
     }
+    for target, due_field in DUE_FIELD.items():
+        incident[due_field] = add_business_seconds(calendar, failed_at, getattr(rule.sla, target))
+    return incident
+
+
+# Fields added with schema v2 (store hours, pauses): an incident kept from before reads as these.
+PAUSE_DEFAULTS: dict[str, Any] = {"waiting_since": None, "paused_s": 0.0, "paused_business_s": 0.0}
+DUE_FIELD = {"acknowledge_s": "sla_acknowledge_due_at", "first_response_s": "sla_first_response_due_at",
+             "resolve_s": "sla_resolve_due_at"}
+BUSINESS_METRIC = {"time_to_acknowledge_s": "business_time_to_acknowledge_s",
+                   "time_to_first_response_s": "business_time_to_first_response_s",
+                   "time_to_resolve_s": "business_time_to_resolve_s"}
+WAITING, REPLIED = "WAITING_ON_CUSTOMER", "CUSTOMER_REPLIED"
+WAITING_STATUS = frozenset({"waiting on customer", "waiting on the customer", "pending"})  # CUSTOMER_CONTACTED attrs
 
 
 def _seconds(incident: Incident, at: int) -> float:
@@ -76,17 +94,32 @@ STAGES = {
 }
 
 
-def apply_recovery(incident: Incident, event: dict[str, Any], rule: RuleConfig) -> bool:
-    """Apply one recovery or post-recovery event; True when the incident changed."""
+def apply_recovery(incident: Incident, event: dict[str, Any], rule: RuleConfig,
+                   calendar: StoreCalendar | None = None) -> bool:
+    """Apply one recovery or post-recovery event; True when the incident changed.
+
+    `calendar`: the store hours its SLA clocks count (None: calendar time).
+    """
     kind, at = event["type"], event["occurred_at"]
     attrs = event.get("attrs") or {}
-    if kind in STAGES:
+    if kind in (WAITING, REPLIED):
+        if not set_waiting(incident, kind == WAITING, at, calendar, rule):
+            return False
+    elif kind in STAGES:
         at_field, metric, flag, target = STAGES[kind]
         if incident[at_field] is not None:
             return False  # the first acknowledgement / contact / resolution is what counts
+        if kind == "RECOVERY_RESOLVED":
+            set_waiting(incident, False, at, calendar, rule)  # resolving ends a wait
+        elif kind == "CUSTOMER_CONTACTED" and str(attrs.get("status", "")).lower().replace("_", " ") in WAITING_STATUS:
+            set_waiting(incident, True, at, calendar, rule)  # a helpdesk's "reply and set pending"
         incident[at_field] = at
         incident[metric] = _seconds(incident, at)
-        if incident[metric] > getattr(rule.sla, target):
+        # the SLA counts business time, less the time spent waiting on the customer (resolve only)
+        business = business_seconds(calendar, incident["failed_at"], at)
+        incident[BUSINESS_METRIC[metric]] = round(business, 3)
+        paused = incident.get("paused_business_s", 0.0) if target == "resolve_s" else 0.0
+        if business - paused > getattr(rule.sla, target):
             incident[flag] = True
         if kind == "FAILURE_ACKNOWLEDGED":
             incident["acknowledged_by"] = event.get("staff_id") or attrs.get("by")
@@ -118,11 +151,35 @@ def apply_recovery(incident: Incident, event: dict[str, Any], rule: RuleConfig) 
     return True
 
 
+def set_waiting(incident: Incident, waiting: bool, at: int, calendar: StoreCalendar | None,
+                rule: RuleConfig) -> bool:
+    """Start or end a wait on the customer: the resolve clock stops while it lasts.
+
+    Ending a wait adds its length to `paused_s` (and its open hours to `paused_business_s`)
+    and moves the resolve deadline on by as much. True when something changed.
+    """
+    since = incident.get("waiting_since")
+    if incident["status"] == "resolved" or waiting == (since is not None):
+        return False
+    if waiting:
+        incident["waiting_since"] = at
+        incident["sla_resolve_due_at"] = None  # no resolve deadline while the customer has the ball
+        return True
+    at = max(at, since)
+    incident["waiting_since"] = None
+    incident["paused_s"] = round(incident.get("paused_s", 0.0) + (at - since) / 1000, 3)
+    paused = round(incident.get("paused_business_s", 0.0) + business_seconds(calendar, since, at), 3)
+    incident["paused_business_s"] = paused
+    incident["sla_resolve_due_at"] = add_business_seconds(calendar, incident["failed_at"], rule.sla.resolve_s + paused)
+    return True
+
+
 def breach_sla(incident: Incident, target: str, at: int) -> bool:
     """The watermark passed an SLA target without the recovery event: flag it (once)."""
     for at_field, _metric, flag, name in STAGES.values():
         if name == target:
-            if incident[at_field] is not None or incident[flag]:
+            waiting = name == "resolve_s" and incident.get("waiting_since") is not None
+            if incident[at_field] is not None or incident[flag] or waiting:
                 return False
             incident[flag] = True
             incident["updated_at"] = max(incident["updated_at"], at)

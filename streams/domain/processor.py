@@ -24,12 +24,16 @@ from typing import Any
 from schemas.event_types import FULFILMENT_OF, RECOVERY_TYPES, REQUEST_FULFILMENT
 from streams.domain.config import DetectionConfig
 from streams.domain.incidents import (
+    DUE_FIELD,
+    REPLIED,
+    WAITING,
     Incident,
     apply_recovery,
     breach_sla,
     incident_id,
     mark_recovered,
     new_incident,
+    set_waiting,
 )
 from streams.domain.journey import Journey
 
@@ -47,7 +51,8 @@ SLA_DONE_FIELD = {"acknowledge_s": "acknowledged_at", "first_response_s": "first
 STAGE_TARGET = {"FAILURE_ACKNOWLEDGED": "acknowledge_s", "CUSTOMER_CONTACTED": "first_response_s",
                 "RECOVERY_RESOLVED": "resolve_s"}
 # Recovery events that act on the newest *open* incident; the rest take the newest at all.
-OPEN_ONLY = frozenset({"FAILURE_ACKNOWLEDGED", "CUSTOMER_CONTACTED", "COMPENSATION_GIVEN", "RECOVERY_RESOLVED"})
+OPEN_ONLY = frozenset({"FAILURE_ACKNOWLEDGED", "CUSTOMER_CONTACTED", "COMPENSATION_GIVEN", "RECOVERY_RESOLVED",
+                       WAITING, REPLIED})
 
 # A deadline heap entry: (due_ms, journey_id, kind, ref) for a request or SLA deadline, and just
 # (due_ms, journey_id) for a journey's expiry check (one per open journey: 16 bytes less each).
@@ -194,6 +199,8 @@ class Detector:
 
     def _apply(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
         kind = event["type"]
+        if journey.inc and kind not in RECOVERY_TYPES:
+            self._customer_is_back(journey_id, journey, event)
         if kind in REQUEST_FULFILMENT:
             self._open_request(journey_id, journey, event)
         elif kind in FULFILMENT_OF:
@@ -201,9 +208,11 @@ class Detector:
         elif kind in RECOVERY_TYPES:
             self._recovery(journey, event)
         elif kind in COMPLAINT_TYPES:
-            self._open_incident(journey_id, journey, "complaint", event["event_id"], event, event["occurred_at"])
+            self._open_incident(journey_id, journey, "complaint", event["event_id"], event, event["occurred_at"],
+                                about=_about(event))
         elif kind == "SERVICE_ERROR":
-            self._open_incident(journey_id, journey, "service_error", event["event_id"], event, event["occurred_at"])
+            self._open_incident(journey_id, journey, "service_error", event["event_id"], event, event["occurred_at"],
+                                about=_about(event))
         elif kind == "FEEDBACK_SUBMITTED":
             self._feedback(journey_id, journey, event)
 
@@ -319,7 +328,8 @@ class Detector:
     def _breach(self, journey_id: str, journey: Journey, ref: str) -> None:
         rtype, due, _occurred, rid, event_id, late_at, store, channel = journey.pop_request(ref)
         trigger = {"event_id": event_id, "customer_id": journey.c, "store_id": store, "channel": channel}
-        incident = self._open_incident(journey_id, journey, RULE_OF_REQUEST[rtype], ref, trigger, due, rid, late_at)
+        incident = self._open_incident(journey_id, journey, RULE_OF_REQUEST[rtype], ref, trigger, due, rid, late_at,
+                                       about=f"{rtype} {rid or ref}")
         if incident is not None:
             journey.add_fired(ref, incident["incident_id"])
 
@@ -328,6 +338,7 @@ class Detector:
     def _open_incident(
         self, journey_id: str, journey: Journey, rule_name: str, ref: str, trigger: dict[str, Any],
         failed_at: int, request_id: str | None = None, late_fulfilment_at: int | None = None,
+        about: str | None = None,
     ) -> Incident | None:
         if journey.inc and incident_id(journey_id, rule_name, ref) in journey.inc:
             return None  # one failure, one incident
@@ -338,7 +349,8 @@ class Detector:
         repeat = any(failed_at - window <= f_at < failed_at or (f_at == failed_at and jid < journey_id)
                      for f_at, jid, _ in history)
         incident = new_incident(rule, journey_id, ref, {**trigger, "customer_id": customer}, failed_at,
-                                max(self._now, failed_at), repeat, request_id)
+                                max(self._now, failed_at), repeat, request_id,
+                                calendar=self.config.calendar(trigger.get("store_id")), about=about)
         incident["late_fulfilment_at"] = late_fulfilment_at
         iid = incident["incident_id"]
         journey.add_incident(iid, incident)
@@ -347,9 +359,8 @@ class Detector:
             history.append((failed_at, journey_id, iid))
             history.sort()
             del history[:-20]  # only the recent past matters for repeat severity
-        for target in SLA_TARGETS:
-            self._schedule(journey_id, journey, failed_at + int(getattr(rule.sla, target) * 1000), "sla",
-                           f"{iid}|{target}")
+        for target in SLA_TARGETS:  # business-time deadlines (the store's hours) come with the incident
+            self._schedule(journey_id, journey, incident[DUE_FIELD[target]], "sla", f"{iid}|{target}")
         self._emit(incident)
         return incident
 
@@ -369,11 +380,33 @@ class Detector:
             self._out.unmatched_recovery.append(event)
             return
         rule = self.config.rule(incident["rule"], incident["store_id"], incident["channel"])
-        if apply_recovery(incident, event, rule):
+        waiting_since = incident.get("waiting_since")
+        if apply_recovery(incident, event, rule, self.config.calendar(incident["store_id"])):
             target = STAGE_TARGET.get(event["type"])
             if target is not None:
                 self._cancel_sla(journey, incident, target)
+            if incident.get("waiting_since") != waiting_since:  # a wait on the customer began or ended
+                self._move_resolve_deadline(event["journey_id"], journey, incident)
             self._emit(incident)
+
+    def _move_resolve_deadline(self, journey_id: str, journey: Journey, incident: Incident) -> None:
+        """A wait on the customer cancels the resolve deadline; its end schedules the moved one."""
+        self._cancel_sla(journey, incident, "resolve_s")
+        due = incident.get("sla_resolve_due_at")
+        if due is not None and incident["resolved_at"] is None and not incident["sla_resolve_breached"]:
+            self._schedule(journey_id, journey, due, "sla", f"{incident['incident_id']}|resolve_s")
+
+    def _customer_is_back(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
+        """Any touchpoint of the customer's own ends a wait on them, as a CUSTOMER_REPLIED would."""
+        for incident in (journey.inc or {}).values():
+            if incident.get("waiting_since") is None:
+                continue
+            rule = self.config.rule(incident["rule"], incident["store_id"], incident["channel"])
+            if set_waiting(incident, False, event["occurred_at"], self.config.calendar(incident["store_id"]), rule):
+                incident["updated_at"] = max(incident["updated_at"], event["occurred_at"])
+                incident["version"] += 1
+                self._move_resolve_deadline(journey_id, journey, incident)
+                self._emit(incident)
 
     def _cancel_sla(self, journey: Journey, incident: Incident, target: str) -> None:
         ref = f"{incident['incident_id']}|{target}"
@@ -411,3 +444,10 @@ class Detector:
             if incident is not None and mark_recovered(incident, at):
                 self.dirty[jid] = other.p  # type: ignore[union-attr]
                 self._emit(incident)
+
+
+def _about(event: dict[str, Any]) -> str | None:
+    """What an incident is about, in the customer's or the device's words (complaint text...)."""
+    attrs = event.get("attrs") or {}
+    text = attrs.get("text") or attrs.get("reason") or attrs.get("message")
+    return str(text)[:300] if text else None

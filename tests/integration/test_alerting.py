@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -71,51 +72,69 @@ def _rules_file(path: Path) -> Path:
     text = text.replace("sla = { acknowledge_s = 120, first_response_s = 300, resolve_s = 900 }",
                         "sla = { acknowledge_s = 2, first_response_s = 300, resolve_s = 900 }", 1)
     text = text.replace("repeat_interval_s = 300", "repeat_interval_s = 2").replace("max_level = 3", "max_level = 2")
+    text = text.replace("group_interval_s = 60", "group_interval_s = 1")  # escalations 2 s apart are not folded
     path.write_text(text)
     return path
+
+
+def oncall_settings(stack_settings: Settings, home: Path, **changes: Any) -> Settings:
+    """Settings for an on-call module: its own home, app id, web port and topics (created)."""
+    from infra.kafka import ensure_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    t = stack_settings.topics
+    settings = stack_settings.with_(
+        home=home, app_id=f"jt-{suffix}", web_port=processes.free_port(),
+        topics=type(t)(touchpoints=f"tp-{suffix}", dlq=f"dlq-{suffix}", incidents=f"inc-{suffix}",
+                       alerts=f"al-{suffix}", silences=f"sil-{suffix}"), **changes)
+    ensure_topics(settings, settings.topics.all())
+    return settings
+
+
+@contextmanager
+def running_notifier(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """The notifier as `journey up` runs it, ready, stopped on exit."""
+    log = open(settings.home / "notifier.log", "ab")  # noqa: SIM115 - closed below
+    notifier = subprocess.Popen([sys.executable, "-m", "consumers.notifier"], env={**os.environ, **settings.to_env()},
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: service_ready(settings, "notifier") or notifier.poll() is not None, 60)
+        assert notifier.poll() is None, (settings.home / "notifier.log").read_text()[-3000:]
+        yield notifier
+    finally:
+        notifier.terminate()
+        notifier.wait(timeout=30)
+        log.close()
 
 
 @pytest.fixture(scope="module")
 def oncall(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A worker and a notifier on topics of their own, with a flaky and a healthy webhook."""
-    from infra.kafka import ensure_topics
-
     home = tmp_path_factory.mktemp("oncall-home")
-    suffix = uuid.uuid4().hex[:8]
-    t = stack_settings.topics
     flaky, healthy = WebhookReceiver(failures=2), WebhookReceiver(failures=0)
-    settings = stack_settings.with_(
-        home=home, app_id=f"jt-{suffix}", web_port=processes.free_port(), oncall_token=TOKEN,
-        rules_file=_rules_file(home / "rules.toml"), webhooks={"flaky": flaky.url, "healthy": healthy.url},
-        topics=type(t)(touchpoints=f"tp-{suffix}", dlq=f"dlq-{suffix}", incidents=f"inc-{suffix}",
-                       alerts=f"al-{suffix}", silences=f"sil-{suffix}"),
-    )
-    ensure_topics(settings, settings.topics.all())
+    settings = oncall_settings(stack_settings, home, oncall_token=TOKEN, rules_file=_rules_file(home / "rules.toml"),
+                               webhooks={"flaky": flaky.url, "healthy": healthy.url})
     worker = start_worker(settings)
-    log = open(home / "notifier.log", "ab")  # noqa: SIM115 - closed below
-    notifier = subprocess.Popen([sys.executable, "-m", "consumers.notifier"], env={**os.environ, **settings.to_env()},
-                                stdout=log, stderr=subprocess.STDOUT)
     try:
-        assert wait_until(lambda: service_ready(settings, "notifier") or notifier.poll() is not None, 60)
-        assert notifier.poll() is None, (home / "notifier.log").read_text()[-3000:]
-        yield {"settings": settings, "flaky": flaky, "healthy": healthy, "notifier": notifier}
+        with running_notifier(settings) as notifier:
+            yield {"settings": settings, "flaky": flaky, "healthy": healthy, "notifier": notifier}
     finally:
-        notifier.terminate()
-        notifier.wait(timeout=30)
-        log.close()
         stop_worker(worker)
         flaky.server.shutdown()
         healthy.server.shutdown()
 
 
 def alerts_of(settings: Settings, incident: str, until: Any, timeout_s: float = 30) -> list[dict[str, Any]]:
-    """Alerts of one incident on the alerts topic, read until `until(alerts)` holds or the timeout."""
+    """Alerts of one incident on the alerts topic, read until `until(alerts)` holds or the timeout.
+
+    Group summaries (kind `grouped`, keyed by their newest incident) are the group's, not its own.
+    """
     found: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         found = [a for a in (json.loads(line) for line in follow(settings, settings.topics.alerts, True,
                                                                  idle_timeout_s=0.5))
-                 if a["incident_id"] == incident]
+                 if a["incident_id"] == incident and a["kind"] != "grouped"]
         if until(found):
             return found
         time.sleep(0.3)
@@ -232,6 +251,8 @@ def test_on_call_api_needs_the_token(oncall: dict[str, Any]) -> None:
 
 
 CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(os.environ.get("JOURNEY_ARTIFACTS_DIR", Path(__file__).resolve().parents[1] / "artifacts"))
 
 
@@ -247,9 +268,7 @@ def test_on_call_page_in_a_real_browser_shows_the_incident_and_acknowledges_it(o
     iid = incident_id(f"{tag}-web", "complaint", f"{tag}-c")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 800})
             page.goto(f"http://127.0.0.1:{settings.web_port}/#token={TOKEN}")

@@ -151,6 +151,7 @@ def test_report_and_customer_history_from_clickhouse(pipeline: Settings) -> None
     data = recovery_report(client, window)
     by_rule = {r["rule"]: r for r in data["by_rule"]}
     assert by_rule["complaint"]["tta_p50_s"] == 30.0 and by_rule["complaint"]["ttr_p50_s"] == 400.0
+    assert by_rule["complaint"]["ttr_business_p50_s"] == 400.0  # a store without hours: business = calendar
     assert data["by_servqual"] == {"assurance": 1, "tangibles": 1}
     assert data["worst_stores"][0]["store"] == store
     attack = Window(t - 1000, t + 86_400_000, "' OR 1=1 --")

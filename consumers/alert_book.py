@@ -16,6 +16,7 @@ from typing import Any
 from consumers.alert_policy import AlertPolicy
 from consumers.silences import SilenceBook
 from streams.domain.config import DetectionConfig
+from streams.history_import import is_imported
 
 Alert = dict[str, Any]  # a record of schemas/alert.avsc
 PIPELINE_RULE = "pipeline_stalled"
@@ -136,6 +137,8 @@ class AlertBook:
         horizon_ms = int(self.policy.paging_horizon_s * 1000)
         if record["failed_at"] < now - horizon_ms:
             return f"failed more than {_duration(self.policy.paging_horizon_s)} ago (replay or backfill): not paged"
+        if is_imported(record.get("trigger_event_id")):  # a recent failure in history loaded by `journey import`
+            return "history loaded by `journey import`: recorded, not paged"
         silence = self.silences.matching(record["store_id"], record["rule"], now)
         if silence is not None:
             return f"silenced by {silence.describe()} until {_clock(silence.ends_at)}"

@@ -132,8 +132,8 @@ def platforms(settings: Settings) -> dict[str, Platform]:
     }
 
 
-def _answer(status: int, **body: Any) -> web.Response:
-    return web.json_response(body, status=status, headers={"Cache-Control": "no-store"})
+def _answer(code: int, **body: Any) -> web.Response:
+    return web.json_response(body, status=code, headers={"Cache-Control": "no-store"})
 
 
 def _broker_down(exc: Exception) -> web.Response:
@@ -254,7 +254,7 @@ class PlatformRoutes:
         for message in messages:
             mid = segment.message_key(message)
             key = f"segment:{source}:{mid}"
-            if mid is not None and key in self.seen:
+            if mid is not None and (key in self.seen or key in keys):
                 outcome["duplicate"] += 1
                 continue
             try:

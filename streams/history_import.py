@@ -244,18 +244,31 @@ def read_export(path: Path, mapping: ImportMapping, now_ms: int | None = None,
             raise JourneyError(f"{path}: the mapping reads columns the file does not have: {', '.join(missing)} "
                                f"(the file's header: {', '.join(reader.fieldnames or ())[:300]})")
         by_id: dict[str, dict[str, Any]] = {}
+        used = sorted(mapping.columns())
+        # an order's line items repeat its columns: a row the mapping reads the same as the last
+        # one holds the same events (derived ids), so it is counted without being mapped again
+        last_key: tuple[str | None, ...] | None = None
+        last_count = 0
         try:
             for row in reader:
                 plan.rows += 1
                 line = reader.line_num
-                try:
-                    for event in row_events(row, mapping, now_ms):
-                        if event["event_id"] in by_id:
-                            plan.duplicates += 1
-                        else:
-                            by_id[event["event_id"]] = event
-                except RowError as exc:
-                    plan.refused.append((line, str(exc)))
+                key = tuple(row.get(c) for c in used)
+                if key == last_key:
+                    plan.duplicates += last_count
+                else:
+                    last_key, last_count = None, 0
+                    try:
+                        events = row_events(row, mapping, now_ms)
+                    except RowError as exc:
+                        plan.refused.append((line, str(exc)))
+                    else:
+                        last_key, last_count = key, len(events)
+                        for event in events:
+                            if event["event_id"] in by_id:
+                                plan.duplicates += 1
+                            else:
+                                by_id[event["event_id"]] = event
                 if on_row is not None:
                     on_row(plan.rows)
         except (csv.Error, UnicodeDecodeError) as exc:

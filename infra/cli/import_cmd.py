@@ -20,6 +20,8 @@ def import_(
                                  help="TOML column mapping (infra/examples/orders_reviews.toml)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Read and check the file, produce nothing."),
     as_json: bool = typer.Option(False, "--json", help="The summary as one JSON object."),
+    force: bool = typer.Option(False, "--force", help="Import even behind the topic's live event time "
+                               "(its deadlines then fire before their fulfilments: false breaches)."),
 ) -> None:
     """Import history: map columns to touchpoints, sort them by event time, produce them (recorded, never paged)."""
     from rich.console import Console
@@ -40,6 +42,8 @@ def import_(
         progress.update(reading, completed=plan.rows, total=plan.rows)
         if not dry_run and plan.events:
             require_broker(settings)
+            if not force:
+                _refuse_behind_live_traffic(settings, plan.events[0]["occurred_at"])
             sending = progress.add_task("producing in event-time order", total=len(plan.events))
             with TouchpointEmitter(settings) as emitter:
                 produce(plan.events, emitter.send, lambda n: progress.advance(sending, n))
@@ -59,6 +63,17 @@ def import_(
         _print_summary(summary, settings, dry_run)
     if plan.refused:
         raise typer.Exit(1)
+
+
+def _refuse_behind_live_traffic(settings: Settings, first_event_ms: int) -> None:
+    from infra.errors import JourneyError
+    from streams.domain.config import load_detection_config
+    from streams.import_guard import import_conflict, newest_event_times
+
+    lateness_ms = int(load_detection_config(settings.rules_file).allowed_lateness_s * 1000)
+    conflict = import_conflict(newest_event_times(settings), first_event_ms, lateness_ms)
+    if conflict is not None:
+        raise JourneyError(f"nothing imported: {conflict}")
 
 
 def _print_summary(summary: dict[str, object], settings: Settings, dry_run: bool) -> None:

@@ -93,3 +93,14 @@ def test_a_recent_failure_in_imported_history_is_recorded_not_paged() -> None:
     alerts = book().on_incident(imported, now) + book().on_incident(live, now)
     assert [(a["kind"], a["paged"]) for a in alerts] == [("suppressed", False), ("triggered", True)]
     assert "journey import" in alerts[0]["reason"]
+
+
+def test_history_behind_a_partitions_live_event_time_is_refused_with_why() -> None:
+    from streams.import_guard import import_conflict
+
+    first = ms_from_iso("2026-10-01T00:00:00Z")
+    assert import_conflict({}, first, 300_000) is None  # an empty topic
+    assert import_conflict({0: first - 1000, 1: first + 200_000}, first, 300_000) is None  # within lateness
+    reason = import_conflict({0: first - 1000, 2: ms_from_iso("2026-11-24T12:00:00Z")}, first, 300_000)
+    assert reason is not None and "up to 2026-11-24T12:00:00.000Z (partition 2, 1 of 2 partitions ahead)" in reason
+    assert "--force" in reason

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -47,6 +48,19 @@ class Mapped:
 
     events: list[dict[str, Any]] = field(default_factory=list)
     ignored: str | None = None
+
+
+Handler = Callable[[Delivery, int], Mapped]  # (delivery, default promise s) -> touchpoints
+
+
+def dispatch(handlers: Mapping[str, Handler], delivery: Delivery, promise_default_s: int, what: str) -> Mapped:
+    """The handler of the delivery's topic applied to it; unknown topics -> `Mapped(ignored=...)`."""
+    handler = handlers.get(delivery.topic)
+    if handler is None:
+        return Mapped(ignored=f"{what} {delivery.topic!r} is not mapped")
+    if not isinstance(delivery.body, dict):
+        raise MappingError(f"a {delivery.topic} payload must be a JSON object")
+    return handler(delivery, promise_default_s)
 
 
 def signature_ok(secret: str, message: bytes, signature: str | None) -> bool:

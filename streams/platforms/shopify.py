@@ -13,16 +13,16 @@ A second completion changes nothing (the first one fulfilled the checkout).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from streams.platforms.common import (
     Builder,
     Delivery,
+    Handler,
     Mapped,
-    MappingError,
     decimal_text,
+    dispatch,
     email_id,
     ms_of,
     need,
@@ -161,7 +161,7 @@ def _refund(d: Delivery, promise_default_s: int) -> Mapped:
     return b.mapped()
 
 
-TOPICS: dict[str, Callable[[Delivery, int], Mapped]] = {
+TOPICS: dict[str, Handler] = {
     "checkouts/create": _checkout_created,
     "checkouts/update": _checkout_updated,
     "orders/create": _order_created,
@@ -174,9 +174,4 @@ TOPICS: dict[str, Callable[[Delivery, int], Mapped]] = {
 
 def map_delivery(delivery: Delivery, promise_default_s: int = 0) -> Mapped:
     """One Shopify delivery -> touchpoints; unknown topics -> `Mapped(ignored=...)`; MappingError if malformed."""
-    handler = TOPICS.get(delivery.topic)
-    if handler is None:
-        return Mapped(ignored=f"topic {delivery.topic!r} is not mapped")
-    if not isinstance(delivery.body, dict):
-        raise MappingError(f"a {delivery.topic} payload must be a JSON object")
-    return handler(delivery, promise_default_s)
+    return dispatch(TOPICS, delivery, promise_default_s, "topic")

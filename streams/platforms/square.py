@@ -13,14 +13,15 @@ payment says it came from Square's online products.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from streams.platforms.common import (
     Builder,
     Delivery,
+    Handler,
     Mapped,
     MappingError,
+    dispatch,
     minor_units,
     ms_of,
     need,
@@ -106,7 +107,7 @@ def _refund(d: Delivery, promise_default_s: int) -> Mapped:
     return b.mapped()
 
 
-TOPICS: dict[str, Callable[[Delivery, int], Mapped]] = {
+TOPICS: dict[str, Handler] = {
     "payment.created": _payment,
     "payment.updated": _payment,
     "order.created": _order_created,
@@ -117,10 +118,7 @@ TOPICS: dict[str, Callable[[Delivery, int], Mapped]] = {
 
 def map_delivery(delivery: Delivery, promise_default_s: int = 0) -> Mapped:
     """One Square notification -> touchpoints; unknown types -> `Mapped(ignored=...)`; MappingError if malformed."""
-    handler = TOPICS.get(delivery.topic)
-    if handler is None:
-        return Mapped(ignored=f"event type {delivery.topic!r} is not mapped")
-    return handler(delivery, promise_default_s)
+    return dispatch(TOPICS, delivery, promise_default_s, "event type")
 
 
 def envelope(body: Any) -> tuple[str, str, str]:

@@ -77,9 +77,23 @@ def _payment(d: Delivery, promise_default_s: int) -> Mapped:
 def _order_created(d: Delivery, promise_default_s: int) -> Mapped:
     o = _object(d, "order_created")
     order_id = text_id(need(o, "order_id"), "order_id")
+    if o.get("state") != "OPEN":  # a counter sale is COMPLETED at once: nothing to wait for
+        return Mapped(ignored=f"order created {o.get('state')}")
     b = Builder(PLATFORM, d.delivery_id, o.get("location_id"), "pos")
     b.add("ORDER_PLACED", order_journey(d.shop, order_id), ms_of(need(o, "created_at"), "order created_at"),
           request_id=order_id, promised_within_s=promise_s(default_s=promise_default_s), platform=PLATFORM)
+    return b.mapped()
+
+
+def _order_updated(d: Delivery, promise_default_s: int) -> Mapped:
+    """An order COMPLETED (paid, every fulfilment done) is served: counter sales have no fulfilment."""
+    o = _object(d, "order_updated")
+    order_id = text_id(need(o, "order_id"), "order_id")
+    if o.get("state") != "COMPLETED":
+        return Mapped(ignored=f"order state {o.get('state')}")
+    b = Builder(PLATFORM, d.delivery_id, o.get("location_id"), "pos")
+    b.add("ORDER_SERVED", order_journey(d.shop, order_id), ms_of(need(o, "updated_at"), "order updated_at"),
+          request_id=order_id, platform=PLATFORM)
     return b.mapped()
 
 
@@ -111,6 +125,7 @@ TOPICS: dict[str, Handler] = {
     "payment.created": _payment,
     "payment.updated": _payment,
     "order.created": _order_created,
+    "order.updated": _order_updated,
     "order.fulfillment.updated": _fulfillment_updated,
     "refund.created": _refund,
 }

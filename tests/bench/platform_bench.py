@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from multidict import CIMultiDict
 
 from infra import processes
 from infra.config import Settings
@@ -33,6 +34,7 @@ from schemas.contract import iso_from_ms
 from streams.emitter import TouchpointEmitter
 from streams.history_import import load_mapping, produce, read_export
 from streams.platforms.common import sign
+from streams.platforms.routes import platforms
 from tests.bench.collector_bench import closed_loop
 from tests.bench.common import bench_servers
 from tests.collector_process import collector_process
@@ -46,7 +48,7 @@ SECRETS = {"shopify_webhook_secret": "bench-shopify", "square_signature_key": "b
 KEY = "bench-key"
 
 
-def deliveries(count: int) -> list[tuple[str, bytes, dict[str, str]]]:
+def deliveries(count: int, round_: int = 0) -> list[tuple[str, bytes, dict[str, str]]]:
     """(path, body, headers) of `count` signed deliveries, the three platforms in turn."""
     shop = json.loads((FIXTURES / "shopify_orders_create.json").read_text())
     square = json.loads((FIXTURES / "square_payment_updated_failed.json").read_text())
@@ -57,12 +59,12 @@ def deliveries(count: int) -> list[tuple[str, bytes, dict[str, str]]]:
         if n % 3 == 0:
             body = json.dumps(dict(shop, id=n, checkout_token=f"t{n}", created_at=at)).encode()
             out.append(("/v1/webhooks/shopify", body, {
-                "X-Shopify-Topic": "orders/create", "X-Shopify-Webhook-Id": f"s-{n}",
+                "X-Shopify-Topic": "orders/create", "X-Shopify-Webhook-Id": f"s-{round_}-{n}",
                 "X-Shopify-Shop-Domain": "bench.myshopify.com",
                 "X-Shopify-Hmac-Sha256": sign(SECRETS["shopify_webhook_secret"], body)}))
         elif n % 3 == 1:
             payload = copy.deepcopy(square)
-            payload["event_id"] = f"q-{n}"
+            payload["event_id"] = f"q-{round_}-{n}"
             payload["data"]["object"]["payment"].update(order_id=f"o{n}", updated_at=at)
             body = json.dumps(payload).encode()
             signed = SECRETS["square_notification_url"].encode() + body
@@ -72,16 +74,22 @@ def deliveries(count: int) -> list[tuple[str, bytes, dict[str, str]]]:
             body = json.dumps(dict(woo, id=n, date_paid_gmt=at[:-1], meta_data=[])).encode()
             out.append(("/v1/webhooks/woocommerce", body, {
                 "X-WC-Webhook-Topic": "order.updated", "X-WC-Webhook-Source": "https://bench.example/",
-                "X-WC-Webhook-Delivery-ID": str(n),
+                "X-WC-Webhook-Delivery-ID": f"{round_}-{n}",
                 "X-WC-Webhook-Signature": sign(SECRETS["woocommerce_webhook_secret"], body)}))
     return out
 
 
-def plain_requests(count: int) -> list[tuple[str, bytes, dict[str, str]]]:
-    at = iso_from_ms(int(time.time() * 1000) - 60_000)
-    return [("/v1/touchpoints", json.dumps({"event_id": f"p-{n}", "journey_id": f"j-{n}", "type": "ORDER_PLACED",
-                                            "channel": "web", "occurred_at": at}).encode(), {"X-Journey-Key": KEY})
-            for n in range(count)]
+def plain_requests(hooks: list[tuple[str, bytes, dict[str, str]]]) -> list[tuple[str, bytes, dict[str, str]]]:
+    """Per delivery, one `POST /v1/touchpoints` of the very touchpoints it maps to (same count, same journeys)."""
+    out = []
+    for path, body, headers in hooks:
+        platform = path.rsplit("/", 1)[1]
+        routes = platforms(Settings().with_(**SECRETS))
+        delivery = routes[platform].delivery(CIMultiDict(headers), body)
+        events = routes[platform].mapper(delivery, 0).events
+        out.append(("/v1/touchpoints", json.dumps([dict(e, event_id="p" + e["event_id"]) for e in events]).encode(),
+                    {"X-Journey-Key": KEY}))
+    return out
 
 
 async def post_all(base: str, requests: list[tuple[str, bytes, dict[str, str]]], concurrency: int) -> float:
@@ -98,14 +106,20 @@ async def post_all(base: str, requests: list[tuple[str, bytes, dict[str, str]]],
 
 def measure_webhooks(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     base = f"http://{settings.host}:{settings.collector_port}"
-    asyncio.run(post_all(base, plain_requests(50), args.concurrency))  # warm up
-    hooks_s = asyncio.run(post_all(base, deliveries(args.deliveries), args.concurrency))
-    plain_s = asyncio.run(post_all(base, plain_requests(args.deliveries), args.concurrency))
-    rate, plain = args.deliveries / hooks_s, args.deliveries / plain_s
+    rounds = [deliveries(args.deliveries, r) for r in range(2)]
+    plain = plain_requests(rounds[0])
+    asyncio.run(post_all(base, plain[:50], args.concurrency))  # warm up
+    # alternated, best of two each: on a shared machine the load moves between runs
+    hooks_s = plain_s = float("inf")
+    for hooks in rounds:
+        hooks_s = min(hooks_s, asyncio.run(post_all(base, hooks, args.concurrency)))
+        plain_s = min(plain_s, asyncio.run(post_all(base, plain, args.concurrency)))
+    rate, plain_rate = args.deliveries / hooks_s, args.deliveries / plain_s
+    events = sum(len(json.loads(body)) for _, body, _ in plain)
     return {"webhook_deliveries_per_s": {
-        "value": round(rate), "baseline": round(plain), "ratio": round(rate / plain, 3),
-        "note": f"{args.deliveries} signed deliveries (Shopify, Square, WooCommerce in turn), {args.concurrency} "
-                "clients; baseline: the same number of one-event POST /v1/touchpoints"}}
+        "value": round(rate), "baseline": round(plain_rate), "ratio": round(rate / plain_rate, 3),
+        "note": f"{args.deliveries} signed deliveries (Shopify, Square, WooCommerce in turn; {events} touchpoints), "
+                f"{args.concurrency} clients; baseline: per delivery, its touchpoints as one POST /v1/touchpoints"}}
 
 
 def measure_import(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:

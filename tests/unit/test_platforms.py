@@ -162,6 +162,19 @@ def test_square_completed_payment_succeeds_and_pending_is_ignored() -> None:
     assert square.map_delivery(Delivery("payment.updated", "e", "M", body)).ignored
 
 
+def test_square_order_completed_is_served_and_a_counter_sale_opens_no_watch() -> None:
+    created = payload("square_order_created")
+    created["data"]["object"]["order_created"]["state"] = "COMPLETED"
+    assert square.map_delivery(Delivery("order.created", "e", "M", created)).ignored == "order created COMPLETED"
+    updated = {"merchant_id": "M", "type": "order.updated", "event_id": "e2", "data": {"type": "order_updated",
+               "id": "O1", "object": {"order_updated": {"order_id": "O1", "state": "COMPLETED", "location_id": "L",
+                                                        "updated_at": "2026-11-23T03:05:00Z", "version": 3}}}}
+    [served] = valid(square.map_delivery(Delivery("order.updated", "e2", "M", updated)).events)
+    assert (served["type"], served["journey_id"], served["request_id"]) == ("ORDER_SERVED", "square:M:order:O1", "O1")
+    updated["data"]["object"]["order_updated"]["state"] = "OPEN"
+    assert square.map_delivery(Delivery("order.updated", "e3", "M", updated)).ignored
+
+
 def test_woocommerce_maps_by_order_status() -> None:
     body = payload("woocommerce_order_processing")
     events = valid(woocommerce.map_delivery(Delivery("order.updated", "901", "tea.example", body), 0).events)

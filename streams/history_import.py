@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -283,15 +283,3 @@ def read_export(path: Path, mapping: ImportMapping, now_ms: int | None = None,
     plan.events = sorted(by_id.values(), key=lambda e: e["occurred_at"])  # stable: file order breaks ties
     plan.journeys = len({e["journey_id"] for e in plan.events})
     return plan
-
-
-def produce(events: Iterable[dict[str, Any]], send: Callable[[dict[str, Any]], None],
-            advance: Callable[[int], None], every: int = 1000) -> int:
-    """Hand events to `send` in order, reporting progress every `every` events."""
-    n = 0
-    for n, event in enumerate(events, 1):
-        send(event)
-        if n % every == 0:
-            advance(every)
-    advance(n % every)
-    return n

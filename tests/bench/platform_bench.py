@@ -31,8 +31,10 @@ from multidict import CIMultiDict
 from infra import processes
 from infra.config import Settings
 from schemas.contract import iso_from_ms
+from streams.emit_lines import fewer_gc_passes
 from streams.emitter import TouchpointEmitter
-from streams.history_import import load_mapping, produce, read_export
+from streams.history_import import load_mapping, read_export
+from streams.import_producer import produce_history
 from streams.platforms.common import sign
 from streams.platforms.routes import platforms
 from tests.bench.collector_bench import closed_loop
@@ -127,15 +129,14 @@ def measure_import(settings: Settings, args: argparse.Namespace) -> dict[str, An
         rows, _ = generate(args.orders, start_for(args.orders, int(time.time() * 1000)))
         export = write_export(Path(tmp) / "export.csv", rows)
         started = time.perf_counter()
-        plan = read_export(export, load_mapping(MAPPING))
+        with fewer_gc_passes():  # as the command reads
+            plan = read_export(export, load_mapping(MAPPING))
         read_s = time.perf_counter() - started
-        with TouchpointEmitter(settings) as emitter:
-            produce(plan.events, emitter.send, lambda n: None)
-            emitter.flush()
+        produce_history(settings, plan.events, lambda n: None)
         import_s = time.perf_counter() - started
         baseline = settings.with_(topics=type(settings.topics)(touchpoints="touchpoints-baseline"))
         started = time.perf_counter()
-        with TouchpointEmitter(baseline) as emitter:
+        with fewer_gc_passes(), TouchpointEmitter(baseline) as emitter:
             emitter.send_many(plan.events)
             emitter.flush()
         emit_s = time.perf_counter() - started

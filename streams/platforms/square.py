@@ -85,28 +85,28 @@ def _order_created(d: Delivery, promise_default_s: int) -> Mapped:
     return b.mapped()
 
 
+def _served(d: Delivery, o: dict[str, Any], what: str) -> Mapped:
+    order_id = text_id(need(o, "order_id"), "order_id")
+    b = Builder(PLATFORM, d.delivery_id, o.get("location_id"), "pos")
+    b.add("ORDER_SERVED", order_journey(d.shop, order_id), ms_of(need(o, "updated_at"), f"{what} updated_at"),
+          request_id=order_id, platform=PLATFORM)
+    return b.mapped()
+
+
 def _order_updated(d: Delivery, promise_default_s: int) -> Mapped:
     """An order COMPLETED (paid, every fulfilment done) is served: counter sales have no fulfilment."""
     o = _object(d, "order_updated")
-    order_id = text_id(need(o, "order_id"), "order_id")
     if o.get("state") != "COMPLETED":
         return Mapped(ignored=f"order state {o.get('state')}")
-    b = Builder(PLATFORM, d.delivery_id, o.get("location_id"), "pos")
-    b.add("ORDER_SERVED", order_journey(d.shop, order_id), ms_of(need(o, "updated_at"), "order updated_at"),
-          request_id=order_id, platform=PLATFORM)
-    return b.mapped()
+    return _served(d, o, "order")
 
 
 def _fulfillment_updated(d: Delivery, promise_default_s: int) -> Mapped:
     o = _object(d, "order_fulfillment_updated")
-    order_id = text_id(need(o, "order_id"), "order_id")
     updates = o.get("fulfillment_update") or []
     if not any(isinstance(u, dict) and u.get("new_state") in SERVED_STATES for u in updates):
         return Mapped(ignored="fulfilment not prepared or completed")
-    b = Builder(PLATFORM, d.delivery_id, o.get("location_id"), "pos")
-    b.add("ORDER_SERVED", order_journey(d.shop, order_id), ms_of(need(o, "updated_at"), "fulfilment updated_at"),
-          request_id=order_id, platform=PLATFORM)
-    return b.mapped()
+    return _served(d, o, "fulfilment")
 
 
 def _refund(d: Delivery, promise_default_s: int) -> Mapped:

@@ -27,6 +27,7 @@ from consumers.alert_policy import AlertPolicy
 from consumers.silences import SilenceBook
 from streams.domain.business_time import is_open, local_clock, next_opening
 from streams.domain.config import SEVERITIES, DetectionConfig
+from streams.history_import import is_imported
 
 Alert = dict[str, Any]  # a record of schemas/alert.avsc
 PIPELINE_RULE = "pipeline_stalled"
@@ -211,6 +212,8 @@ class AlertBook:
         if record["failed_at"] < now - horizon_ms:
             horizon = _duration(self.policy.paging_horizon_s)
             return f"failed more than {horizon} ago (replay or backfill): not paged", False
+        if is_imported(record.get("trigger_event_id")):  # a recent failure in history loaded by `journey import`
+            return "history loaded by `journey import`: recorded, not paged", False
         if record.get("status", "open") != "open":
             return f"already {record['status']} when first seen: not paged", False
         return self._hold(record, now, self._inhibitors()), True

@@ -43,6 +43,11 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_COLLECTOR_MAX_BODY_BYTES | 1048576 | largest request body the collector reads (413 above) |
 | JOURNEY_COLLECTOR_MAX_BATCH | 500 | most events in one request (413 above) |
 | JOURNEY_COLLECTOR_RATE_PER_S | 200 | events/s per API key (429 with Retry-After above; bursts of 2 s allowed) |
+| JOURNEY_SHOPIFY_WEBHOOK_SECRET | (unset: 404) | Shopify app's webhook signing secret; secret: never logged |
+| JOURNEY_SQUARE_SIGNATURE_KEY | (unset: 404) | Square webhook subscription's signature key; secret: never logged |
+| JOURNEY_SQUARE_NOTIFICATION_URL | (unset) | the notification URL exactly as registered with Square (Square signs it) |
+| JOURNEY_WOOCOMMERCE_WEBHOOK_SECRET | (unset: 404) | WooCommerce webhooks' secret; secret: never logged |
+| JOURNEY_PLATFORM_PROMISE_S | 0 | promise of a platform order that states none (0: the rules' ORDER_PLACED default) |
 """
 
 from __future__ import annotations
@@ -155,6 +160,11 @@ class Settings:
     collector_max_body_bytes: int = 1_048_576
     collector_max_batch: int = 500
     collector_rate_per_s: int = 200
+    shopify_webhook_secret: str = field(default="", repr=False)
+    square_signature_key: str = field(default="", repr=False)
+    square_notification_url: str = ""
+    woocommerce_webhook_secret: str = field(default="", repr=False)
+    platform_promise_s: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -168,6 +178,9 @@ class Settings:
             silences=env.get("JOURNEY_TOPIC_SILENCES", Topics.silences),
         )
         rules = env.get("JOURNEY_RULES_FILE")
+        if env.get("JOURNEY_SQUARE_SIGNATURE_KEY") and not env.get("JOURNEY_SQUARE_NOTIFICATION_URL"):
+            raise ConfigError("JOURNEY_SQUARE_SIGNATURE_KEY is set without JOURNEY_SQUARE_NOTIFICATION_URL: Square "
+                              "signs the notification URL with the body; set it to the URL registered with Square")
         return cls(
             home=Path(env.get("JOURNEY_HOME", ".journey")),
             host=env.get("JOURNEY_HOST", "127.0.0.1"),
@@ -204,6 +217,11 @@ class Settings:
             collector_max_body_bytes=_int(env, "JOURNEY_COLLECTOR_MAX_BODY_BYTES", 1_048_576),
             collector_max_batch=_int(env, "JOURNEY_COLLECTOR_MAX_BATCH", 500),
             collector_rate_per_s=_int(env, "JOURNEY_COLLECTOR_RATE_PER_S", 200),
+            shopify_webhook_secret=env.get("JOURNEY_SHOPIFY_WEBHOOK_SECRET", ""),
+            square_signature_key=env.get("JOURNEY_SQUARE_SIGNATURE_KEY", ""),
+            square_notification_url=env.get("JOURNEY_SQUARE_NOTIFICATION_URL", ""),
+            woocommerce_webhook_secret=env.get("JOURNEY_WOOCOMMERCE_WEBHOOK_SECRET", ""),
+            platform_promise_s=max(0, _int(env, "JOURNEY_PLATFORM_PROMISE_S", 0)),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -229,6 +247,11 @@ class Settings:
             "JOURNEY_COLLECTOR_MAX_BODY_BYTES": str(self.collector_max_body_bytes),
             "JOURNEY_COLLECTOR_MAX_BATCH": str(self.collector_max_batch),
             "JOURNEY_COLLECTOR_RATE_PER_S": str(self.collector_rate_per_s),
+            "JOURNEY_SHOPIFY_WEBHOOK_SECRET": self.shopify_webhook_secret,
+            "JOURNEY_SQUARE_SIGNATURE_KEY": self.square_signature_key,
+            "JOURNEY_SQUARE_NOTIFICATION_URL": self.square_notification_url,
+            "JOURNEY_WOOCOMMERCE_WEBHOOK_SECRET": self.woocommerce_webhook_secret,
+            "JOURNEY_PLATFORM_PROMISE_S": str(self.platform_promise_s),
         }
         if self.external_kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.external_kafka

@@ -29,10 +29,19 @@ app = typer.Typer(
 def _register_all() -> None:
     # Imported lazily so `import infra.cli` stays cheap for tests that only need `main`.
     from infra import services
-    from infra.cli import alert_cmds, bench_cmd, demo_cmd, events_cmds, report_cmds, schemas_cmd, stack_cmds
+    from infra.cli import (
+        alert_cmds,
+        bench_cmd,
+        demo_cmd,
+        events_cmds,
+        import_cmd,
+        report_cmds,
+        schemas_cmd,
+        stack_cmds,
+    )
 
     services.register()
-    for module in (stack_cmds, demo_cmd, events_cmds, alert_cmds, schemas_cmd, report_cmds, bench_cmd):
+    for module in (stack_cmds, demo_cmd, events_cmds, import_cmd, alert_cmds, schemas_cmd, report_cmds, bench_cmd):
         module.register(app)
     _reflow_help(app)
     _readable_help_types()

@@ -36,6 +36,9 @@ SCENARIOS: dict[str, tuple[str, list[str], list[str]]] = {
     "memory": ("tests.bench.memory_bench", ["--journeys", "1000000"], ["--journeys", "100000"]),
     "collector": ("tests.bench.collector_bench", ["--batches", "1000", "--seconds", "20"],
                   ["--batches", "300", "--seconds", "10"]),
+    # signed webhook deliveries through the collector, and `journey import` of a generated export
+    "platforms": ("tests.bench.platform_bench", ["--deliveries", "10000", "--orders", "50000"],
+                  ["--deliveries", "3000", "--orders", "10000"]),
 }
 
 # A scenario that hangs must not take the others' figures with it.

@@ -4,6 +4,7 @@
     OPTIONS /v1/touchpoints   CORS preflight (configured web-shop origins only)
     GET     /healthz          200 when the broker answers, else 503 (for load balancers)
     GET     /journey.js       the browser snippet web shops include
+    POST    /v1/webhooks/{shopify,square,woocommerce}, /v1/track   shop platforms (streams.platforms.routes)
 
 Status codes: 200 all accepted; 207 some accepted, some rejected; 400 none accepted (or the
 body is not JSON); 401 missing/unknown key; 403 browser origin not allowed; 413 body or batch
@@ -22,6 +23,7 @@ from aiohttp import web
 from infra.config import Settings
 from streams.collector.intake import BodyError, Checked, answer, check_events, parse_body
 from streams.collector.limits import Access, RateLimiter
+from streams.platforms.routes import add_platform_routes
 
 STATIC = Path(__file__).parent / "static"
 PATH = "/v1/touchpoints"
@@ -143,6 +145,7 @@ def create_collector_app(settings: Settings, backend: Backend, access: Access, l
     app.router.add_route("OPTIONS", PATH, preflight)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/journey.js", snippet)
+    add_platform_routes(app, settings, backend, access, limiter, stats)  # type: ignore[arg-type]
     return app
 
 

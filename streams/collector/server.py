@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 
 from infra.config import ConfigError, Settings
 from infra.heartbeat import write_heartbeat
+from schemas.dead_letter import dead_letter_headers
 from streams.collector.app import BrokerUnavailable, create_collector_app
 from streams.collector.feeds import PartitionFeeds
 from streams.collector.intake import Checked
@@ -69,6 +70,15 @@ class Collector:
         failed = [f.exception() for f in done if f.exception() is not None]
         if failed:
             raise BrokerUnavailable(f"{len(failed)} record batches refused: {type(failed[0]).__name__}: {failed[0]}")
+
+    async def dead_letter(self, raw: bytes, reason: str, origin: str) -> None:
+        """A delivery that could not be mapped, as received, with the reason in its headers."""
+        try:
+            await asyncio.wait_for(self.producer.send_and_wait(
+                self.settings.topics.dlq, raw, headers=dead_letter_headers(reason, origin, None, None, "mapping")),
+                PRODUCE_TIMEOUT_S)
+        except (TimeoutError, KafkaError) as exc:
+            raise BrokerUnavailable(f"could not dead-letter the delivery: {type(exc).__name__}") from None
 
     async def _probe(self) -> None:
         """Keep `broker_ok` current: a metadata request through the producer's own client."""

@@ -1,4 +1,4 @@
-"""The ClickHouse sink: touchpoints, incidents and alerts from Kafka into ClickHouse, exactly once.
+"""The ClickHouse sink: touchpoints, incidents, alerts and silences from Kafka into ClickHouse, exactly once.
 
     python -m consumers.sink          (started by `journey up`)
 
@@ -42,6 +42,7 @@ from infra.config import Settings
 from infra.errors import JourneyError
 from infra.heartbeat import write_heartbeat
 from infra.migrations import apply_migrations
+from infra.restore import keep_first_detection, restored_incident_versions
 from schemas.codec import decode_many
 from schemas.contract import ContractError, check_contract
 
@@ -74,6 +75,7 @@ ALERT_COLUMNS = [
     "alert_id", "incident_id", "kind", "level", "severity", "rule", "store_id", "journey_id", "customer_id",
     "at", "failed_at", "paged", "reason", "message", "channels",
 ]
+SILENCE_COLUMNS = ["silence_id", "action", "store_id", "rule", "starts_at", "ends_at", "created_by", "comment", "at"]
 
 
 @dataclass
@@ -83,17 +85,20 @@ class Batch:
     touchpoints: list[list[Any]] = field(default_factory=list)
     incidents: list[list[Any]] = field(default_factory=list)
     alerts: list[list[Any]] = field(default_factory=list)
+    silences: list[list[Any]] = field(default_factory=list)
     skipped: int = 0
 
     def __len__(self) -> int:
-        return sum(len(columns[0]) if columns else 0 for columns in (self.touchpoints, self.incidents, self.alerts))
+        return sum(len(columns[0]) if columns else 0
+                   for columns in (self.touchpoints, self.incidents, self.alerts, self.silences))
 
     def tables(self) -> list[tuple[str, list[list[Any]], list[str]]]:
         """(table, columns, column names) for each table with rows."""
         return [(table, columns, names) for table, columns, names in (
             ("touchpoints", self.touchpoints, TOUCHPOINT_COLUMNS),
             ("incidents", self.incidents, INCIDENT_COLUMNS),
-            ("alerts", self.alerts, ALERT_COLUMNS)) if columns and columns[0]]
+            ("alerts", self.alerts, ALERT_COLUMNS),
+            ("silences", self.silences, SILENCE_COLUMNS)) if columns and columns[0]]
 
 
 @dataclass
@@ -112,11 +117,14 @@ def _columns(records: list[dict[str, Any]], names: list[str]) -> list[list[Any]]
     return [[record[name] for record in records] for name in names]
 
 
-def to_rows(settings: Settings, messages: list[Any], now_ms: int) -> Batch:
+def to_rows(settings: Settings, messages: list[Any], now_ms: int,
+            restored: dict[str, tuple[int, int]] | None = None) -> Batch:
     """Kafka messages -> columns for each table (pure: tested without Kafka or ClickHouse).
 
     Each topic's values are decoded in one `decode_many` call; what does not decode, and
     touchpoints that break the contract (the worker dead-letters those), are skipped and counted.
+    `restored`: incidents ClickHouse had when the embedded broker was re-seeded
+    (`infra.restore.keep_first_detection`).
     """
     batch = Batch()
     topics = settings.topics
@@ -141,10 +149,13 @@ def to_rows(settings: Settings, messages: list[Any], now_ms: int) -> Batch:
         if kept:
             batch.touchpoints = _columns(kept, TOUCHPOINT_COLUMNS[:-2]) + [partitions, offsets]
     for topic, subject, names, target in ((topics.incidents, "incident", INCIDENT_COLUMNS, "incidents"),
-                                          (topics.alerts, "alert", ALERT_COLUMNS, "alerts")):
+                                          (topics.alerts, "alert", ALERT_COLUMNS, "alerts"),
+                                          (topics.silences, "silence", SILENCE_COLUMNS, "silences")):
         if by_topic.get(topic):
             records, failures = decode_many([m.value for m in by_topic[topic]], subject)
             batch.skipped += len(failures)
+            if restored and subject == "incident":
+                records = keep_first_detection(records, restored)
             if records:
                 setattr(batch, target, _columns(records, names))
     return batch
@@ -161,7 +172,7 @@ def next_offsets(messages: list[Any]) -> dict[TopicPartition, int]:
 
 
 class ClickHouseSink:
-    """Consumes the three topics and writes them to ClickHouse in acknowledged batches."""
+    """Consumes the four topics and writes them to ClickHouse in acknowledged batches."""
 
     def __init__(self, settings: Settings, on_heartbeat: Callable[[SinkStats], None] | None = None,
                  keep_running: Callable[[], bool] = lambda: True,
@@ -175,6 +186,7 @@ class ClickHouseSink:
         self._fast = fast_prefixes() if fast_plans is None else fast_plans
         self._futile = 0  # batches in a row with only futile refusals (see FUTILE_BATCHES)
         self._last_refusal = ""
+        self._restored = restored_incident_versions(settings)
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -267,7 +279,7 @@ class ClickHouseSink:
             else:
                 rest += group.messages
                 refused = True
-        batch = to_rows(self.settings, rest, now_ms)
+        batch = to_rows(self.settings, rest, now_ms, self._restored)
         await self.insert_with_retry(batch)
         self.stats.fast_rows += fast_rows
         if refused or fast_rows:
@@ -290,7 +302,8 @@ class ClickHouseSink:
         settings, topics = self.settings, self.settings.topics
         await self.insert_with_retry(Batch())  # connects and applies migrations (retrying while ClickHouse is down)
         reader = AIOKafkaConsumer(
-            topics.touchpoints, topics.incidents, topics.alerts, bootstrap_servers=settings.bootstrap_servers,
+            topics.touchpoints, topics.incidents, topics.alerts, topics.silences,
+            bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.app_id}-sink", enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),

@@ -36,11 +36,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from clickhouse_connect.driver.exceptions import ClickHouseError
 from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from infra.clickhouse import get_client
 from infra.config import Settings
+from infra.errors import JourneyError
 from schemas.codec import encode
 from streams.domain.config import DetectionConfig, load_detection_config
 
@@ -181,15 +184,15 @@ def read_plan(settings: Settings, now_ms: int, since_ms: int) -> RestorePlan:
         "ORDER BY occurred_at, ingested_at, kafka_partition, kafka_offset", parameters=params).named_results()
     plan.touchpoints = [touchpoint_record(row) for row in rows]
     incidents = client.query(
-        "SELECT incident_id, any(journey_id) AS journey_id, max(version) AS version, "
-        "argMax(status, version) AS status, toUnixTimestamp64Milli(min(detected_at)) AS detected_at "
+        "SELECT incident_id, any(journey_id) AS journey, max(version) AS newest, "
+        "argMax(status, version) AS state, toUnixTimestamp64Milli(min(detected_at)) AS first_detected "
         f"FROM journey.incidents WHERE {journeys} GROUP BY incident_id", parameters=params).named_results()
     open_journeys: set[str] = set()
     for row in incidents:
-        plan.incident_versions[row["incident_id"]] = (int(row["version"]), int(row["detected_at"]))
-        if row["status"] != "resolved":
+        plan.incident_versions[row["incident_id"]] = (int(row["newest"]), int(row["first_detected"]))
+        if row["state"] != "resolved":
             plan.open_incidents += 1
-            open_journeys.add(row["journey_id"])
+            open_journeys.add(row["journey"])
     alerts = client.query(
         f"SELECT {', '.join(ALERT_FIELDS)} FROM journey.alerts FINAL "
         f"WHERE incident_id IN (SELECT incident_id FROM journey.incidents WHERE {journeys}) "
@@ -317,10 +320,16 @@ def reseed(settings: Settings, previous: dict[str, Any], echo: Callable[[str], N
     now = int(time.time() * 1000)
     config = load_detection_config(settings.rules_file)
     seen = previous.get("last_seen_at") or previous.get("stopped_at") or now - DAY_MS
-    plan = read_plan(settings, now, int(seen) - int(config.allowed_lateness_s * 1000))
-    offsets = produce(settings, plan)
-    # Past the re-seeded silences, alerts and touchpoints (ClickHouse has them), clocks included.
-    commit_for(settings, sink_group(settings), offsets)
+    try:
+        plan = read_plan(settings, now, int(seen) - int(config.allowed_lateness_s * 1000))
+    except ClickHouseError as exc:
+        raise JourneyError(f"restoring from ClickHouse at {settings.clickhouse_url} failed: {str(exc)[:300]}") from None
+    try:
+        offsets = produce(settings, plan)
+        # Past the re-seeded silences, alerts and touchpoints (ClickHouse has them), clocks included.
+        commit_for(settings, sink_group(settings), offsets)
+    except KafkaError as exc:
+        raise JourneyError(f"re-seeding the broker at {settings.bootstrap_servers} failed: {exc}") from None
     record = {**_start_record(previous, now), "reseeded": True, "restored": plan.counts(),
               "took_s": round(time.monotonic() - started, 2)}
     record_start(settings, record, plan.incident_versions)

@@ -140,9 +140,9 @@ def test_restart_and_power_cut_lose_nothing_and_page_nobody_twice(tmp_path: Path
         stack.journey("ack", acked_id, "--by", "s-1")
         stack.wait("the acknowledgement", lambda: stack.incidents()["j-acked"]["status"] == "acknowledged")
         requested = _now()
-        due_while_down, due_after = requested + 20_000, requested + 75_000
+        due_while_down, due_after = requested + 20_000, requested + 55_000
         stack.emit(touchpoint("j-spoon", "ITEM_REQUESTED", requested, request_id="spoon", promised_within_s=20),
-                   touchpoint("j-fork", "ITEM_REQUESTED", requested, request_id="fork", promised_within_s=75))
+                   touchpoint("j-fork", "ITEM_REQUESTED", requested, request_id="fork", promised_within_s=55))
         stack.wait("the requests in ClickHouse", lambda: stack.rows(
             "SELECT count() FROM journey.touchpoints WHERE type = 'ITEM_REQUESTED'") == [(2,)], 20)
         before = stack.incidents()
@@ -191,8 +191,8 @@ def test_restart_and_power_cut_lose_nothing_and_page_nobody_twice(tmp_path: Path
 
         # ---- third life, after a power cut --------------------------------------------------------
         requested = _now()
-        due_after_cut = requested + 70_000
-        stack.emit(touchpoint("j-knife", "ITEM_REQUESTED", requested, request_id="knife", promised_within_s=70),
+        due_after_cut = requested + 50_000
+        stack.emit(touchpoint("j-knife", "ITEM_REQUESTED", requested, request_id="knife", promised_within_s=50),
                    touchpoint("j-open-2", "COMPLAINT_FILED", requested))
         stack.wait("the second complaint", lambda: "j-open-2" in stack.incidents())
         stack.wait("its alert in ClickHouse", lambda: stack.rows(

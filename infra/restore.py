@@ -7,8 +7,11 @@ back, from ClickHouse:
 
 - the touchpoints of every journey the worker would still hold (last event within the journey
   TTL, or within the incident TTL for a journey with an incident, or a promise still running),
-  in event-time order, with their own event ids, into the public touchpoints topic: the worker
-  rebuilds its state (pending deadlines, open incidents, ids and versions) by replaying them;
+  with their own event ids, into the public touchpoints topic, in the order they first arrived
+  (the log's own order: the sink's insert time, then partition and offset). The worker rebuilds
+  its state (pending deadlines, open incidents, ids and versions) by replaying them and sees each
+  journey's events as it did live, a late event late (sorted by event time instead, a fulfilment
+  that arrived after its breach had fired would come first and the breach never be re-created);
 - one "clock" touchpoint (a VISIT stamped now, source `journey-restore`) for each journey with
   a deadline that may still be pending: it moves that partition's event-time clock to now, so a
   deadline that passed while the stack was down fires once at the restart (and pages or not by
@@ -181,7 +184,7 @@ def read_plan(settings: Settings, now_ms: int, since_ms: int) -> RestorePlan:
     plan = RestorePlan()
     rows = client.query(
         f"SELECT {', '.join(TOUCHPOINT_FIELDS)} FROM journey.touchpoints FINAL WHERE {journeys} "
-        "ORDER BY occurred_at, ingested_at, kafka_partition, kafka_offset", parameters=params).named_results()
+        "ORDER BY ingested_at, kafka_partition, kafka_offset, occurred_at", parameters=params).named_results()
     plan.touchpoints = [touchpoint_record(row) for row in rows]
     incidents = client.query(
         "SELECT incident_id, any(journey_id) AS journey, max(version) AS newest, "

@@ -7,12 +7,14 @@ local server is not started and the external one is used (and checked) instead.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +157,27 @@ def start(settings: Settings, components: list[Component], echo: Callable[[str],
     its stale pid files are forgotten and any survivors stopped. With the embedded broker, what
     the pipeline still needs is re-seeded from ClickHouse before the services start (infra/restore.py).
     """
+    with _starting(settings):
+        _start(settings, components, echo)
+
+
+@contextmanager
+def _starting(settings: Settings) -> Iterator[None]:
+    """Only one `journey up` at a time per JOURNEY_HOME: while one starts, its half-started stack
+    must not look like a crashed one to another (the kernel drops the lock if we die)."""
+    settings.home.resolve().mkdir(parents=True, exist_ok=True)
+    with open(settings.home.resolve() / "starting.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JourneyError(
+                f"a stack is starting from {settings.home.resolve()} right now: wait for it, "
+                "or use another JOURNEY_HOME"
+            ) from None
+        yield
+
+
+def _start(settings: Settings, components: list[Component], echo: Callable[[str], None]) -> None:
     previous = _previous_life(settings, echo)
     for comp in components:
         if comp.managed and comp.port is not None and not processes.port_free(settings.host, comp.port):

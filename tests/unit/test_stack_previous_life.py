@@ -64,3 +64,13 @@ def test_a_clean_stop_is_told_from_a_crash(tmp_path: Path) -> None:
     assert stack.stop(settings) == ["broker"]
     previous = stack._previous_life(settings, echo=lambda _line: None)
     assert previous["crashed"] is False and isinstance(previous["stopped_at"], int)
+
+
+def test_a_stack_still_starting_is_not_taken_for_a_crashed_one(tmp_path: Path) -> None:
+    import fcntl
+
+    settings = Settings.from_env({"JOURNEY_HOME": str(tmp_path)})
+    with open(tmp_path / "starting.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another `journey up` is half way through
+        with pytest.raises(JourneyError, match="starting .* right now"):
+            stack.start(settings, [], echo=lambda _line: None)

@@ -1,4 +1,4 @@
-"""The ClickHouse sink: touchpoints, incidents, alerts and silences from Kafka into ClickHouse, exactly once.
+"""The ClickHouse sink: touchpoints, incidents and alerts from Kafka into ClickHouse, exactly once.
 
     python -m consumers.sink          (started by `journey up`)
 
@@ -75,7 +75,6 @@ ALERT_COLUMNS = [
     "alert_id", "incident_id", "kind", "level", "severity", "rule", "store_id", "journey_id", "customer_id",
     "at", "failed_at", "paged", "reason", "message", "channels",
 ]
-SILENCE_COLUMNS = ["silence_id", "action", "store_id", "rule", "starts_at", "ends_at", "created_by", "comment", "at"]
 
 
 @dataclass
@@ -85,20 +84,17 @@ class Batch:
     touchpoints: list[list[Any]] = field(default_factory=list)
     incidents: list[list[Any]] = field(default_factory=list)
     alerts: list[list[Any]] = field(default_factory=list)
-    silences: list[list[Any]] = field(default_factory=list)
     skipped: int = 0
 
     def __len__(self) -> int:
-        return sum(len(columns[0]) if columns else 0
-                   for columns in (self.touchpoints, self.incidents, self.alerts, self.silences))
+        return sum(len(columns[0]) if columns else 0 for columns in (self.touchpoints, self.incidents, self.alerts))
 
     def tables(self) -> list[tuple[str, list[list[Any]], list[str]]]:
         """(table, columns, column names) for each table with rows."""
         return [(table, columns, names) for table, columns, names in (
             ("touchpoints", self.touchpoints, TOUCHPOINT_COLUMNS),
             ("incidents", self.incidents, INCIDENT_COLUMNS),
-            ("alerts", self.alerts, ALERT_COLUMNS),
-            ("silences", self.silences, SILENCE_COLUMNS)) if columns and columns[0]]
+            ("alerts", self.alerts, ALERT_COLUMNS)) if columns and columns[0]]
 
 
 @dataclass
@@ -149,8 +145,7 @@ def to_rows(settings: Settings, messages: list[Any], now_ms: int,
         if kept:
             batch.touchpoints = _columns(kept, TOUCHPOINT_COLUMNS[:-2]) + [partitions, offsets]
     for topic, subject, names, target in ((topics.incidents, "incident", INCIDENT_COLUMNS, "incidents"),
-                                          (topics.alerts, "alert", ALERT_COLUMNS, "alerts"),
-                                          (topics.silences, "silence", SILENCE_COLUMNS, "silences")):
+                                          (topics.alerts, "alert", ALERT_COLUMNS, "alerts")):
         if by_topic.get(topic):
             records, failures = decode_many([m.value for m in by_topic[topic]], subject)
             batch.skipped += len(failures)
@@ -172,7 +167,7 @@ def next_offsets(messages: list[Any]) -> dict[TopicPartition, int]:
 
 
 class ClickHouseSink:
-    """Consumes the four topics and writes them to ClickHouse in acknowledged batches."""
+    """Consumes the three topics and writes them to ClickHouse in acknowledged batches."""
 
     def __init__(self, settings: Settings, on_heartbeat: Callable[[SinkStats], None] | None = None,
                  keep_running: Callable[[], bool] = lambda: True,
@@ -302,8 +297,7 @@ class ClickHouseSink:
         settings, topics = self.settings, self.settings.topics
         await self.insert_with_retry(Batch())  # connects and applies migrations (retrying while ClickHouse is down)
         reader = AIOKafkaConsumer(
-            topics.touchpoints, topics.incidents, topics.alerts, topics.silences,
-            bootstrap_servers=settings.bootstrap_servers,
+            topics.touchpoints, topics.incidents, topics.alerts, bootstrap_servers=settings.bootstrap_servers,
             group_id=f"{settings.app_id}-sink", enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),

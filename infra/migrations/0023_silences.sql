@@ -1,4 +1,4 @@
--- Silences as recorded (created, expired): kept so they survive a restart of the embedded broker
+-- Silences as recorded (created, expired) by `journey silence add|expire`: kept so they survive a restart of the embedded broker
 -- (infra/restore.py re-seeds them) and so BI tools see what was muted when.
 CREATE TABLE IF NOT EXISTS journey.silences
 (

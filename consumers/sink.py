@@ -42,6 +42,7 @@ from infra.config import Settings
 from infra.errors import JourneyError
 from infra.heartbeat import write_heartbeat
 from infra.migrations import apply_migrations
+from infra.restore import keep_first_detection, restored_incident_versions
 from schemas.codec import decode_many
 from schemas.contract import ContractError, check_contract
 
@@ -116,11 +117,14 @@ def _columns(records: list[dict[str, Any]], names: list[str]) -> list[list[Any]]
     return [[record[name] for record in records] for name in names]
 
 
-def to_rows(settings: Settings, messages: list[Any], now_ms: int) -> Batch:
+def to_rows(settings: Settings, messages: list[Any], now_ms: int,
+            restored: dict[str, tuple[int, int]] | None = None) -> Batch:
     """Kafka messages -> columns for each table (pure: tested without Kafka or ClickHouse).
 
     Each topic's values are decoded in one `decode_many` call; what does not decode, and
     touchpoints that break the contract (the worker dead-letters those), are skipped and counted.
+    `restored`: incidents ClickHouse had when the embedded broker was re-seeded
+    (`infra.restore.keep_first_detection`).
     """
     batch = Batch()
     topics = settings.topics
@@ -149,6 +153,8 @@ def to_rows(settings: Settings, messages: list[Any], now_ms: int) -> Batch:
         if by_topic.get(topic):
             records, failures = decode_many([m.value for m in by_topic[topic]], subject)
             batch.skipped += len(failures)
+            if restored and subject == "incident":
+                records = keep_first_detection(records, restored)
             if records:
                 setattr(batch, target, _columns(records, names))
     return batch
@@ -179,6 +185,7 @@ class ClickHouseSink:
         self._fast = fast_prefixes() if fast_plans is None else fast_plans
         self._futile = 0  # batches in a row with only futile refusals (see FUTILE_BATCHES)
         self._last_refusal = ""
+        self._restored = restored_incident_versions(settings)
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -271,7 +278,7 @@ class ClickHouseSink:
             else:
                 rest += group.messages
                 refused = True
-        batch = to_rows(self.settings, rest, now_ms)
+        batch = to_rows(self.settings, rest, now_ms, self._restored)
         await self.insert_with_retry(batch)
         self.stats.fast_rows += fast_rows
         if refused or fast_rows:

@@ -1,7 +1,8 @@
 """Child processes of the local stack: spawn detached, track by pid file, stop for sure.
 
-A pid file alone can point at a recycled pid after a reboot, so each one also records the
-process start time (from /proc) and we only signal a pid whose start time still matches.
+A pid file alone can point at a recycled pid after a reboot or a power cut, so each one also
+records the process start time and command line (from /proc): a pid counts as ours, alive, only
+while both still match. Anything else is a stale pid file, forgotten rather than obeyed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ def _start_time(pid: int) -> str | None:
     return fields[19] if len(fields) > 19 else None
 
 
+def _cmdline(pid: int) -> list[str] | None:
+    """The command line of `pid` (/proc/PID/cmdline), or None if gone."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.decode(errors="replace").split("\0")[:-1] if raw else []
+
+
 @dataclass(frozen=True)
 class TrackedProcess:
     """A process started by the stack, as recorded in its pid file."""
@@ -37,9 +47,17 @@ class TrackedProcess:
     name: str
     pid: int
     start_time: str | None
+    cmdline: tuple[str, ...] | None = None  # None: a pid file from before command lines were kept
 
     def alive(self) -> bool:
-        return self.start_time is not None and _start_time(self.pid) == self.start_time
+        """Our process still runs: same pid, start time and (if recorded) command line.
+
+        After a reboot both pids and start times (clock ticks since boot) are small again, so a
+        start time alone can match someone else's process; the command line tells them apart.
+        """
+        if self.start_time is None or _start_time(self.pid) != self.start_time:
+            return False
+        return self.cmdline is None or tuple(_cmdline(self.pid) or ()) == self.cmdline
 
 
 def spawn(
@@ -61,7 +79,8 @@ def spawn(
             env=dict(env) if env is not None else None,
             start_new_session=True,
         )
-    record = {"name": name, "pid": proc.pid, "start_time": _start_time(proc.pid), "argv": argv[0]}
+    record = {"name": name, "pid": proc.pid, "start_time": _start_time(proc.pid), "argv": argv[0],
+              "cmdline": list(argv)}
     (pid_dir / f"{name}.pid").write_text(json.dumps(record))
     return proc
 
@@ -72,7 +91,9 @@ def tracked(pid_dir: Path) -> list[TrackedProcess]:
     for path in sorted(pid_dir.glob("*.pid")) if pid_dir.exists() else []:
         try:
             data = json.loads(path.read_text())
-            result.append(TrackedProcess(data["name"], int(data["pid"]), data.get("start_time")))
+            cmdline = data.get("cmdline")
+            result.append(TrackedProcess(data["name"], int(data["pid"]), data.get("start_time"),
+                                         tuple(cmdline) if isinstance(cmdline, list) else None))
         except (ValueError, KeyError, OSError):
             path.unlink(missing_ok=True)
     return result

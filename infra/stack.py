@@ -7,16 +7,18 @@ local server is not started and the external one is used (and checked) instead.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra import processes
+from infra import processes, restore
 from infra.clickhouse import get_client
 from infra.clickhouse import ping as clickhouse_ping
 from infra.config import Settings
@@ -149,12 +151,34 @@ def _child_env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
 
 
 def start(settings: Settings, components: list[Component], echo: Callable[[str], None]) -> None:
-    """Start every managed component and wait until each is ready; on failure stop them all."""
-    if running(settings):
-        raise JourneyError(
-            f"a stack is already running from {settings.home.resolve()}: "
-            "stop it with `journey down`, or use another JOURNEY_HOME"
-        )
+    """Start every managed component and wait until each is ready; on failure stop them all.
+
+    A stack left behind by a crash (power cut, kill -9) is recognised by liveness, not refused:
+    its stale pid files are forgotten and any survivors stopped. With the embedded broker, what
+    the pipeline still needs is re-seeded from ClickHouse before the services start (infra/restore.py).
+    """
+    with _starting(settings):
+        _start(settings, components, echo)
+
+
+@contextmanager
+def _starting(settings: Settings) -> Iterator[None]:
+    """Only one `journey up` at a time per JOURNEY_HOME: while one starts, its half-started stack
+    must not look like a crashed one to another (the kernel drops the lock if we die)."""
+    settings.home.resolve().mkdir(parents=True, exist_ok=True)
+    with open(settings.home.resolve() / "starting.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JourneyError(
+                f"a stack is starting from {settings.home.resolve()} right now: wait for it, "
+                "or use another JOURNEY_HOME"
+            ) from None
+        yield
+
+
+def _start(settings: Settings, components: list[Component], echo: Callable[[str], None]) -> None:
+    previous = _previous_life(settings, echo)
     for comp in components:
         if comp.managed and comp.port is not None and not processes.port_free(settings.host, comp.port):
             var = PORT_VARIABLES.get(comp.name, "its port variable")
@@ -168,14 +192,62 @@ def start(settings: Settings, components: list[Component], echo: Callable[[str],
     if settings.runs_local_broker:
         # The embedded broker starts empty (memory storage): table state and offsets derived
         # from its previous life would contradict it (Faust refuses to start), so they go too.
+        # The worker rebuilds the journeys from the re-seeded touchpoints instead.
         shutil.rmtree(settings.home.resolve() / "faust", ignore_errors=True)
     state_file.write_text(json.dumps({"order": [c.name for c in components if c.managed]}))
+    # Re-seed once the servers and workers run, before the sink and notifier join: the workers
+    # read the replay as it arrives (so a clock event's "now" is theirs too), the sink's group is
+    # still empty (its offsets can be set), and the notifier finds the alert history at start.
+    early = {c.name for c in plan(settings, with_services=False)}
+    reseeded = False
     try:
         for comp in components:
+            if not reseeded and comp.name not in early and not comp.name.startswith("worker-"):
+                _record_restart(settings, previous, echo)
+                reseeded = True
             _start_one(settings, comp, pid_dir, log_dir, echo)
+        if not reseeded:
+            _record_restart(settings, previous, echo)
     except BaseException:
         stop(settings)
         raise
+
+
+def _record_restart(settings: Settings, previous: dict[str, object], echo: Callable[[str], None]) -> None:
+    """Between the servers and the services: re-seed an empty embedded broker from ClickHouse."""
+    if settings.runs_local_broker:
+        restore.reseed(settings, previous, echo)
+    else:
+        restore.record_plain_start(settings, previous)
+
+
+def _previous_life(settings: Settings, echo: Callable[[str], None]) -> dict[str, object]:
+    """How the last stack under this JOURNEY_HOME ended; refuses only if it is still running.
+
+    Every process it recorded alive: it runs, refuse. Some alive: a partial crash; the survivors
+    are stopped. None alive but pid files left: a crash or power cut; the files are stale.
+    """
+    pid_dir, _, state_file = _paths(settings)
+    try:
+        state = json.loads(state_file.read_text())
+    except (OSError, ValueError):
+        state = {}
+    procs = processes.tracked(pid_dir)
+    alive = [p.name for p in procs if p.alive()]
+    if alive and set(state.get("order") or alive) <= set(alive):
+        raise JourneyError(
+            f"a stack is already running from {settings.home.resolve()}: "
+            "stop it with `journey down`, or use another JOURNEY_HOME"
+        )
+    beats = list((settings.home.resolve() / "run").glob("*.json"))
+    last_seen = max((int(b.stat().st_mtime * 1000) for b in beats), default=None)
+    crashed = bool(procs)
+    if crashed:
+        dead = [p.name for p in procs if p.name not in alive]
+        echo(f"{'previous':<11} stack under {settings.home.resolve()} did not stop cleanly "
+             f"({', '.join(dead)} not running{'; stopping ' + ', '.join(alive) if alive else ''}): starting anew")
+        stop(settings, record=False)
+    return {"stopped_at": state.get("stopped_at"), "crashed": crashed, "last_seen_at": last_seen}
 
 
 def _start_one(
@@ -223,14 +295,18 @@ def _last_line(path: Path) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def stop(settings: Settings) -> list[str]:
-    """Stop every process of the stack under this JOURNEY_HOME, services first; return names."""
+def stop(settings: Settings, record: bool = True) -> list[str]:
+    """Stop every process of the stack under this JOURNEY_HOME, services first; return names.
+
+    `record`: note the time in stack.json (the next start tells a clean stop from a crash).
+    """
     pid_dir, _, state_file = _paths(settings)
     procs = processes.tracked(pid_dir)
     try:
-        order = json.loads(state_file.read_text()).get("order", [])
+        state = json.loads(state_file.read_text())
     except (OSError, ValueError):
-        order = []
+        state = {}
+    order = state.get("order", [])
     rank = {name: i for i, name in enumerate(order)}
     # Services before the servers they talk to, so they can flush and commit on the way out.
     procs.sort(key=lambda p: rank.get(p.name, len(rank)), reverse=True)
@@ -240,6 +316,8 @@ def stop(settings: Settings) -> list[str]:
             stopped.append(proc.name)
         processes.stop(proc, pid_dir)
     shutil.rmtree(settings.home.resolve() / "run", ignore_errors=True)
+    if record and procs:
+        state_file.write_text(json.dumps({**state, "stopped_at": int(time.time() * 1000)}))
     return stopped
 
 

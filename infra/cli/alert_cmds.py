@@ -151,6 +151,20 @@ def _send_silence(settings: Settings, record: dict[str, Any]) -> None:
                       value=encode("silence", record)).get(timeout=30)
     finally:
         producer.close(timeout=10)
+    _archive_silence(settings, record)
+
+
+def _archive_silence(settings: Settings, record: dict[str, Any]) -> None:
+    """The silence also goes to ClickHouse, so a restart of the embedded broker keeps it."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    from infra.restore import archive_silence
+
+    try:
+        archive_silence(settings, record)
+    except (ClickHouseError, JourneyError, OSError) as exc:
+        typer.echo(f"warning: silence in force, but not kept in ClickHouse at {settings.clickhouse_url} "
+                   f"({str(exc)[:200]}): a restart of the local stack forgets it", err=True)
 
 
 def _silence_book(settings: Settings) -> Any:

@@ -66,23 +66,43 @@ def down() -> None:
 def status(as_json: bool = typer.Option(False, "--json", help="One JSON object.")) -> None:
     """Each component's address and whether it answers. Exit 1 when one is down."""
     from infra.heartbeat import read_heartbeat
+    from infra.restore import read_restart
 
     settings = Settings.from_env()
     components = stack.status(settings)
     pipeline = (read_heartbeat(settings, "notifier") or {}).get("health") or None
+    restart = read_restart(settings) if any(comp["pid"] for comp in components) else None
     if as_json:
-        typer.echo(json.dumps({"components": components, "pipeline": pipeline}))
+        typer.echo(json.dumps({"components": components, "pipeline": pipeline, "restart": restart}))
     else:
         table = cli_table("component", "address", "ok", "pid")
         for comp in components:
             ok = "[green]yes[/]" if comp["ok"] else "[red]no[/]"
             table.add_row(str(comp["name"]), str(comp["address"]), ok, str(comp["pid"] or "-"))
         console.print(table)
+        if restart:
+            console.print(_restart_line(restart))
         if pipeline:
             console.print(_pipeline_table(pipeline))
     problems = [p for p in (pipeline or {}).get("problems", {}).values() if p]
     if not all(comp["ok"] for comp in components) or problems:
         raise typer.Exit(1)
+
+
+def _restart_line(restart: dict[str, object]) -> str:
+    """When this stack started, after what, and what it put back into the embedded broker."""
+    from infra.restore import describe
+
+    at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(restart["started_at"]) / 1000))  # type: ignore[call-overload]
+    after = {"crash": "after a crash (stale pid files found)", "journey down": "after `journey down`"}.get(
+        str(restart["after"]), str(restart["after"]))
+    line = f"started {at} ({after})"
+    restored = restart.get("restored")
+    if isinstance(restored, dict):
+        line += f"; restored from ClickHouse in {restart.get('took_s')} s: {describe(restored)}"
+    elif not restart.get("reseeded"):
+        line += "; external Kafka: nothing to restore"
+    return line
 
 
 def _pipeline_table(pipeline: dict[str, object]) -> Table:

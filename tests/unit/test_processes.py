@@ -48,3 +48,18 @@ def test_port_free_sees_a_listener() -> None:
         port = sock.getsockname()[1]
         assert not processes.port_free("127.0.0.1", port)
     assert processes.port_free("127.0.0.1", processes.free_port())
+
+
+def test_a_live_pid_running_another_command_is_not_ours(tmp_path: Path) -> None:
+    """After a reboot a recorded pid (and even its start time) can belong to someone else."""
+    pid_dir = tmp_path / "pids"
+    proc = processes.spawn("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"],
+                           tmp_path / "sleeper.log", pid_dir)
+    try:
+        [tracked] = processes.tracked(pid_dir)
+        assert tracked.alive()
+        impostor = processes.TrackedProcess("sleeper", tracked.pid, tracked.start_time, ("/usr/sbin/sshd", "-D"))
+        assert not impostor.alive()
+    finally:
+        proc.kill()
+        proc.wait(timeout=5)

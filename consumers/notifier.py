@@ -31,6 +31,7 @@ from consumers.recovery_actions import ActionRefused, check_action, recovery_eve
 from consumers.webhooks import WebhookDispatcher
 from infra.config import Settings
 from infra.heartbeat import write_heartbeat
+from infra.kafka_clients import client_args
 from infra.secrets import oncall_token
 from schemas.codec import DecodeError, decode, encode
 from schemas.contract import check_contract
@@ -109,7 +110,7 @@ class Notifier:
         s = self.settings
         # No idempotence: Tansu answers aiokafka's InitProducerId with an unknown error. A retried
         # send can repeat an alert; its deterministic alert_id collapses it in ClickHouse.
-        self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", linger_ms=0)
+        self.producer = AIOKafkaProducer(**client_args(s, producer=True), acks="all", linger_ms=0)
         await self.producer.start()
         await self.webhooks.start()
         runner = web.AppRunner(create_web_app(self), access_log=None)  # no access log: no tokens in logs
@@ -119,7 +120,7 @@ class Notifier:
             await self._restore()
             # A short fetch wait: the broker answers an empty fetch after it, and a new incident
             # waits for the next fetch (Tansu does not cut the wait short when data arrives).
-            reader = AIOKafkaConsumer(s.topics.silences, s.topics.incidents, bootstrap_servers=s.bootstrap_servers,
+            reader = AIOKafkaConsumer(s.topics.silences, s.topics.incidents, **client_args(s),
                                       group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
                                       fetch_max_wait_ms=FETCH_WAIT_MS)
             await reader.start()
@@ -138,7 +139,7 @@ class Notifier:
     async def _restore(self) -> None:
         """Rebuild the alert state from the alerts topic (read to its end)."""
         s = self.settings
-        reader = AIOKafkaConsumer(s.topics.alerts, bootstrap_servers=s.bootstrap_servers, group_id=None,
+        reader = AIOKafkaConsumer(s.topics.alerts, **client_args(s), group_id=None,
                                   auto_offset_reset="earliest", enable_auto_commit=False)
         await reader.start()
         try:

@@ -18,6 +18,7 @@ from kafka.errors import KafkaError
 
 from infra.config import Settings
 from infra.heartbeat import read_heartbeat
+from infra.kafka_clients import client_args
 
 
 def worker_names(settings: Settings) -> list[str]:
@@ -56,11 +57,11 @@ def probe(settings: Settings, now_ms: int) -> dict[str, Any]:
     if sink is not None:
         snapshot["sink"] = {"heartbeat_age_s": round((now_ms - sink.get("at", 0)) / 1000, 1)}
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000,
+        admin = KafkaAdminClient(**client_args(settings), request_timeout_ms=5000,
                                  bootstrap_timeout_ms=3000)
     except (KafkaError, ValueError):
         return snapshot
-    reader = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, request_timeout_ms=5000)
+    reader = KafkaConsumer(**client_args(settings), group_id=None, request_timeout_ms=5000)
     try:
         t = settings.topics
         snapshot["worker_lag"] = _group_lag(admin, reader, settings.app_id, [t.touchpoints])

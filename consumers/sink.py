@@ -41,6 +41,7 @@ from infra.clickhouse import get_client
 from infra.config import Settings
 from infra.errors import JourneyError
 from infra.heartbeat import write_heartbeat
+from infra.kafka_clients import client_args
 from infra.migrations import apply_migrations
 from schemas.codec import decode_many
 from schemas.contract import ContractError, check_contract
@@ -290,7 +291,7 @@ class ClickHouseSink:
         settings, topics = self.settings, self.settings.topics
         await self.insert_with_retry(Batch())  # connects and applies migrations (retrying while ClickHouse is down)
         reader = AIOKafkaConsumer(
-            topics.touchpoints, topics.incidents, topics.alerts, bootstrap_servers=settings.bootstrap_servers,
+            topics.touchpoints, topics.incidents, topics.alerts, **client_args(settings),
             group_id=f"{settings.app_id}-sink", enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),

@@ -41,6 +41,17 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_COLLECTOR_MAX_BODY_BYTES | 1048576 | largest request body the collector reads (413 above) |
 | JOURNEY_COLLECTOR_MAX_BATCH | 500 | most events in one request (413 above) |
 | JOURNEY_COLLECTOR_RATE_PER_S | 200 | events/s per API key (429 with Retry-After above; bursts of 2 s allowed) |
+| KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, for every Kafka client (`infra/kafka_clients.py`) |
+| KAFKA_SASL_MECHANISM | PLAIN | with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 |
+| KAFKA_SASL_USERNAME | (unset) | SASL user (required with SASL_*) |
+| KAFKA_SASL_PASSWORD | (unset) | SASL password (required with SASL_*); secret: never logged |
+| KAFKA_SSL_CAFILE | (system CAs) | with SSL/SASL_SSL: PEM file of the CAs that sign the brokers' certificates |
+| KAFKA_SSL_CERTFILE | (unset) | with SSL/SASL_SSL: client certificate (PEM) for brokers that require one (mTLS) |
+| KAFKA_SSL_KEYFILE | (unset) | its private key (PEM) |
+| KAFKA_SSL_CHECK_HOSTNAME | true | verify that the broker's certificate names the host we connect to |
+| KAFKA_COMPRESSION_TYPE | none | codec of every batch the tracker produces: none, gzip, snappy, lz4 or zstd (all are read) |
+| SCHEMA_REGISTRY_URL | (unset) | use this Confluent-compatible schema registry; no local one is started |
+| JOURNEY_SCHEMA_REGISTRY_PORT | 8081 | port of the local schema registry (Confluent Schema Registry API) |
 """
 
 from __future__ import annotations
@@ -77,6 +88,77 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer; set it to a number or unset it") from None
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip()
+    canonical = {a.upper(): a for a in allowed}.get(value.upper())
+    if canonical is None:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return canonical
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """How every Kafka client reaches the cluster: security protocol, SASL, TLS, and the codec it writes."""
+
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+    compression: str = "none"
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> KafkaConnection:
+        conn = cls(
+            security_protocol=_choice(env, "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", SECURITY_PROTOCOLS),
+            sasl_mechanism=_choice(env, "KAFKA_SASL_MECHANISM", "PLAIN", SASL_MECHANISMS),
+            sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
+            sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
+            ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
+            ssl_certfile=env.get("KAFKA_SSL_CERTFILE") or None,
+            ssl_keyfile=env.get("KAFKA_SSL_KEYFILE") or None,
+            ssl_check_hostname=(env.get("KAFKA_SSL_CHECK_HOSTNAME") or "true").strip().lower() not in ("0", "false", "no"),
+            compression=_choice(env, "KAFKA_COMPRESSION_TYPE", "none", COMPRESSION_TYPES),
+        )
+        if conn.uses_sasl and not (conn.sasl_username and conn.sasl_password):
+            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={conn.security_protocol} needs KAFKA_SASL_USERNAME and "
+                              "KAFKA_SASL_PASSWORD")
+        for name, path in (("KAFKA_SSL_CAFILE", conn.ssl_cafile), ("KAFKA_SSL_CERTFILE", conn.ssl_certfile),
+                           ("KAFKA_SSL_KEYFILE", conn.ssl_keyfile)):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{name}={path!r}: no such file")
+        if bool(conn.ssl_certfile) != bool(conn.ssl_keyfile):
+            raise ConfigError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together: set both or neither")
+        return conn
+
+    def to_env(self) -> dict[str, str]:
+        env = {"KAFKA_SECURITY_PROTOCOL": self.security_protocol, "KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+               "KAFKA_SSL_CHECK_HOSTNAME": "true" if self.ssl_check_hostname else "false",
+               "KAFKA_COMPRESSION_TYPE": self.compression}
+        for name, value in (("KAFKA_SASL_USERNAME", self.sasl_username), ("KAFKA_SASL_PASSWORD", self.sasl_password),
+                            ("KAFKA_SSL_CAFILE", self.ssl_cafile), ("KAFKA_SSL_CERTFILE", self.ssl_certfile),
+                            ("KAFKA_SSL_KEYFILE", self.ssl_keyfile)):
+            if value:
+                env[name] = value
+        return env
 
 
 def _spare_cores() -> int:
@@ -138,6 +220,9 @@ class Settings:
     collector_max_body_bytes: int = 1_048_576
     collector_max_batch: int = 500
     collector_rate_per_s: int = 200
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
+    external_schema_registry: str | None = None
+    schema_registry_port: int = 8081
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -185,6 +270,9 @@ class Settings:
             collector_max_body_bytes=_int(env, "JOURNEY_COLLECTOR_MAX_BODY_BYTES", 1_048_576),
             collector_max_batch=_int(env, "JOURNEY_COLLECTOR_MAX_BATCH", 500),
             collector_rate_per_s=_int(env, "JOURNEY_COLLECTOR_RATE_PER_S", 200),
+            kafka=KafkaConnection.from_env(env),
+            external_schema_registry=(env.get("SCHEMA_REGISTRY_URL") or "").rstrip("/") or None,
+            schema_registry_port=_int(env, "JOURNEY_SCHEMA_REGISTRY_PORT", 8081),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -209,7 +297,11 @@ class Settings:
             "JOURNEY_COLLECTOR_MAX_BODY_BYTES": str(self.collector_max_body_bytes),
             "JOURNEY_COLLECTOR_MAX_BATCH": str(self.collector_max_batch),
             "JOURNEY_COLLECTOR_RATE_PER_S": str(self.collector_rate_per_s),
+            "JOURNEY_SCHEMA_REGISTRY_PORT": str(self.schema_registry_port),
+            **self.kafka.to_env(),
         }
+        if self.external_schema_registry:
+            env["SCHEMA_REGISTRY_URL"] = self.external_schema_registry
         if self.external_kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.external_kafka
         if self.external_clickhouse:
@@ -235,6 +327,15 @@ class Settings:
     def clickhouse_url(self) -> str:
         """ClickHouse HTTP URL: the external server, or the local endpoint."""
         return (self.external_clickhouse or f"http://{self.host}:{self.clickhouse_port}").rstrip("/")
+
+    @property
+    def schema_registry_url(self) -> str:
+        """Schema registry URL: the external one, or the local stack's."""
+        return self.external_schema_registry or f"http://{self.host}:{self.schema_registry_port}"
+
+    @property
+    def runs_local_schema_registry(self) -> bool:
+        return self.external_schema_registry is None
 
     @property
     def runs_local_broker(self) -> bool:

@@ -83,7 +83,7 @@ def broker_component(settings: Settings) -> Component:
     return Component(
         name="broker",
         address=bootstrap,
-        ready=lambda: broker_reachable(bootstrap, timeout_s=1.0),
+        ready=lambda: broker_reachable(bootstrap, timeout_s=1.0, settings=settings),
         argv=argv,
         port=settings.kafka_port if settings.runs_local_broker else None,
     )

@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 
 from infra.config import ConfigError, Settings
 from infra.heartbeat import write_heartbeat
+from infra.kafka_clients import client_args
 from streams.collector.app import BrokerUnavailable, create_collector_app
 from streams.collector.feeds import PartitionFeeds
 from streams.collector.intake import Checked
@@ -98,7 +99,7 @@ class Collector:
         """Start the producer, retrying while the broker is down; False if asked to stop first."""
         s = self.settings
         while not self._stop.is_set():
-            self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", linger_ms=5,
+            self.producer = AIOKafkaProducer(**client_args(s, producer=True), acks="all", linger_ms=5,
                                              max_batch_size=MAX_BATCH_BYTES,
                                              request_timeout_ms=int(PRODUCE_TIMEOUT_S * 1000))
             try:

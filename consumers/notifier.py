@@ -32,6 +32,7 @@ from consumers.webhooks import WebhookDispatcher
 from infra.config import Settings
 from infra.heartbeat import write_heartbeat
 from infra.kafka_clients import client_args
+from infra.quarantine import publish as publish_quarantined
 from infra.secrets import oncall_token
 from schemas.codec import DecodeError, decode, encode
 from schemas.contract import check_contract
@@ -177,6 +178,7 @@ class Notifier:
                         log.warning("%s: skipping an unreadable record at offset %d (%s)", message.topic,
                                     message.offset, exc)
             await self._publish(alerts)
+            await publish_quarantined(self.settings, self.producer)
 
     async def _clock(self) -> None:
         while not self._stop.is_set():

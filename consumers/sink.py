@@ -43,6 +43,7 @@ from infra.errors import JourneyError
 from infra.heartbeat import write_heartbeat
 from infra.kafka_clients import client_args
 from infra.migrations import apply_migrations
+from infra.quarantine import publish as publish_quarantined
 from schemas.codec import decode_many
 from schemas.contract import ContractError, check_contract
 
@@ -320,6 +321,7 @@ class ClickHouseSink:
 
     async def _store(self, reader: AIOKafkaConsumer, messages: list[Any]) -> None:
         rows, skipped = await self.write(messages)
+        await publish_quarantined(self.settings)  # batches read past: dead-lettered before the commit passes them
         await self._commit(reader, messages)  # only after ClickHouse acknowledged every row
         self.stats.rows += rows
         self.stats.batches += 1

@@ -41,7 +41,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_COLLECTOR_MAX_BODY_BYTES | 1048576 | largest request body the collector reads (413 above) |
 | JOURNEY_COLLECTOR_MAX_BATCH | 500 | most events in one request (413 above) |
 | JOURNEY_COLLECTOR_RATE_PER_S | 200 | events/s per API key (429 with Retry-After above; bursts of 2 s allowed) |
-| KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL, for every Kafka client (`infra/kafka_clients.py`) |
+| KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (every Kafka client) |
 | KAFKA_SASL_MECHANISM | PLAIN | with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 |
 | KAFKA_SASL_USERNAME | (unset) | SASL user (required with SASL_*) |
 | KAFKA_SASL_PASSWORD | (unset) | SASL password (required with SASL_*); secret: never logged |
@@ -49,7 +49,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | KAFKA_SSL_CERTFILE | (unset) | with SSL/SASL_SSL: client certificate (PEM) for brokers that require one (mTLS) |
 | KAFKA_SSL_KEYFILE | (unset) | its private key (PEM) |
 | KAFKA_SSL_CHECK_HOSTNAME | true | verify that the broker's certificate names the host we connect to |
-| KAFKA_COMPRESSION_TYPE | none | codec of every batch the tracker produces: none, gzip, snappy, lz4 or zstd (all are read) |
+| KAFKA_COMPRESSION_TYPE | none | codec of the batches we produce: none, gzip, snappy, lz4 or zstd (all are read) |
 | SCHEMA_REGISTRY_URL | (unset) | use this Confluent-compatible schema registry; no local one is started |
 | JOURNEY_SCHEMA_REGISTRY_PORT | 8081 | port of the local schema registry (Confluent Schema Registry API) |
 """
@@ -135,7 +135,8 @@ class KafkaConnection:
             ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
             ssl_certfile=env.get("KAFKA_SSL_CERTFILE") or None,
             ssl_keyfile=env.get("KAFKA_SSL_KEYFILE") or None,
-            ssl_check_hostname=(env.get("KAFKA_SSL_CHECK_HOSTNAME") or "true").strip().lower() not in ("0", "false", "no"),
+            ssl_check_hostname=(env.get("KAFKA_SSL_CHECK_HOSTNAME") or "true").strip().lower()
+            not in ("0", "false", "no"),
             compression=_choice(env, "KAFKA_COMPRESSION_TYPE", "none", COMPRESSION_TYPES),
         )
         if conn.uses_sasl and not (conn.sasl_username and conn.sasl_password):

@@ -1,9 +1,9 @@
 """Every Kafka client's connection settings, built in one place from `Settings.kafka`.
 
 kafka-python (producers, admin, CLI readers), aiokafka (sink, notifier, collector) and Faust (the
-worker, on aiokafka) name the same things differently; managed clusters (Confluent Cloud, MSK,
-Aiven, Redpanda Cloud) need SASL_SSL on all of them alike. Call sites pass `**client_args(s)` (kafka-python and
-aiokafka alike) or `**faust_broker(s)` and add only what is their own (group, timeouts).
+worker, on aiokafka); managed clusters (Confluent Cloud, MSK, Aiven, Redpanda Cloud) need SASL_SSL
+on all of them alike. Call sites pass `**client_args(s)` (kafka-python and aiokafka use the same
+names) or `**faust_broker(s)` and add only what is their own (group, timeouts).
 Producers also get the configured codec (KAFKA_COMPRESSION_TYPE); every codec is read regardless.
 """
 
@@ -13,6 +13,7 @@ import ssl
 from functools import cache
 from typing import Any
 
+from infra import quarantine
 from infra.config import KafkaConnection, Settings
 
 
@@ -38,7 +39,12 @@ def _codec(conn: KafkaConnection) -> str | None:
 
 
 def client_args(settings: Settings, producer: bool = False) -> dict[str, Any]:
-    """Keyword arguments of a kafka-python or aiokafka client (both libraries use these names)."""
+    """Keyword arguments of a kafka-python or aiokafka client (both libraries use these names).
+
+    Building a client also arms the quarantine (infra/quarantine.py): its consumers step over a
+    record batch they cannot read instead of failing on it for ever.
+    """
+    quarantine.install()
     conn = settings.kafka
     args: dict[str, Any] = {"bootstrap_servers": settings.bootstrap_servers,
                             "security_protocol": conn.security_protocol}
@@ -56,6 +62,7 @@ def faust_broker(settings: Settings) -> dict[str, Any]:
     """faust.App keyword arguments: the broker URL, its credentials, the producer's codec."""
     import faust  # only the worker pays for importing Faust
 
+    quarantine.install()
     conn = settings.kafka
     credentials: Any = None
     if conn.uses_sasl:

@@ -6,9 +6,10 @@ records fetched with it are dropped, the position stays, and the next fetch rais
 consumer that lets it propagate crash-loops on that one batch for ever; one that catches it
 stalls. Both happened (issue 18): the worker and the sink crashed on restart on the same batch.
 
-`install()` makes every aiokafka consumer of the process (Faust's included) check each batch as
-it is unpacked: a batch that cannot be read is recorded here (topic, partition, offsets, error)
-and the consumer's position moves past it, so everything around it is still delivered. The
+`install()` (called whenever `infra/kafka_clients.py` builds a client) makes every aiokafka
+(Faust's included) and kafka-python consumer of the process check each batch as it is unpacked:
+a batch that cannot be read is recorded here (topic, partition, offsets, error) and the
+consumer's position moves past it, so everything around it is still delivered. The
 component then sends what was recorded to the dead-letter topic (`publish()`: the offsets and the
 error in headers; the bytes stay in the source topic) and its heartbeat carries a summary
 (`summary()`, added by `infra.heartbeat`), from which the pipeline watch pages with the cause.
@@ -126,27 +127,31 @@ class _CheckedBatch:
 
 
 class _CheckedRecords:
-    """Stands in for aiokafka's MemoryRecords of one fetched partition: hands out only batches
-    that read fine, recording and stepping over the others."""
+    """Stands in for the fetched records of one partition (aiokafka's or kafka-python's
+    MemoryRecords): hands out only batches that read fine, recording the others and handing out a
+    stand-in the client steps over as over a control batch (no records, the position moves past)."""
 
-    def __init__(self, records: Any, owner: Any) -> None:
+    def __init__(self, records: Any, owner: Any, tp_attr: str, crc_attr: str) -> None:
         self._records = records
-        self._owner = owner  # the PartitionRecords: its next_fetch_offset becomes the position
+        self._owner = owner  # the client's PartitionRecords: its next_fetch_offset becomes the position
+        self._tp_attr, self._crc_attr = tp_attr, crc_attr
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._records, name)
 
     def has_next(self) -> bool:
         return bool(self._records.has_next())
 
-    def size_in_bytes(self) -> int:
-        return int(self._records.size_in_bytes())
-
     def next_batch(self) -> Any:
         batch = self._records.next_batch()
+        if batch is None:  # kafka-python's end of the records
+            return None
         try:
-            if self._owner._check_crcs and not batch.validate_crc():
+            if getattr(self._owner, self._crc_attr) and not batch.validate_crc():
                 raise ValueError(f"record batch CRC mismatch (stored 0x{batch.crc & 0xFFFFFFFF:08x})")
             return _CheckedBatch(batch, list(batch))  # reading the records decompresses them
         except Exception as exc:  # any failure to read the batch: corrupt, truncated, unknown codec
-            tp = self._owner._tp
+            tp = getattr(self._owner, self._tp_attr)
             first = max(batch.base_offset, self._owner.next_fetch_offset)
             QUARANTINE.add(QuarantinedBatch(tp.topic, tp.partition, first, batch.next_offset - 1,
                                             f"{type(exc).__name__}: {exc}", int(time.time() * 1000)))
@@ -154,12 +159,13 @@ class _CheckedRecords:
 
 
 class _SkippedBatch:
-    """In place of a quarantined batch: aiokafka steps over it as over a control batch (no records,
-    the position moves to its end)."""
+    """In place of a quarantined batch: what both clients read to step over a control batch."""
 
     is_control_batch = True
     is_transactional = False
     producer_id = None
+    magic = 2
+    leader_epoch = -1
 
     def __init__(self, next_offset: int) -> None:
         self.next_offset = next_offset
@@ -167,22 +173,35 @@ class _SkippedBatch:
     def validate_crc(self) -> bool:
         return True
 
+    def has_producer_id(self) -> bool:
+        return False
+
 
 def install() -> None:
-    """Check every batch every aiokafka consumer of this process unpacks (idempotent)."""
-    from aiokafka.consumer import fetcher
+    """Check every batch every Kafka consumer of this process unpacks, aiokafka's (Faust's
+    included) and kafka-python's (idempotent)."""
+    from aiokafka.consumer import fetcher as aio_fetcher
+    from kafka.consumer import fetcher as kp_fetcher
 
-    original = fetcher.PartitionRecords.__init__
-    if getattr(original, "_journey_quarantine", False):
-        return
+    aio = aio_fetcher.PartitionRecords
+    if not getattr(aio.__init__, "_journey_quarantine", False):
+        aio_init = aio.__init__
 
-    def __init__(self: Any, tp: Any, records: Any, *args: Any, **kwargs: Any) -> None:
-        original(self, tp, records, *args, **kwargs)
-        self._records = _CheckedRecords(records, self)
-        self._records_iterator = self._unpack_records()  # re-made: the original captured the raw records
+        def aio_checked(self: Any, tp: Any, records: Any, *args: Any, **kwargs: Any) -> None:
+            aio_init(self, tp, _CheckedRecords(records, self, "_tp", "_check_crcs"), *args, **kwargs)
 
-    __init__._journey_quarantine = True  # type: ignore[attr-defined]
-    fetcher.PartitionRecords.__init__ = __init__  # type: ignore[method-assign]
+        aio_checked._journey_quarantine = True  # type: ignore[attr-defined]
+        aio.__init__ = aio_checked  # type: ignore[method-assign]
+    kp = kp_fetcher.Fetcher.PartitionRecords
+    if not getattr(kp.__init__, "_journey_quarantine", False):
+        kp_init = kp.__init__
+
+        def kp_checked(self: Any, fetch_offset: int, tp: Any, records: Any, *args: Any, **kwargs: Any) -> None:
+            kp_init(self, fetch_offset, tp, _CheckedRecords(records, self, "topic_partition", "check_crcs"),
+                    *args, **kwargs)
+
+        kp_checked._journey_quarantine = True  # type: ignore[attr-defined]
+        kp.__init__ = kp_checked  # type: ignore[method-assign]
 
 
 async def publish(settings: Settings, producer: Any = None) -> int:
@@ -213,3 +232,20 @@ async def publish(settings: Settings, producer: Any = None) -> int:
         if own and producer is not None:
             await producer.stop()
     return len(batches)
+
+
+def attach_to_faust(app: Any, settings: Settings, every_s: float = 0.5) -> None:
+    """The worker's hook: dead letters of what its consumer set aside, sent by a timer through its producer.
+
+    A timer rather than the batch handler: a fetch holding only a bad batch hands no batch over.
+    """
+    class _FaustProducer:  # send_and_wait in aiokafka's shape, through Faust's own producer
+        @staticmethod
+        async def send_and_wait(topic: str, value: bytes, headers: list[tuple[str, bytes]]) -> None:
+            await app.producer.send_and_wait(topic, None, value, None, None, headers)
+
+    @app.timer(every_s)
+    async def dead_letter_quarantined() -> None:
+        await publish(settings, _FaustProducer())
+
+    _ = dead_letter_quarantined

@@ -40,6 +40,7 @@ from infra.config import Settings
 from infra.heartbeat import write_heartbeat
 from infra.kafka import last_offsets_from
 from infra.kafka_clients import faust_broker
+from infra.quarantine import attach_to_faust
 from schemas.codec import encode
 from schemas.dead_letter import dead_letter_headers
 from streams.batch_consumer import BatchApp, current_messages, seek_back
@@ -376,6 +377,7 @@ def create_app(settings: Settings) -> faust.App:
             })
 
     _ = (detect, ack_when_produced, advance_idle_partitions, heartbeat)
+    attach_to_faust(app, settings)  # a record batch no client can read: set aside, dead-lettered, paged
     return app
 
 

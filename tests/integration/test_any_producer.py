@@ -1,0 +1,175 @@
+"""Producers in the wild (issue 18): librdkafka batches with every codec, and batches nobody can read.
+
+One worker, one sink and one notifier serve the module, on topics of their own, and write their own
+batches with zstd (KAFKA_COMPRESSION_TYPE), so incidents and alerts are read compressed too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import kafka.record.default_records as kafka_records
+import pytest
+from confluent_kafka import Producer
+from kafka import KafkaProducer
+
+from consumers.pipeline_health import probe, quarantine_problems
+from infra.clickhouse import get_client
+from infra.config import KafkaConnection, Settings
+from infra.heartbeat import read_heartbeat, service_ready
+from infra.kafka import ensure_topics
+from infra.kafka_clients import librdkafka
+from infra.processes import wait_until
+from schemas.codec import encode
+from streams.dead_letters import read_dead_letters
+from streams.topic_reader import follow
+from tests.integration.test_detection import event, incidents_until, start_worker, stop_worker
+from tests.integration.test_sink import start_sink
+
+pytestmark = pytest.mark.integration
+
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    suffix = uuid.uuid4().hex[:8]
+    t = stack_settings.topics
+    settings = stack_settings.with_(
+        home=tmp_path_factory.mktemp("any-producer"), app_id=f"jt-{suffix}",
+        kafka=KafkaConnection(compression="zstd"),
+        topics=type(t)(*(f"{name}-{suffix}" for name in (t.touchpoints, t.dlq, t.incidents, t.alerts, t.silences))))
+    ensure_topics(settings, settings.topics.all())
+    procs: dict[str, subprocess.Popen[bytes]] = {"worker": start_worker(settings), "sink": start_sink(settings)}
+    log = open(settings.home / "notifier.log", "ab")  # noqa: SIM115 - closed below
+    procs["notifier"] = subprocess.Popen([sys.executable, "-m", "consumers.notifier"],
+                                         env={**os.environ, **settings.to_env()}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: service_ready(settings, "notifier") or procs["notifier"].poll() is not None, 60)
+        yield {"settings": settings, "procs": procs}
+    finally:
+        for name in ("notifier", "sink"):
+            procs[name].terminate()
+            procs[name].wait(timeout=30)
+        log.close()
+        stop_worker(procs["worker"])
+
+
+def rows(settings: Settings, table: str, column: str, prefix: str) -> int:
+    """Rows of `table` (deduplicated) whose `column` starts with `prefix`."""
+    client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
+    sql = f"SELECT count() FROM journey.{table} FINAL WHERE startsWith({column}, {{p:String}})"
+    return int(client.query(sql, parameters={"p": prefix}).result_rows[0][0])
+
+
+def test_librdkafka_batches_with_every_codec_are_read_by_every_component(pipeline: dict[str, Any]) -> None:
+    settings: Settings = pipeline["settings"]
+    tag = uuid.uuid4().hex[:6]
+    now = int(time.time() * 1000)
+    complaints: set[str] = set()
+    failed: list[Any] = []
+    for codec in CODECS:
+        # as librdkafka batches by default: a linger, many records per batch, idempotence on
+        producer = Producer({**librdkafka(settings), "compression.type": codec, "linger.ms": 20,
+                             "enable.idempotence": True, "acks": "all"})
+        for i in range(40):
+            kind = "COMPLAINT_FILED" if i % 8 == 0 else "VISIT"
+            journey = f"{tag}-{codec}-{i}"
+            e = event(kind, now - 1000, journey, event_id=f"{tag}-{codec}-{i}")
+            if kind == "COMPLAINT_FILED":
+                complaints.add(journey)
+            producer.produce(settings.topics.touchpoints, key=journey.encode(), value=encode("touchpoint", e),
+                             on_delivery=lambda err, _msg: failed.append(err) if err else None)
+        assert producer.flush(15) == 0 and not failed, failed
+    found = incidents_until(settings, lambda latest: complaints <= {i["journey_id"] for i in latest.values()})
+    assert complaints <= {i["journey_id"] for i in found.values()}
+    assert wait_until(lambda: rows(settings, "touchpoints", "event_id", tag) == 40 * len(CODECS), 60)
+    assert wait_until(lambda: rows(settings, "incidents", "journey_id", tag) == len(complaints), 60)
+    # the notifier read the (zstd) incidents and paged each complaint
+    assert wait_until(lambda: complaints <= {json.loads(line)["journey_id"] for line in
+                                             follow(settings, settings.topics.alerts, True, idle_timeout_s=0.5)}, 30)
+
+
+@contextmanager
+def corrupt_gzip() -> Iterator[None]:
+    """kafka-python writes gzip batches whose payload is garbage (with a valid CRC): unreadable to any client."""
+    original = kafka_records.gzip_encode
+    kafka_records.gzip_encode = lambda payload, *a, **k: os.urandom(max(8, len(payload) // 2))
+    try:
+        yield
+    finally:
+        kafka_records.gzip_encode = original
+
+
+def send(settings: Settings, topic: str, values: list[tuple[bytes, bytes]], **config: Any) -> list[int]:
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=50, **config)
+    try:
+        futures = [producer.send(topic, key=k, value=v) for k, v in values]
+        producer.flush()
+        return [f.get(timeout=10).offset for f in futures]
+    finally:
+        producer.close()
+
+
+def test_an_unreadable_batch_is_quarantined_and_paged_and_nothing_else_is_lost(pipeline: dict[str, Any]) -> None:
+    settings: Settings = pipeline["settings"]
+    tag = uuid.uuid4().hex[:6]
+    now = int(time.time() * 1000)
+    t = settings.topics
+
+    def complaint(name: str) -> tuple[bytes, bytes]:
+        return name.encode(), encode("touchpoint", event("COMPLAINT_FILED", now - 1000, name, event_id=name))
+
+    key = f"{tag}-same-partition".encode()  # all on one partition, the bad batch between the good ones
+    before = send(settings, t.touchpoints, [(key, complaint(f"{tag}-before")[1])])
+    with corrupt_gzip():
+        bad = send(settings, t.touchpoints, [(key, complaint(f"{tag}-bad{i}")[1]) for i in range(3)],
+                   compression_type="gzip")
+        send(settings, t.incidents, [(b"x", b"\x00" * 200) for _ in range(2)], compression_type="gzip")
+    after = send(settings, t.touchpoints, [(key, complaint(f"{tag}-after")[1])])
+    assert before[0] < bad[0] <= bad[-1] < after[0]
+
+    good = {f"{tag}-before", f"{tag}-after"}
+    found = incidents_until(settings, lambda latest: good <= {i["journey_id"] for i in latest.values()})
+    assert good <= {i["journey_id"] for i in found.values()}
+    assert not {i["journey_id"] for i in found.values()} & {f"{tag}-bad{i}" for i in range(3)}
+
+    def letters() -> list[Any]:
+        return [d for d in read_dead_letters(settings) if "quarantined" in d.reason]
+
+    # worker and sink both read touchpoints, sink and notifier both read incidents: each dead-letters what it set aside
+    assert wait_until(lambda: len(letters()) >= 4, 30), letters()
+    origin = f"{t.touchpoints}[{_partition(settings, key)}]@{bad[0]}"
+    assert [d.origin for d in letters()].count(origin) == 2, letters()
+    assert all("BadGzipFile" in d.reason and f"offsets {bad[0]}..{bad[-1]} " in d.reason
+               for d in letters() if d.origin == origin)
+    assert sum(d.origin.startswith(f"{t.incidents}[") for d in letters()) == 2
+    assert wait_until(lambda: rows(settings, "touchpoints", "event_id", tag) == 2, 60)
+
+    for name, proc in pipeline["procs"].items():
+        assert proc.poll() is None, f"{name} died"
+    beats = {name: read_heartbeat(settings, name) for name in ("worker-0", "sink", "notifier")}
+    assert all(beat and beat.get("quarantine") for beat in beats.values()), beats
+    problems = quarantine_problems(probe(settings, int(time.time() * 1000)), int(time.time() * 1000))
+    assert set(problems) == {"worker-0 quarantine", "sink quarantine", "notifier quarantine"}
+    assert all(p and "BadGzipFile" in p for p in problems.values()), problems
+
+    def pipeline_pages() -> list[dict[str, Any]]:
+        return [a for a in (json.loads(line) for line in follow(settings, t.alerts, True, idle_timeout_s=0.5))
+                if a["rule"] == "pipeline_stalled" and a["kind"] == "triggered"]
+
+    assert wait_until(lambda: {"worker-0", "sink", "notifier"} <= {
+        a["reason"].split(":")[0] for a in pipeline_pages() if "BadGzipFile" in (a["reason"] or "")}, 30)
+
+
+def _partition(settings: Settings, key: bytes) -> int:
+    from kafka.partitioner.default import murmur2
+    return (murmur2(key) & 0x7FFFFFFF) % settings.partitions

@@ -33,6 +33,7 @@ from infra.config import Settings
 from infra.heartbeat import write_heartbeat
 from infra.kafka_clients import client_args
 from infra.quarantine import publish as publish_quarantined
+from infra.schema_registry import connect as connect_schema_registry
 from infra.secrets import oncall_token
 from schemas.codec import DecodeError, decode, encode
 from schemas.contract import check_contract
@@ -56,6 +57,7 @@ class Notifier:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        connect_schema_registry(settings)
         policy = load_alert_policy(settings.rules_file)
         self.book = AlertBook(policy, load_detection_config(settings.rules_file), list(settings.webhooks))
         self.stalls = StallDetector(policy.stall_after_s, policy.sink_lag_alert)

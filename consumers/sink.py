@@ -44,6 +44,7 @@ from infra.heartbeat import write_heartbeat
 from infra.kafka_clients import client_args
 from infra.migrations import apply_migrations
 from infra.quarantine import publish as publish_quarantined
+from infra.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode_many
 from schemas.contract import ContractError, check_contract
 
@@ -169,6 +170,7 @@ class ClickHouseSink:
                  keep_running: Callable[[], bool] = lambda: True,
                  fast_plans: dict[bytes, FastSchema] | None = None) -> None:
         self.settings = settings
+        connect_schema_registry(settings)  # before the fast path's prefixes: an external registry's ids
         self.stats = SinkStats()
         self.on_heartbeat = on_heartbeat
         self.keep_running = keep_running

@@ -162,6 +162,13 @@ class KafkaConnection:
         return env
 
 
+def _http_url(env: Mapping[str, str], name: str) -> str | None:
+    url = (env.get(name) or "").strip().rstrip("/")
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={url!r} is not an http:// or https:// URL")
+    return url or None
+
+
 def _spare_cores() -> int:
     """Producers worth running beside the rest of the stack: one per core beyond the first, max 4.
 
@@ -272,7 +279,7 @@ class Settings:
             collector_max_batch=_int(env, "JOURNEY_COLLECTOR_MAX_BATCH", 500),
             collector_rate_per_s=_int(env, "JOURNEY_COLLECTOR_RATE_PER_S", 200),
             kafka=KafkaConnection.from_env(env),
-            external_schema_registry=(env.get("SCHEMA_REGISTRY_URL") or "").rstrip("/") or None,
+            external_schema_registry=_http_url(env, "SCHEMA_REGISTRY_URL"),
             schema_registry_port=_int(env, "JOURNEY_SCHEMA_REGISTRY_PORT", 8081),
         )
 

@@ -41,6 +41,7 @@ from infra.heartbeat import write_heartbeat
 from infra.kafka import last_offsets_from
 from infra.kafka_clients import faust_broker
 from infra.quarantine import attach_to_faust
+from infra.schema_registry import connect as connect_schema_registry
 from schemas.codec import encode
 from schemas.dead_letter import dead_letter_headers
 from streams.batch_consumer import BatchApp, current_messages, seek_back
@@ -125,6 +126,7 @@ class WorkerStats:
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app with the detection agent, the journey table and the idle-deadline timer."""
+    connect_schema_registry(settings)  # ids we do not ship: resolved through the schema registry
     if settings.runs_local_broker:
         _true_changelog_ends(settings)
     app = BatchApp(

@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError
 from infra.config import ConfigError, Settings
 from infra.heartbeat import write_heartbeat
 from infra.kafka_clients import client_args
+from infra.schema_registry import connect as connect_schema_registry
 from streams.collector.app import BrokerUnavailable, create_collector_app
 from streams.collector.feeds import PartitionFeeds
 from streams.collector.intake import Checked
@@ -44,6 +45,7 @@ class Collector:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        connect_schema_registry(settings)  # an external registry's ids for what we write
         self.access = Access.from_settings(settings)
         self.limiter = RateLimiter(settings.collector_rate_per_s)
         self.stats: Counter[str] = Counter()

@@ -126,7 +126,8 @@ def registry_component(settings: Settings) -> Any:
     url = settings.schema_registry_url
     argv = None
     if settings.runs_local_schema_registry:
-        argv = [sys.executable, "-m", "infra.schema_registry_server"]
+        argv = [sys.executable, "-m", "infra.schema_registry_server", "--host", settings.host,
+                "--port", str(settings.schema_registry_port)]
     return Component(name="registry", address=f"{url} (Confluent Schema Registry API)", ready=lambda: reachable(url),
                      argv=argv, port=settings.schema_registry_port if argv else None)
 

@@ -9,6 +9,7 @@ register (compatible both ways with the subject's latest, as `journey schemas ch
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from collections.abc import Callable
@@ -145,8 +146,14 @@ def create_app(api: RegistryApi) -> web.Application:
     return app
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="The stack's schema registry (Confluent API)")
+    parser.add_argument("--host", help="address to bind (default: JOURNEY_HOST)")
+    parser.add_argument("--port", type=int, help="port (default: JOURNEY_SCHEMA_REGISTRY_PORT)")
+    args = parser.parse_args(argv)
     settings = Settings.from_env()
+    settings = settings.with_(host=args.host or settings.host,
+                              schema_registry_port=args.port or settings.schema_registry_port)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     api = RegistryApi(load(settings), topic_subjects(settings), saver(settings))
     app = create_app(api)

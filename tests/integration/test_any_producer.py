@@ -1,7 +1,9 @@
-"""Producers in the wild (issue 18): librdkafka batches with every codec, and batches nobody can read.
+"""Producers in the wild (issue 18): librdkafka batches with every codec, batches nobody can read, and
+Confluent's Avro serdes with their Schema Registry client against the stack's registry.
 
-One worker, one sink and one notifier serve the module, on topics of their own, and write their own
-batches with zstd (KAFKA_COMPRESSION_TYPE), so incidents and alerts are read compressed too.
+One worker, one sink, one notifier and one schema registry serve the module, on topics of their own;
+they write their own batches with zstd (KAFKA_COMPRESSION_TYPE), so incidents and alerts are read
+compressed too.
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import kafka.record.default_records as kafka_records
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.serialization import MessageField, SerializationContext
 from kafka import KafkaProducer
 
 from consumers.pipeline_health import probe, quarantine_problems
@@ -27,8 +34,10 @@ from infra.config import KafkaConnection, Settings
 from infra.heartbeat import read_heartbeat, service_ready
 from infra.kafka import ensure_topics
 from infra.kafka_clients import librdkafka
-from infra.processes import wait_until
+from infra.processes import free_port, wait_until
+from infra.schema_registry import reachable
 from schemas.codec import encode
+from schemas.registry import get_registry
 from streams.dead_letters import read_dead_letters
 from streams.topic_reader import follow
 from tests.integration.test_detection import event, incidents_until, start_worker, stop_worker
@@ -45,22 +54,31 @@ def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
     t = stack_settings.topics
     settings = stack_settings.with_(
         home=tmp_path_factory.mktemp("any-producer"), app_id=f"jt-{suffix}",
-        kafka=KafkaConnection(compression="zstd"),
+        kafka=KafkaConnection(compression="zstd"), schema_registry_port=free_port(),
         topics=type(t)(*(f"{name}-{suffix}" for name in (t.touchpoints, t.dlq, t.incidents, t.alerts, t.silences))))
     ensure_topics(settings, settings.topics.all())
-    procs: dict[str, subprocess.Popen[bytes]] = {"worker": start_worker(settings), "sink": start_sink(settings)}
-    log = open(settings.home / "notifier.log", "ab")  # noqa: SIM115 - closed below
-    procs["notifier"] = subprocess.Popen([sys.executable, "-m", "consumers.notifier"],
-                                         env={**os.environ, **settings.to_env()}, stdout=log, stderr=subprocess.STDOUT)
+    log = open(settings.home / "services.log", "ab")  # noqa: SIM115 - closed below
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def spawn(name: str, module: str) -> None:
+        procs[name] = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **settings.to_env()},
+                                       stdout=log, stderr=subprocess.STDOUT)
+
+    spawn("registry", "infra.schema_registry_server")
     try:
+        assert wait_until(lambda: reachable(settings.schema_registry_url) or procs["registry"].poll() is not None, 30)
+        procs["worker"], procs["sink"] = start_worker(settings), start_sink(settings)
+        spawn("notifier", "consumers.notifier")
         assert wait_until(lambda: service_ready(settings, "notifier") or procs["notifier"].poll() is not None, 60)
         yield {"settings": settings, "procs": procs}
     finally:
-        for name in ("notifier", "sink"):
-            procs[name].terminate()
-            procs[name].wait(timeout=30)
+        for name in ("notifier", "sink", "registry"):
+            if name in procs:
+                procs[name].terminate()
+                procs[name].wait(timeout=30)
         log.close()
-        stop_worker(procs["worker"])
+        if "worker" in procs:
+            stop_worker(procs["worker"])
 
 
 def rows(settings: Settings, table: str, column: str, prefix: str) -> int:
@@ -89,6 +107,7 @@ def test_librdkafka_batches_with_every_codec_are_read_by_every_component(pipelin
             producer.produce(settings.topics.touchpoints, key=journey.encode(), value=encode("touchpoint", e),
                              on_delivery=lambda err, _msg: failed.append(err) if err else None)
         assert producer.flush(15) == 0 and not failed, failed
+        del producer
     found = incidents_until(settings, lambda latest: complaints <= {i["journey_id"] for i in latest.values()})
     assert complaints <= {i["journey_id"] for i in found.values()}
     assert wait_until(lambda: rows(settings, "touchpoints", "event_id", tag) == 40 * len(CODECS), 60)
@@ -173,3 +192,73 @@ def test_an_unreadable_batch_is_quarantined_and_paged_and_nothing_else_is_lost(p
 def _partition(settings: Settings, key: bytes) -> int:
     from kafka.partitioner.default import murmur2
     return (murmur2(key) & 0x7FFFFFFF) % settings.partitions
+
+
+CASES = Path(__file__).resolve().parents[1] / "cases"
+
+
+def _serializer(client: SchemaRegistryClient, schema: str) -> AvroSerializer:
+    return AvroSerializer(client, schema, conf={"auto.register.schemas": True})
+
+
+def test_confluent_avro_serdes_with_the_stacks_registry(pipeline: dict[str, Any]) -> None:
+    settings: Settings = pipeline["settings"]
+    t = settings.topics
+    client = SchemaRegistryClient({"url": settings.schema_registry_url})
+    tag = uuid.uuid4().hex[:6]
+    now = int(time.time() * 1000)
+    v1 = (Path(__file__).resolve().parents[2] / "schemas" / "touchpoint.avsc").read_text()
+    v2 = (CASES / "08-touchpoint-v2-enum-and-optional.avsc").read_text()
+    no_default = (CASES / "08-touchpoint-v2-field-no-default.avsc").read_text()
+
+    def touchpoint(name: str, kind: str, **extra: Any) -> dict[str, Any]:
+        return {"event_id": name, "journey_id": name, "customer_id": f"{name}-guest", "type": kind, "stage": "after",
+                "channel": "pos", "occurred_at": now - 1000, "store_id": "busan-01", "staff_id": None,
+                "request_id": None, "promised_within_s": None, "incident_id": None, "attrs": {}, "source": None,
+                **extra}
+
+    # a newer version, compatible both ways: registered; one with a field without default: refused
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema(f"{t.touchpoints}-value", Schema(no_default, "AVRO"))
+    assert refused.value.http_status_code == 409 and "table_no" in str(refused.value)
+    v2_id = client.register_schema(f"{t.touchpoints}-value", Schema(v2, "AVRO"))
+    assert v2_id not in get_registry().ids()  # an id the tracker does not ship: resolved through the registry
+
+    producer = Producer(librdkafka(settings))
+    context = SerializationContext(t.touchpoints, MessageField.VALUE)
+    sent = [(_serializer(client, v1), touchpoint(f"{tag}-v1", "COMPLAINT_FILED")),
+            (_serializer(client, v2), touchpoint(f"{tag}-v2", "COMPLAINT_FILED", device_sent_at=now)),
+            (_serializer(client, v2), touchpoint(f"{tag}-cleaned", "TABLE_CLEANED", stage="during",
+                                                   device_sent_at=now))]
+    for serializer, record in sent:
+        producer.produce(t.touchpoints, key=record["journey_id"].encode(), value=serializer(record, context))
+    assert producer.flush(15) == 0
+    del producer  # librdkafka's client threads stop with it, not at interpreter exit
+
+    complaints = {f"{tag}-v1", f"{tag}-v2"}
+    found = incidents_until(settings, lambda latest: complaints <= {i["journey_id"] for i in latest.values()})
+    assert complaints <= {i["journey_id"] for i in found.values()}
+    # read, not dead-lettered: the unknown symbol became the reader's default
+    assert wait_until(lambda: rows(settings, "touchpoints", "event_id", tag) == 3, 60)
+    client_ch = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
+    types = client_ch.query("SELECT type FROM journey.touchpoints FINAL WHERE event_id = {e:String}",
+                            parameters={"e": f"{tag}-cleaned"}).result_rows
+    assert types == [("UNKNOWN",)]
+    assert not [d for d in read_dead_letters(settings) if tag.encode() in d.value]
+
+    # incidents and alerts, decoded by Confluent's deserializer with the writer schemas from the registry
+    deserialize = AvroDeserializer(client)
+    reader = Consumer({**librdkafka(settings), "group.id": f"serdes-{tag}", "auto.offset.reset": "earliest"})
+    reader.subscribe([t.incidents, t.alerts])
+    seen: dict[str, set[str]] = {t.incidents: set(), t.alerts: set()}
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline and not all(complaints <= s for s in seen.values()):
+            message = reader.poll(0.5)
+            if message is None or message.error():
+                continue
+            record = deserialize(message.value(), SerializationContext(message.topic(), MessageField.VALUE))
+            seen[message.topic()].add(record["journey_id"])
+    finally:
+        reader.close()
+    assert complaints <= seen[t.incidents] and complaints <= seen[t.alerts], seen

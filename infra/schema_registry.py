@@ -25,7 +25,7 @@ log = logging.getLogger("journey.schema_registry")
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 TIMEOUT_S = 3.0
-MISS_TTL_S = 30.0  # an id the registry did not know is asked for again after this
+MISS_TTL_S = 5.0  # an id the registry did not know is asked again after this (a producer may register it now)
 
 
 def topic_subjects(settings: Settings) -> dict[str, str]:

@@ -24,6 +24,9 @@ from schemas.registry import RegisteredSchema, Registry, SchemaRegistryError
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 COMPATIBILITY = "FULL"
+# Ids given through the API start here, clear of the ids we ship (schemas/registry.json): a version
+# we ship later can never collide with one a producer registered in some JOURNEY_HOME before.
+FIRST_API_ID = 1001
 Response = tuple[int, Any]
 
 
@@ -154,7 +157,7 @@ class RegistryApi:
             return _error(409, 409, f"Schema being registered is incompatible with an earlier schema for subject "
                                     f"\"{subject}\" (compatibility {COMPATIBILITY}), details: {problems}")
         ours = self._ours(subject) or subject
-        schema_id = max(self.registry.ids(), default=0) + 1
+        schema_id = max([FIRST_API_ID - 1, *self.registry.ids()]) + 1
         entry = self.registry.register(schema_id, ours, (versions[-1].version if versions else 0) + 1, schema)
         self.save(entry)
         return 200, {"id": schema_id}

@@ -15,6 +15,7 @@ from kafka import TopicPartition
 
 from infra.config import Settings
 from infra.kafka import consumer
+from infra.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode_many, encode
 from schemas.contract import ContractError, check_contract, parse_json_line
 from schemas.dead_letter import parse_dead_letter_headers
@@ -128,6 +129,7 @@ def replay_dead_letters(settings: Settings, include_still_bad: bool = False) -> 
     then be sent again; duplicates are harmless downstream (deduplicated by `event_id`).
     """
     result = ReplayResult()
+    connect_schema_registry(settings)  # a letter written with a version registered since then now reads
     reader = consumer(settings, group_id=REPLAY_GROUP, consumer_timeout_ms=2000)
     producer = make_producer(settings)
     try:

@@ -8,7 +8,7 @@ from typing import Any
 
 from schemas.codec import decode, encode_with
 from schemas.registry import load_registry
-from schemas.registry_api import RegistryApi
+from schemas.registry_api import FIRST_API_ID, RegistryApi
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 SUBJECTS = {"touchpoints-value": "touchpoint", "incidents-value": "incident", "alerts-value": "alert"}
@@ -51,8 +51,8 @@ def test_compatible_version_registered_once_incompatible_refused_with_the_reason
     v2 = body(CASES / "08-touchpoint-v2-enum-and-optional.avsc")
     assert a.compatibility("touchpoints-value", "latest", v2) == (200, {"is_compatible": True})
     status, registered = a.register("touchpoints-value", v2)
-    assert status == 200 and registered["id"] == 6 and [e.id for e in saved] == [6]
-    assert a.register("touchpoints-value", v2) == (200, {"id": 6}) and len(saved) == 1
+    assert status == 200 and registered["id"] == FIRST_API_ID and [e.id for e in saved] == [FIRST_API_ID]
+    assert a.register("touchpoints-value", v2) == (200, {"id": FIRST_API_ID}) and len(saved) == 1
     assert a.get_version("touchpoints-value", "latest")[1]["version"] == 2
     no_default = body(CASES / "08-touchpoint-v2-field-no-default.avsc")
     status, error = a.register("touchpoints-value", no_default)
@@ -86,11 +86,11 @@ def test_an_id_resolved_through_a_registry_is_read_and_never_becomes_ours() -> N
     record = {"event_id": "e", "journey_id": "j", "customer_id": None, "type": "TABLE_CLEANED", "stage": "during",
               "channel": "pos", "occurred_at": 1, "store_id": None, "staff_id": None, "request_id": None,
               "promised_within_s": None, "incident_id": None, "attrs": {}, "source": None, "device_sent_at": 5}
-    data = encode_with(6, record, served.registry)
+    data = encode_with(FIRST_API_ID, record, served.registry)
     read = decode(data, "touchpoint", ours)
     assert read["type"] == "UNKNOWN" and "device_sent_at" not in read  # Avro resolution with our reader
     decode(data, "touchpoint", ours)
-    assert asked == [6]  # cached
+    assert asked == [FIRST_API_ID]  # cached
     assert ours.latest("touchpoint").id == 1  # what we write and read with stays ours
 
 

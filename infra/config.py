@@ -51,6 +51,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | KAFKA_SSL_CHECK_HOSTNAME | true | verify that the broker's certificate names the host we connect to |
 | KAFKA_COMPRESSION_TYPE | none | codec of the batches we produce: none, gzip, snappy, lz4 or zstd (all are read) |
 | SCHEMA_REGISTRY_URL | (unset) | use this Confluent-compatible schema registry; no local one is started |
+| SCHEMA_REGISTRY_BASIC_AUTH | (unset) | `user:password` for that registry (Confluent Cloud: API key:secret); secret |
 | JOURNEY_SCHEMA_REGISTRY_PORT | 8081 | port of the local schema registry (Confluent Schema Registry API) |
 """
 
@@ -230,6 +231,7 @@ class Settings:
     collector_rate_per_s: int = 200
     kafka: KafkaConnection = field(default_factory=KafkaConnection)
     external_schema_registry: str | None = None
+    schema_registry_auth: str = field(default="", repr=False)
     schema_registry_port: int = 8081
 
     @classmethod
@@ -280,6 +282,7 @@ class Settings:
             collector_rate_per_s=_int(env, "JOURNEY_COLLECTOR_RATE_PER_S", 200),
             kafka=KafkaConnection.from_env(env),
             external_schema_registry=_http_url(env, "SCHEMA_REGISTRY_URL"),
+            schema_registry_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH", ""),
             schema_registry_port=_int(env, "JOURNEY_SCHEMA_REGISTRY_PORT", 8081),
         )
 
@@ -310,6 +313,8 @@ class Settings:
         }
         if self.external_schema_registry:
             env["SCHEMA_REGISTRY_URL"] = self.external_schema_registry
+        if self.schema_registry_auth:
+            env["SCHEMA_REGISTRY_BASIC_AUTH"] = self.schema_registry_auth
         if self.external_kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.external_kafka
         if self.external_clickhouse:

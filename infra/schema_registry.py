@@ -9,6 +9,7 @@ there first, under `<topic>-value`, and the process uses the ids that registry g
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import sys
@@ -35,13 +36,18 @@ def topic_subjects(settings: Settings) -> dict[str, str]:
             f"{t.alerts}-value": "alert", f"{t.silences}-value": "silence"}
 
 
-def call(url: str, path: str, body: Any = None, timeout_s: float = TIMEOUT_S) -> tuple[int, Any]:
-    """One request to a schema registry: (status, decoded JSON body). Raises OSError when unreachable."""
+def call(url: str, path: str, body: Any = None, timeout_s: float = TIMEOUT_S, auth: str = "") -> tuple[int, Any]:
+    """One request to a schema registry: (status, decoded JSON body). Raises OSError when unreachable.
+
+    `auth`: `user:password` for HTTP basic authentication (SCHEMA_REGISTRY_BASIC_AUTH).
+    """
     data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
     # http(s) only: Settings refuses any other scheme in SCHEMA_REGISTRY_URL
     request = urllib.request.Request(  # noqa: S310
-        f"{url.rstrip('/')}{path}", data=data, method="GET" if body is None else "POST",
-        headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE})
+        f"{url.rstrip('/')}{path}", data=data, method="GET" if body is None else "POST", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             return response.status, json.loads(response.read() or b"null")
@@ -55,20 +61,21 @@ def call(url: str, path: str, body: Any = None, timeout_s: float = TIMEOUT_S) ->
 class RegistryResolver:
     """Looks schema ids up in a registry (GET /schemas/ids/{id} and its /versions)."""
 
-    def __init__(self, url: str, subjects: dict[str, str]) -> None:
+    def __init__(self, url: str, subjects: dict[str, str], auth: str = "") -> None:
         self.url = url
         self.subjects = subjects
+        self._auth = auth
         self._misses: dict[int, float] = {}
 
     def __call__(self, schema_id: int) -> tuple[str, int, dict[str, Any]] | None:
         if time.monotonic() < self._misses.get(schema_id, 0.0):
             return None
         try:
-            status, body = call(self.url, f"/schemas/ids/{schema_id}")
+            status, body = call(self.url, f"/schemas/ids/{schema_id}", auth=self._auth)
             if status == 200:
                 raw = json.loads(body["schema"])
                 Registry.parse(raw)  # an invalid schema is as good as none
-                status, versions = call(self.url, f"/schemas/ids/{schema_id}/versions")
+                status, versions = call(self.url, f"/schemas/ids/{schema_id}/versions", auth=self._auth)
                 subject, version = ((versions[0]["subject"], int(versions[0]["version"]))
                                     if status == 200 and versions else ("", 0))
                 log.info("schema id %d resolved through %s: %s version %d", schema_id, self.url, subject, version)
@@ -90,7 +97,7 @@ def register_ours(settings: Settings, registry: Registry) -> dict[int, int]:
             subject = theirs.get(ours, ours)
             try:
                 status, body = call(settings.schema_registry_url, f"/subjects/{subject}/versions",
-                                    {"schema": json.dumps(entry.raw)})
+                                    {"schema": json.dumps(entry.raw)}, auth=settings.schema_registry_auth)
             except OSError as exc:
                 raise JourneyError(f"schema registry not reachable at {settings.schema_registry_url} ({exc}); "
                                    "unset SCHEMA_REGISTRY_URL to use the local stack's") from None
@@ -114,7 +121,7 @@ def connect(settings: Settings, registry: Registry | None = None) -> Registry:
         return registry
     if settings.external_schema_registry:
         registry.renumber(register_ours(settings, registry))
-    registry.resolver = RegistryResolver(url, topic_subjects(settings))
+    registry.resolver = RegistryResolver(url, topic_subjects(settings), settings.schema_registry_auth)
     _connected.add(url)
     return registry
 
@@ -128,12 +135,13 @@ def registry_component(settings: Settings) -> Any:
     if settings.runs_local_schema_registry:
         argv = [sys.executable, "-m", "infra.schema_registry_server", "--host", settings.host,
                 "--port", str(settings.schema_registry_port)]
-    return Component(name="registry", address=f"{url} (Confluent Schema Registry API)", ready=lambda: reachable(url),
+    return Component(name="registry", address=f"{url} (Confluent Schema Registry API)",
+                     ready=lambda: reachable(url, settings.schema_registry_auth),
                      argv=argv, port=settings.schema_registry_port if argv else None)
 
 
-def reachable(url: str) -> bool:
+def reachable(url: str, auth: str = "") -> bool:
     try:
-        return call(url, "/subjects", timeout_s=1.0)[0] == 200
+        return call(url, "/subjects", timeout_s=1.0, auth=auth)[0] == 200
     except OSError:
         return False

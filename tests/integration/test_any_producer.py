@@ -253,7 +253,7 @@ def test_confluent_avro_serdes_with_the_stacks_registry(pipeline: dict[str, Any]
     reader = Consumer({**librdkafka(settings), "group.id": f"serdes-{tag}", "auto.offset.reset": "earliest"})
     reader.subscribe([t.incidents, t.alerts])
     seen: dict[str, set[str]] = {t.incidents: set(), t.alerts: set()}
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a group join on Tansu alone takes about one session timeout
     try:
         while time.monotonic() < deadline and not all(complaints <= s for s in seen.values()):
             message = reader.poll(0.5)

@@ -32,6 +32,9 @@ from consumers.recovery_actions import ActionRefused, check_action, recovery_eve
 from consumers.webhooks import WebhookDispatcher
 from infra.config import Settings
 from infra.heartbeat import write_heartbeat
+from infra.kafka_clients import client_args
+from infra.quarantine import publish as publish_quarantined
+from infra.schema_registry import connect as connect_schema_registry
 from infra.secrets import oncall_token
 from schemas.codec import DecodeError, decode, encode
 from schemas.contract import check_contract
@@ -55,6 +58,7 @@ class Notifier:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        connect_schema_registry(settings)
         policy = load_alert_policy(settings.rules_file)
         detection = load_detection_config(settings.rules_file, settings.stores_file)
         self.book = AlertBook(policy, detection, list(settings.webhooks))
@@ -129,7 +133,7 @@ class Notifier:
         s = self.settings
         # No idempotence: Tansu answers aiokafka's InitProducerId with an unknown error. A retried
         # send can repeat an alert; its deterministic alert_id collapses it in ClickHouse.
-        self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", linger_ms=0)
+        self.producer = AIOKafkaProducer(**client_args(s, producer=True), acks="all", linger_ms=0)
         await self.producer.start()
         await self.webhooks.start()
         app = add_dashboard(create_web_app(self), s, self.token)  # the managers' dashboard beside the on-call page
@@ -140,7 +144,7 @@ class Notifier:
             await self._restore()
             # A short fetch wait: the broker answers an empty fetch after it, and a new incident
             # waits for the next fetch (Tansu does not cut the wait short when data arrives).
-            reader = AIOKafkaConsumer(s.topics.silences, s.topics.incidents, bootstrap_servers=s.bootstrap_servers,
+            reader = AIOKafkaConsumer(s.topics.silences, s.topics.incidents, **client_args(s),
                                       group_id=None, auto_offset_reset="earliest", enable_auto_commit=False,
                                       fetch_max_wait_ms=FETCH_WAIT_MS)
             await reader.start()
@@ -159,7 +163,7 @@ class Notifier:
     async def _restore(self) -> None:
         """Rebuild the alert state from the alerts topic (read to its end)."""
         s = self.settings
-        reader = AIOKafkaConsumer(s.topics.alerts, bootstrap_servers=s.bootstrap_servers, group_id=None,
+        reader = AIOKafkaConsumer(s.topics.alerts, **client_args(s), group_id=None,
                                   auto_offset_reset="earliest", enable_auto_commit=False)
         await reader.start()
         try:
@@ -197,6 +201,7 @@ class Notifier:
                         log.warning("%s: skipping an unreadable record at offset %d (%s)", message.topic,
                                     message.offset, exc)
             await self._publish(alerts)
+            await publish_quarantined(self.settings, self.producer)
 
     async def _clock(self) -> None:
         while not self._stop.is_set():

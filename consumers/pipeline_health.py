@@ -18,6 +18,7 @@ from kafka.errors import KafkaError
 
 from infra.config import Settings
 from infra.heartbeat import read_heartbeat
+from infra.kafka_clients import client_args
 
 
 def worker_names(settings: Settings) -> list[str]:
@@ -55,12 +56,15 @@ def probe(settings: Settings, now_ms: int) -> dict[str, Any]:
     sink = read_heartbeat(settings, "sink")
     if sink is not None:
         snapshot["sink"] = {"heartbeat_age_s": round((now_ms - sink.get("at", 0)) / 1000, 1)}
+    beats = {**workers, "sink": sink, "notifier": read_heartbeat(settings, "notifier")}
+    snapshot["quarantine"] = {name: beat["quarantine"] for name, beat in beats.items()
+                              if beat is not None and beat.get("quarantine")}
     try:
-        admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000,
+        admin = KafkaAdminClient(**client_args(settings), request_timeout_ms=5000,
                                  bootstrap_timeout_ms=3000)
     except (KafkaError, ValueError):
         return snapshot
-    reader = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, request_timeout_ms=5000)
+    reader = KafkaConsumer(**client_args(settings), group_id=None, request_timeout_ms=5000)
     try:
         t = settings.topics
         snapshot["worker_lag"] = _group_lag(admin, reader, settings.app_id, [t.touchpoints])
@@ -74,6 +78,22 @@ def probe(settings: Settings, now_ms: int) -> dict[str, Any]:
         reader.close()
         admin.close()
     return snapshot
+
+
+QUARANTINE_PAGE_S = 900  # a quarantined batch keeps its page open this long after the last one
+
+
+def quarantine_problems(snapshot: dict[str, Any], now: int) -> dict[str, str | None]:
+    """A page per component that set a record batch aside recently (infra/quarantine.py), naming the
+    batch and the real cause; each resolves QUARANTINE_PAGE_S after that component's last one."""
+    problems: dict[str, str | None] = {}
+    for name, summary in snapshot.get("quarantine", {}).items():
+        last = summary["last"]
+        recent = now - last["at"] <= QUARANTINE_PAGE_S * 1000
+        problems[f"{name} quarantine"] = (
+            f"{name}: {summary['count']} record batch(es) could not be read and were set aside in the dead-letter "
+            f"topic; last: {summary['reason']}") if recent else None
+    return problems
 
 
 @dataclass
@@ -107,6 +127,7 @@ class StallDetector:
             problems[name] = problem
         if snapshot["sink"] is not None:
             problems["sink"] = self._sink_problem(snapshot, now, limit_ms)
+        problems.update(quarantine_problems(snapshot, now))
         if snapshot["dead_letters"] is not None:
             if self._dead_letters is not None and now > self._dead_letters[1]:
                 count, at = self._dead_letters

@@ -41,8 +41,11 @@ from infra.clickhouse import get_client
 from infra.config import Settings
 from infra.errors import JourneyError
 from infra.heartbeat import write_heartbeat
+from infra.kafka_clients import client_args
 from infra.migrations import apply_migrations
+from infra.quarantine import publish as publish_quarantined
 from infra.restore import keep_first_detection, restored_incident_versions
+from infra.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode_many
 from schemas.contract import ContractError, check_contract
 
@@ -177,6 +180,7 @@ class ClickHouseSink:
                  keep_running: Callable[[], bool] = lambda: True,
                  fast_plans: dict[bytes, FastSchema] | None = None) -> None:
         self.settings = settings
+        connect_schema_registry(settings)  # before the fast path's prefixes: an external registry's ids
         self.stats = SinkStats()
         self.on_heartbeat = on_heartbeat
         self.keep_running = keep_running
@@ -301,7 +305,7 @@ class ClickHouseSink:
         settings, topics = self.settings, self.settings.topics
         await self.insert_with_retry(Batch())  # connects and applies migrations (retrying while ClickHouse is down)
         reader = AIOKafkaConsumer(
-            topics.touchpoints, topics.incidents, topics.alerts, bootstrap_servers=settings.bootstrap_servers,
+            topics.touchpoints, topics.incidents, topics.alerts, **client_args(settings),
             group_id=f"{settings.app_id}-sink", enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),
@@ -330,6 +334,7 @@ class ClickHouseSink:
 
     async def _store(self, reader: AIOKafkaConsumer, messages: list[Any]) -> None:
         rows, skipped = await self.write(messages)
+        await publish_quarantined(self.settings)  # batches read past: dead-lettered before the commit passes them
         await self._commit(reader, messages)  # only after ClickHouse acknowledged every row
         self.stats.rows += rows
         self.stats.batches += 1

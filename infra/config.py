@@ -48,6 +48,18 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_SQUARE_NOTIFICATION_URL | (unset) | the notification URL exactly as registered with Square (Square signs it) |
 | JOURNEY_WOOCOMMERCE_WEBHOOK_SECRET | (unset: 404) | WooCommerce webhooks' secret; secret: never logged |
 | JOURNEY_PLATFORM_PROMISE_S | 0 | promise of a platform order that states none (0: the rules' ORDER_PLACED default) |
+| KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (every Kafka client) |
+| KAFKA_SASL_MECHANISM | PLAIN | with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 |
+| KAFKA_SASL_USERNAME | (unset) | SASL user (required with SASL_*) |
+| KAFKA_SASL_PASSWORD | (unset) | SASL password (required with SASL_*); secret: never logged |
+| KAFKA_SSL_CAFILE | (system CAs) | with SSL/SASL_SSL: PEM file of the CAs that sign the brokers' certificates |
+| KAFKA_SSL_CERTFILE | (unset) | with SSL/SASL_SSL: client certificate (PEM) for brokers that require one (mTLS) |
+| KAFKA_SSL_KEYFILE | (unset) | its private key (PEM) |
+| KAFKA_SSL_CHECK_HOSTNAME | true | verify that the broker's certificate names the host we connect to |
+| KAFKA_COMPRESSION_TYPE | none | codec of the batches we produce: none, gzip, snappy, lz4 or zstd (all are read) |
+| SCHEMA_REGISTRY_URL | (unset) | use this Confluent-compatible schema registry; no local one is started |
+| SCHEMA_REGISTRY_BASIC_AUTH | (unset) | `user:password` for that registry (Confluent Cloud: API key:secret); secret |
+| JOURNEY_SCHEMA_REGISTRY_PORT | 8081 | port of the local schema registry (Confluent Schema Registry API) |
 """
 
 from __future__ import annotations
@@ -97,6 +109,83 @@ def _share(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 <= value <= 1:
         raise ConfigError(f"{name}={raw!r} is not a share between 0 and 1 (0.9 means 90%); fix it or unset it")
     return value
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+COMPRESSION_TYPES = ("none", "gzip", "snappy", "lz4", "zstd")
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = (env.get(name) or default).strip()
+    canonical = {a.upper(): a for a in allowed}.get(value.upper())
+    if canonical is None:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(allowed)}")
+    return canonical
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """How every Kafka client reaches the cluster: security protocol, SASL, TLS, and the codec it writes."""
+
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str = field(default="", repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+    compression: str = "none"
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> KafkaConnection:
+        conn = cls(
+            security_protocol=_choice(env, "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", SECURITY_PROTOCOLS),
+            sasl_mechanism=_choice(env, "KAFKA_SASL_MECHANISM", "PLAIN", SASL_MECHANISMS),
+            sasl_username=env.get("KAFKA_SASL_USERNAME") or None,
+            sasl_password=env.get("KAFKA_SASL_PASSWORD", ""),
+            ssl_cafile=env.get("KAFKA_SSL_CAFILE") or None,
+            ssl_certfile=env.get("KAFKA_SSL_CERTFILE") or None,
+            ssl_keyfile=env.get("KAFKA_SSL_KEYFILE") or None,
+            ssl_check_hostname=(env.get("KAFKA_SSL_CHECK_HOSTNAME") or "true").strip().lower()
+            not in ("0", "false", "no"),
+            compression=_choice(env, "KAFKA_COMPRESSION_TYPE", "none", COMPRESSION_TYPES),
+        )
+        if conn.uses_sasl and not (conn.sasl_username and conn.sasl_password):
+            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={conn.security_protocol} needs KAFKA_SASL_USERNAME and "
+                              "KAFKA_SASL_PASSWORD")
+        for name, path in (("KAFKA_SSL_CAFILE", conn.ssl_cafile), ("KAFKA_SSL_CERTFILE", conn.ssl_certfile),
+                           ("KAFKA_SSL_KEYFILE", conn.ssl_keyfile)):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{name}={path!r}: no such file")
+        if bool(conn.ssl_certfile) != bool(conn.ssl_keyfile):
+            raise ConfigError("KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE go together: set both or neither")
+        return conn
+
+    def to_env(self) -> dict[str, str]:
+        env = {"KAFKA_SECURITY_PROTOCOL": self.security_protocol, "KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+               "KAFKA_SSL_CHECK_HOSTNAME": "true" if self.ssl_check_hostname else "false",
+               "KAFKA_COMPRESSION_TYPE": self.compression}
+        for name, value in (("KAFKA_SASL_USERNAME", self.sasl_username), ("KAFKA_SASL_PASSWORD", self.sasl_password),
+                            ("KAFKA_SSL_CAFILE", self.ssl_cafile), ("KAFKA_SSL_CERTFILE", self.ssl_certfile),
+                            ("KAFKA_SSL_KEYFILE", self.ssl_keyfile)):
+            if value:
+                env[name] = value
+        return env
+
+
+def _http_url(env: Mapping[str, str], name: str) -> str | None:
+    url = (env.get(name) or "").strip().rstrip("/")
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}={url!r} is not an http:// or https:// URL")
+    return url or None
 
 
 def _spare_cores() -> int:
@@ -165,6 +254,10 @@ class Settings:
     square_notification_url: str = ""
     woocommerce_webhook_secret: str = field(default="", repr=False)
     platform_promise_s: int = 0
+    kafka: KafkaConnection = field(default_factory=KafkaConnection)
+    external_schema_registry: str | None = None
+    schema_registry_auth: str = field(default="", repr=False)
+    schema_registry_port: int = 8081
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -222,6 +315,10 @@ class Settings:
             square_notification_url=env.get("JOURNEY_SQUARE_NOTIFICATION_URL", ""),
             woocommerce_webhook_secret=env.get("JOURNEY_WOOCOMMERCE_WEBHOOK_SECRET", ""),
             platform_promise_s=max(0, _int(env, "JOURNEY_PLATFORM_PROMISE_S", 0)),
+            kafka=KafkaConnection.from_env(env),
+            external_schema_registry=_http_url(env, "SCHEMA_REGISTRY_URL"),
+            schema_registry_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH", ""),
+            schema_registry_port=_int(env, "JOURNEY_SCHEMA_REGISTRY_PORT", 8081),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -252,7 +349,13 @@ class Settings:
             "JOURNEY_SQUARE_NOTIFICATION_URL": self.square_notification_url,
             "JOURNEY_WOOCOMMERCE_WEBHOOK_SECRET": self.woocommerce_webhook_secret,
             "JOURNEY_PLATFORM_PROMISE_S": str(self.platform_promise_s),
+            "JOURNEY_SCHEMA_REGISTRY_PORT": str(self.schema_registry_port),
+            **self.kafka.to_env(),
         }
+        if self.external_schema_registry:
+            env["SCHEMA_REGISTRY_URL"] = self.external_schema_registry
+        if self.schema_registry_auth:
+            env["SCHEMA_REGISTRY_BASIC_AUTH"] = self.schema_registry_auth
         if self.external_kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.external_kafka
         if self.external_clickhouse:
@@ -278,6 +381,15 @@ class Settings:
     def clickhouse_url(self) -> str:
         """ClickHouse HTTP URL: the external server, or the local endpoint."""
         return (self.external_clickhouse or f"http://{self.host}:{self.clickhouse_port}").rstrip("/")
+
+    @property
+    def schema_registry_url(self) -> str:
+        """Schema registry URL: the external one, or the local stack's."""
+        return self.external_schema_registry or f"http://{self.host}:{self.schema_registry_port}"
+
+    @property
+    def runs_local_schema_registry(self) -> bool:
+        return self.external_schema_registry is None
 
     @property
     def runs_local_broker(self) -> bool:

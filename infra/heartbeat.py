@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.config import Settings
+from infra.quarantine import QUARANTINE
 
 FRESH_MS = 5000
 
@@ -23,7 +24,9 @@ def write_heartbeat(settings: Settings, name: str, data: dict[str, Any]) -> None
     path = heartbeat_path(settings, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"pid": os.getpid(), "at": int(time.time() * 1000), "ready": True, **data}))
+    quarantined = QUARANTINE.summary()  # batches this process could not read (infra/quarantine.py)
+    extra = {"quarantine": quarantined} if quarantined else {}
+    tmp.write_text(json.dumps({"pid": os.getpid(), "at": int(time.time() * 1000), "ready": True, **data, **extra}))
     tmp.replace(path)
 
 

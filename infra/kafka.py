@@ -13,6 +13,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from infra.config import Settings
 from infra.errors import JourneyError
+from infra.kafka_clients import client_args
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +23,14 @@ def _first_address(bootstrap: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def broker_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
-    """True when the broker answers a metadata request (not merely accepts TCP)."""
+def broker_reachable(bootstrap: str, timeout_s: float = 2.0, settings: Settings | None = None) -> bool:
+    """True when the broker answers a metadata request (not merely accepts TCP), authenticating
+    as `settings` say."""
     try:
         with socket.create_connection(_first_address(bootstrap), timeout=timeout_s):
             pass
         admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
+            **{**(client_args(settings) if settings else {}), "bootstrap_servers": bootstrap},
             request_timeout_ms=int(timeout_s * 1000),
             bootstrap_timeout_ms=int(timeout_s * 1000),
         )
@@ -45,7 +47,7 @@ def broker_reachable(bootstrap: str, timeout_s: float = 2.0) -> bool:
 
 def require_broker(settings: Settings, timeout_s: float = 3.0) -> None:
     """Fail fast with one clear line when the broker cannot be reached."""
-    if not broker_reachable(settings.bootstrap_servers, timeout_s):
+    if not broker_reachable(settings.bootstrap_servers, timeout_s, settings):
         raise JourneyError(
             f"Kafka broker not reachable at {settings.bootstrap_servers}: start the local stack "
             "with `journey up -d`, or set KAFKA_BOOTSTRAP_SERVERS to a running cluster"
@@ -56,7 +58,7 @@ def admin_client(settings: Settings) -> KafkaAdminClient:
     """An admin client for the configured cluster (clear error when it is down)."""
     try:
         return KafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers,
+            **client_args(settings),
             request_timeout_ms=10000,
             bootstrap_timeout_ms=5000,
         )
@@ -91,7 +93,7 @@ def ensure_topics(
 def consumer(settings: Settings, *topics: str, group_id: str | None = None, **kw: object) -> KafkaConsumer:
     """A kafka-python consumer with the stack's group timeouts (short: Tansu joins wait one)."""
     defaults: dict[str, object] = {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **client_args(settings),
         "group_id": group_id,
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": max(100, settings.session_timeout_ms // 3),
@@ -102,7 +104,7 @@ def consumer(settings: Settings, *topics: str, group_id: str | None = None, **kw
     return KafkaConsumer(*topics, **defaults)
 
 
-def last_offsets_from(bootstrap: str, starts: dict[tuple[str, int], int], timeout_s: float = 10.0) -> dict[
+def last_offsets_from(settings: Settings, starts: dict[tuple[str, int], int], timeout_s: float = 10.0) -> dict[
         tuple[str, int], int]:
     """The offset of the last record of each (topic, partition), reading from `starts` (-1: empty).
 
@@ -114,7 +116,7 @@ def last_offsets_from(bootstrap: str, starts: dict[tuple[str, int], int], timeou
     wanted = {TopicPartition(t, p): start for (t, p), start in starts.items() if start >= 0}
     if not wanted:
         return result
-    reader = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    reader = KafkaConsumer(**client_args(settings), enable_auto_commit=False)
     try:
         reader.assign(list(wanted))
         for tp, start in wanted.items():

@@ -13,6 +13,7 @@ from infra.clickhouse import get_client
 from infra.config import Settings
 from infra.errors import JourneyError
 from infra.kafka import consumer, ensure_topics
+from infra.kafka_clients import client_args
 
 
 def kafka_round_trip(settings: Settings, count: int = 100) -> float:
@@ -20,7 +21,7 @@ def kafka_round_trip(settings: Settings, count: int = 100) -> float:
     topic = f"smoke-{uuid.uuid4().hex[:8]}"
     ensure_topics(settings, [topic], partitions=2)
     started = time.monotonic()
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = KafkaProducer(**client_args(settings, producer=True), acks="all")
     try:
         for i in range(count):
             producer.send(topic, key=f"k{i % 7}".encode(), value=f"m{i}".encode())

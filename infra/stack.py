@@ -25,6 +25,7 @@ from infra.config import Settings
 from infra.errors import JourneyError
 from infra.kafka import broker_reachable, ensure_topics
 from infra.migrations import apply_migrations
+from infra.schema_registry import registry_component
 
 TANSU_ENV = "JOURNEY_TANSU_BIN"
 
@@ -85,7 +86,7 @@ def broker_component(settings: Settings) -> Component:
     return Component(
         name="broker",
         address=bootstrap,
-        ready=lambda: broker_reachable(bootstrap, timeout_s=1.0),
+        ready=lambda: broker_reachable(bootstrap, timeout_s=1.0, settings=settings),
         argv=argv,
         port=settings.kafka_port if settings.runs_local_broker else None,
     )
@@ -120,7 +121,8 @@ def clickhouse_component(settings: Settings) -> Component:
 
 
 PORT_VARIABLES = {"broker": "JOURNEY_KAFKA_PORT", "clickhouse": "JOURNEY_CLICKHOUSE_PORT",
-                  "notifier": "JOURNEY_WEB_PORT", "collector": "JOURNEY_COLLECTOR_PORT"}
+                  "notifier": "JOURNEY_WEB_PORT", "collector": "JOURNEY_COLLECTOR_PORT",
+                  "registry": "JOURNEY_SCHEMA_REGISTRY_PORT"}
 
 # Services (workers, sink, notifier, collector) register a factory here; each returns its
 # components (none when it does not apply). They start after the servers, in this order.
@@ -129,7 +131,7 @@ SERVICE_FACTORIES: list[Callable[[Settings], list[Component]]] = []
 
 def plan(settings: Settings, with_services: bool = True) -> list[Component]:
     """The components of the stack, in start order."""
-    components = [broker_component(settings), clickhouse_component(settings)]
+    components = [broker_component(settings), clickhouse_component(settings), registry_component(settings)]
     if with_services:
         for factory in SERVICE_FACTORIES:
             components.extend(factory(settings))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -50,18 +51,36 @@ class SchemaRegistryError(LookupError):
     """Unknown subject or schema id."""
 
 
+# An id not registered here -> (subject, version, schema) from a schema registry, or None (unknown there too)
+Resolver = Callable[[int], "tuple[str, int, dict[str, Any]] | None"]
+
+
 class Registry:
-    """Schemas by id and by subject; extra versions can be registered at run time (tests)."""
+    """Schemas by id and by subject; extra versions can be registered at run time (tests).
+
+    With a resolver (a schema registry: infra/schema_registry.py), an unknown id is looked up
+    there once and kept as a writer schema only: messages written with it are read through Avro
+    schema resolution, while our reader and writer versions (`latest`) stay the ones we ship.
+    """
 
     def __init__(self) -> None:
         self._by_id: dict[int, RegisteredSchema] = {}
         self._by_subject: dict[str, list[RegisteredSchema]] = {}
+        self.resolver: Resolver | None = None
+
+    @staticmethod
+    def parse(raw: dict[str, Any]) -> Any:
+        """fastavro's parsed form of a schema, logical types stripped (what the codec uses); raises on invalid."""
+        return parse_schema(strip_logical_types(copy.deepcopy(raw)))
+
+    def ids(self) -> list[int]:
+        return list(self._by_id)
 
     def register(self, schema_id: int, subject: str, version: int, raw: dict[str, Any]) -> RegisteredSchema:
         """Add a version; the id must be new, the version higher than the subject's latest."""
         if schema_id in self._by_id:
             raise ValueError(f"schema id {schema_id} is already registered")
-        parsed = parse_schema(strip_logical_types(copy.deepcopy(raw)))
+        parsed = self.parse(raw)
         entry = RegisteredSchema(schema_id, subject, version, raw, parsed, compile_writer(parsed))
         self._by_id[schema_id] = entry
         versions = self._by_subject.setdefault(subject, [])
@@ -70,10 +89,16 @@ class Registry:
         return entry
 
     def by_id(self, schema_id: int) -> RegisteredSchema:
-        try:
-            return self._by_id[schema_id]
-        except KeyError:
-            raise SchemaRegistryError(f"unknown schema id {schema_id}") from None
+        entry = self._by_id.get(schema_id)
+        if entry is not None:
+            return entry
+        found = self.resolver(schema_id) if self.resolver is not None else None
+        if found is None:
+            raise SchemaRegistryError(f"unknown schema id {schema_id}")
+        subject, version, raw = found
+        parsed = self.parse(raw)
+        entry = self._by_id[schema_id] = RegisteredSchema(schema_id, subject, version, raw, parsed)
+        return entry
 
     def versions(self, subject: str) -> list[RegisteredSchema]:
         try:
@@ -88,6 +113,12 @@ class Registry:
 
     def subjects(self) -> list[str]:
         return sorted(self._by_subject)
+
+    def renumber(self, ids: dict[int, int]) -> None:
+        """Give registered versions other ids (`old -> new`): those an external schema registry assigned."""
+        new = {old: replace(e, id=ids.get(old, old)) for old, e in self._by_id.items()}
+        self._by_id = {e.id: e for e in new.values()}
+        self._by_subject = {s: [new[e.id] for e in versions] for s, versions in self._by_subject.items()}
 
     def unregister(self, schema_id: int) -> None:
         """Remove a version (tests that register temporary versions clean up with this)."""

@@ -15,6 +15,8 @@ from kafka import TopicPartition
 
 from infra.config import Settings
 from infra.kafka import consumer
+from infra.quarantine import KIND as QUARANTINE_KIND
+from infra.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode_many, encode
 from schemas.contract import ContractError, check_contract, parse_json_line
 from schemas.dead_letter import parse_dead_letter_headers
@@ -33,6 +35,7 @@ class DeadLetter:
     value: bytes
     reason: str
     origin: str
+    kind: str = ""  # what failed: decode, contract, quarantine (a whole record batch; no bytes here)
 
     def preview(self, width: int = 40) -> str:
         text = self.value[:width].decode("latin-1")
@@ -57,7 +60,7 @@ def _to_letter(message: Any) -> DeadLetter:
         origin = f"{info.get('source_topic', '?')} line {info.get('offset', '?')}"
     return DeadLetter(
         message.partition, message.offset, message.key, message.value or b"",
-        str(info.get("reason", "unknown")), origin,
+        str(info.get("reason", "unknown")), origin, str(info.get("kind", "")),
     )
 
 
@@ -128,6 +131,7 @@ def replay_dead_letters(settings: Settings, include_still_bad: bool = False) -> 
     then be sent again; duplicates are harmless downstream (deduplicated by `event_id`).
     """
     result = ReplayResult()
+    connect_schema_registry(settings)  # a letter written with a version registered since then now reads
     reader = consumer(settings, group_id=REPLAY_GROUP, consumer_timeout_ms=2000)
     producer = make_producer(settings)
     try:
@@ -146,6 +150,10 @@ def replay_dead_letters(settings: Settings, include_still_bad: bool = False) -> 
         blocked: set[int] = set()
         for letter in letters:
             tp = TopicPartition(settings.topics.dlq, letter.partition)
+            if letter.kind == QUARANTINE_KIND:  # a report of a batch no client could read: nothing to re-send
+                if letter.partition not in blocked:
+                    commit_to[tp] = letter.offset + 1
+                continue
             key, value, still_bad = repaired(letter)
             if still_bad is not None and not include_still_bad:
                 result.still_bad += 1

@@ -21,6 +21,7 @@ from kafka import KafkaConsumer
 
 from infra import stack
 from infra.config import Settings
+from infra.kafka_clients import client_args
 from schemas.codec import DecodeError, decode
 from streams.emitter import TouchpointEmitter
 from streams.ground_truth import compare
@@ -51,7 +52,7 @@ class RunFollower:
 
     def _run(self) -> None:
         topics = self.settings.topics
-        reader = KafkaConsumer(topics.incidents, topics.alerts, bootstrap_servers=self.settings.bootstrap_servers,
+        reader = KafkaConsumer(topics.incidents, topics.alerts, **client_args(self.settings),
                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
         try:
             while not self._stop.is_set():

@@ -23,6 +23,8 @@ from kafka.partitioner.default import murmur2
 
 from infra.config import Settings
 from infra.errors import JourneyError
+from infra.kafka_clients import client_args
+from infra.schema_registry import connect as connect_schema_registry
 from schemas.codec import encode
 from schemas.contract import validate_event
 from schemas.dead_letter import dead_letter_headers
@@ -58,7 +60,7 @@ def delivery_error(failed: list[tuple[str, str]]) -> DeliveryError:
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """The producer settings every touchpoint writer shares (emitter, collector, replays)."""
     config: dict[str, Any] = {
-        "bootstrap_servers": settings.bootstrap_servers,
+        **client_args(settings, producer=True),
         "acks": "all",
         "enable_idempotence": True,
         "linger_ms": 5,
@@ -103,6 +105,7 @@ class TouchpointEmitter:
     """Validates, encodes (Avro, Confluent framing) and produces touchpoint events."""
 
     def __init__(self, settings: Settings, producer: KafkaProducer | None = None) -> None:
+        connect_schema_registry(settings)  # an external registry's ids for what we write
         self.topic = settings.topics.touchpoints
         self.dlq_topic = settings.topics.dlq
         self._producer = producer or make_producer(settings)

@@ -39,6 +39,9 @@ from faust.types import TP, Message
 from infra.config import Settings
 from infra.heartbeat import write_heartbeat
 from infra.kafka import last_offsets_from
+from infra.kafka_clients import faust_broker
+from infra.quarantine import attach_to_faust
+from infra.schema_registry import connect as connect_schema_registry
 from schemas.codec import encode
 from schemas.dead_letter import dead_letter_headers
 from streams.batch_consumer import BatchApp, current_messages, seek_back
@@ -61,7 +64,7 @@ ACK_POLL_S = 0.005
 TABLE_ROCKSDB_OPTIONS = {"write_buffer_size": 4 << 20, "max_write_buffer_number": 2, "block_cache_size": 8 << 20}
 
 
-def _true_changelog_ends(bootstrap: str) -> None:
+def _true_changelog_ends(settings: Settings) -> None:
     """Faust restores a table from its changelog up to the partition's reported end and then
     calls it done. Tansu reports the base offset of the last record batch + 1, so the rest of
     that batch -- the newest journey states -- would never be restored (incidents lost, false
@@ -73,7 +76,7 @@ def _true_changelog_ends(bootstrap: str) -> None:
     async def build_highwaters(self: Any, consumer: Any, tps: Any, destination: Any, title: str) -> None:
         await original(self, consumer, tps, destination, title)
         starts = {(tp.topic, tp.partition): destination[tp] for tp in tps}
-        last = await asyncio.get_running_loop().run_in_executor(None, last_offsets_from, bootstrap, starts)
+        last = await asyncio.get_running_loop().run_in_executor(None, last_offsets_from, settings, starts)
         for tp in tps:
             destination[tp] = last[(tp.topic, tp.partition)]
 
@@ -123,11 +126,12 @@ class WorkerStats:
 
 def create_app(settings: Settings) -> faust.App:
     """The Faust app with the detection agent, the journey table and the idle-deadline timer."""
+    connect_schema_registry(settings)  # ids we do not ship: resolved through the schema registry
     if settings.runs_local_broker:
-        _true_changelog_ends(settings.bootstrap_servers)
+        _true_changelog_ends(settings)
     app = BatchApp(
         settings.app_id,
-        broker=f"kafka://{settings.bootstrap_servers}",
+        **faust_broker(settings),
         store=settings.faust_store,
         datadir=str(settings.home.resolve() / "faust"),
         web_enabled=False,
@@ -375,6 +379,7 @@ def create_app(settings: Settings) -> faust.App:
             })
 
     _ = (detect, ack_when_produced, advance_idle_partitions, heartbeat)
+    attach_to_faust(app, settings)  # a record batch no client can read: set aside, dead-lettered, paged
     return app
 
 

@@ -25,6 +25,7 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         home=home,
         kafka_port=processes.free_port(),
         clickhouse_port=processes.free_port(),
+        schema_registry_port=processes.free_port(),
         startup_timeout_s=60,
     )
     stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _line: None)

@@ -24,6 +24,8 @@ from aiokafka.errors import KafkaError
 
 from infra.config import ConfigError, Settings
 from infra.heartbeat import write_heartbeat
+from infra.kafka_clients import client_args
+from infra.schema_registry import connect as connect_schema_registry
 from schemas.dead_letter import dead_letter_headers
 from streams.collector.app import BrokerUnavailable, create_collector_app
 from streams.collector.feeds import PartitionFeeds
@@ -44,6 +46,7 @@ class Collector:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        connect_schema_registry(settings)  # an external registry's ids for what we write
         self.access = Access.from_settings(settings)
         self.limiter = RateLimiter(settings.collector_rate_per_s)
         self.stats: Counter[str] = Counter()
@@ -108,7 +111,7 @@ class Collector:
         """Start the producer, retrying while the broker is down; False if asked to stop first."""
         s = self.settings
         while not self._stop.is_set():
-            self.producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap_servers, acks="all", linger_ms=5,
+            self.producer = AIOKafkaProducer(**client_args(s, producer=True), acks="all", linger_ms=5,
                                              max_batch_size=MAX_BATCH_BYTES,
                                              request_timeout_ms=int(PRODUCE_TIMEOUT_S * 1000))
             try:

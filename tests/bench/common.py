@@ -16,7 +16,8 @@ def bench_servers(app_id: str) -> Iterator[Settings]:
     """A fresh local stack (servers only) in a temporary JOURNEY_HOME, stopped afterwards."""
     with tempfile.TemporaryDirectory() as home:
         settings = Settings.from_env().with_(home=Path(home), kafka_port=processes.free_port(),
-                                             clickhouse_port=processes.free_port(), app_id=app_id)
+                                             clickhouse_port=processes.free_port(),
+                                             schema_registry_port=processes.free_port(), app_id=app_id)
         stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _: None)
         try:
             yield settings

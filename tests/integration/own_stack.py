@@ -7,12 +7,14 @@ from pathlib import Path
 
 from infra import processes
 
-PORT_VARIABLES = ("JOURNEY_KAFKA_PORT", "JOURNEY_CLICKHOUSE_PORT", "JOURNEY_WEB_PORT", "JOURNEY_COLLECTOR_PORT")
+PORT_VARIABLES = ("JOURNEY_KAFKA_PORT", "JOURNEY_CLICKHOUSE_PORT", "JOURNEY_WEB_PORT", "JOURNEY_COLLECTOR_PORT",
+                  "JOURNEY_SCHEMA_REGISTRY_PORT")
 
 
 def own_stack_env(home: Path, **extra: str) -> dict[str, str]:
     """os.environ without external servers, JOURNEY_HOME=home, every port free, plus `extra`."""
-    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL")}
     env["JOURNEY_HOME"] = str(home)
     env.update({name: str(processes.free_port()) for name in PORT_VARIABLES})
     env.update(extra)

@@ -107,12 +107,14 @@ def _journey(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
 def test_cli_status_json_reports_each_component(stack_settings: Settings) -> None:
     env = dict(os.environ, JOURNEY_KAFKA_PORT=str(stack_settings.kafka_port),
                JOURNEY_CLICKHOUSE_PORT=str(stack_settings.clickhouse_port),
+               JOURNEY_SCHEMA_REGISTRY_PORT=str(stack_settings.schema_registry_port),
                JOURNEY_HOME=str(stack_settings.home))
     result = _journey(["status", "--json"], env)
     components = {c["name"]: c for c in json.loads(result.stdout)["components"]}
     assert components["broker"]["ok"] is True
     assert components["broker"]["address"] == stack_settings.bootstrap_servers
     assert components["clickhouse"]["ok"] is True
+    assert components["registry"]["ok"] is True  # the schema registry is part of the servers
     # the test stack runs no Faust worker: status says so and exits non-zero
     assert components["worker-0"]["ok"] is False
     assert result.returncode == 1

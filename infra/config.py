@@ -21,6 +21,10 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_TOPIC_ALERTS | alerts | every notification |
 | JOURNEY_TOPIC_SILENCES | alerts.silences | alert silences as events (created, expired), so they survive restarts |
 | JOURNEY_PARTITIONS | 4 | partitions of the topics the tracker creates |
+| JOURNEY_TOPIC_CUSTOMERS | customers | customer profiles (customers stage -> ClickHouse `customers`) |
+| JOURNEY_TOPIC_BY_JOURNEY | (app id).touchpoints.by-journey | internal: touchpoints by journey (our partitioner) |
+| JOURNEY_TOPIC_BY_CUSTOMER | (app id).incidents.by-customer | internal: incident changes, journey starts by customer |
+| JOURNEY_INTERNAL_PARTITIONS | 4 | partitions of the internal topics and tables (ours, whatever the source topic has) |
 | JOURNEY_SESSION_TIMEOUT_MS | 6000 | consumer-group session timeout (short: Tansu joins wait ~one timeout) |
 | JOURNEY_RULES_FILE | (built-in infra/rules.toml) | failure-rule configuration |
 | JOURNEY_STORES_FILE | (built-in infra/stores.toml) | stores and their time zones (report's local hours) |
@@ -97,9 +101,10 @@ class Topics:
     incidents: str = "incidents"
     alerts: str = "alerts"
     silences: str = "alerts.silences"
+    customers: str = "customers"
 
     def all(self) -> list[str]:
-        return [self.touchpoints, self.dlq, self.incidents, self.alerts, self.silences]
+        return [self.touchpoints, self.dlq, self.incidents, self.alerts, self.silences, self.customers]
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,9 @@ class Settings:
     collector_max_body_bytes: int = 1_048_576
     collector_max_batch: int = 500
     collector_rate_per_s: int = 200
+    internal_partitions: int = 4
+    by_journey_topic: str = ""  # empty: derived from the app id (`topic_by_journey`)
+    by_customer_topic: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -149,6 +157,7 @@ class Settings:
             incidents=env.get("JOURNEY_TOPIC_INCIDENTS", Topics.incidents),
             alerts=env.get("JOURNEY_TOPIC_ALERTS", Topics.alerts),
             silences=env.get("JOURNEY_TOPIC_SILENCES", Topics.silences),
+            customers=env.get("JOURNEY_TOPIC_CUSTOMERS", Topics.customers),
         )
         rules = env.get("JOURNEY_RULES_FILE")
         return cls(
@@ -185,6 +194,9 @@ class Settings:
             collector_max_body_bytes=_int(env, "JOURNEY_COLLECTOR_MAX_BODY_BYTES", 1_048_576),
             collector_max_batch=_int(env, "JOURNEY_COLLECTOR_MAX_BATCH", 500),
             collector_rate_per_s=_int(env, "JOURNEY_COLLECTOR_RATE_PER_S", 200),
+            internal_partitions=max(1, _int(env, "JOURNEY_INTERNAL_PARTITIONS", 4)),
+            by_journey_topic=env.get("JOURNEY_TOPIC_BY_JOURNEY", ""),
+            by_customer_topic=env.get("JOURNEY_TOPIC_BY_CUSTOMER", ""),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -209,6 +221,9 @@ class Settings:
             "JOURNEY_COLLECTOR_MAX_BODY_BYTES": str(self.collector_max_body_bytes),
             "JOURNEY_COLLECTOR_MAX_BATCH": str(self.collector_max_batch),
             "JOURNEY_COLLECTOR_RATE_PER_S": str(self.collector_rate_per_s),
+            "JOURNEY_TOPIC_CUSTOMERS": self.topics.customers,
+            "JOURNEY_INTERNAL_PARTITIONS": str(self.internal_partitions),
+            "JOURNEY_TOPIC_BY_JOURNEY": self.by_journey_topic, "JOURNEY_TOPIC_BY_CUSTOMER": self.by_customer_topic,
         }
         if self.external_kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.external_kafka
@@ -235,6 +250,16 @@ class Settings:
     def clickhouse_url(self) -> str:
         """ClickHouse HTTP URL: the external server, or the local endpoint."""
         return (self.external_clickhouse or f"http://{self.host}:{self.clickhouse_port}").rstrip("/")
+
+    @property
+    def topic_by_journey(self) -> str:
+        """Internal topic: valid touchpoints keyed by journey (intake -> journeys stage)."""
+        return self.by_journey_topic or f"{self.app_id}.touchpoints.by-journey"
+
+    @property
+    def topic_by_customer(self) -> str:
+        """Internal topic: incident changes and journey starts keyed by customer (journeys -> customers)."""
+        return self.by_customer_topic or f"{self.app_id}.incidents.by-customer"
 
     @property
     def runs_local_broker(self) -> bool:

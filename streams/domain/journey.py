@@ -133,7 +133,8 @@ class Journey:
                 state[key] = value
         if self.dl:
             state["dl"] = [list(entry) for entry in self.dl]
-        state["first"] = self.first
+        if self.first != self.last:  # most journeys: left out, read back as `last`
+            state["first"] = self.first
         state["last"] = self.last
         state["exp"] = self.exp
         return state

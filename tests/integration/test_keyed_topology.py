@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,8 +23,8 @@ from tests.integration.test_sink import start_sink
 
 pytestmark = pytest.mark.integration
 
+RUNS = [1, 2, 3, 1]  # worker counts: one fresh pipeline (topics, app id) each on the shared stack
 # detected_at is wall-clock time and detection_lag_s is derived from it: everything else must match
-RUNS = [int(n) for n in os.environ.get("KEYED_DEBUG_RUNS", "1,2,3,1").split(",")]  # worker counts, one fresh pipeline each
 COMPARED = [c for c in INCIDENT_COLUMNS if c not in ("detected_at", "detection_lag_s")]
 
 

@@ -15,10 +15,13 @@ from kafka import KafkaProducer
 from consumers.sink import INCIDENT_COLUMNS
 from infra.clickhouse import get_client
 from infra.config import Settings
+from infra.heartbeat import read_heartbeat
 from infra.kafka import ensure_topics
 from schemas.codec import encode
+from schemas.event_types import STAGE_OF_TYPE
+from streams.domain.incidents import incident_id
 from tests.integration.keyed_file import keyed_file, reference
-from tests.integration.test_detection import start_worker, stop_worker
+from tests.integration.test_detection import incidents_until, start_worker, stop_worker
 from tests.integration.test_sink import start_sink
 
 pytestmark = pytest.mark.integration
@@ -125,3 +128,89 @@ def test_the_same_incidents_at_any_worker_count_and_equal_to_the_reference(stack
         forget_rows(settings, prefix)
     for run, rows in runs.items():
         assert rows == want, f"run {run}: {diff(want, rows)}"
+
+
+def _history_event(type_: str, at: int, journey: str, n: int, **extra: Any) -> dict[str, Any]:
+    return {"event_id": f"{journey}-{n}", "journey_id": journey, "customer_id": f"cust-{journey}", "type": type_,
+            "stage": STAGE_OF_TYPE[type_], "channel": "pos", "occurred_at": at, "store_id": "seoul-01",
+            "staff_id": extra.pop("staff_id", None), "request_id": extra.pop("request_id", None),
+            "promised_within_s": extra.pop("promised_within_s", None), "incident_id": None,
+            "attrs": {}, "source": "keyed-test"}
+
+
+def _closing(prefix: str, at: int) -> list[dict[str, Any]]:
+    """Later traffic on many journeys: every source partition's watermark past the deadlines."""
+    return [_history_event("VISIT", at, f"{prefix}-closing-{k}", 0) for k in range(32)]
+
+
+def test_a_foreign_partitioner_with_two_workers_raises_no_false_breach(stack_settings: Settings,
+                                                                       tmp_path: Any) -> None:
+    """Requests from a librdkafka producer (its default partitioner, CRC32), deliveries from a murmur2
+    one: a journey's request and delivery land on different source partitions."""
+    from confluent_kafka import Producer
+
+    settings = fresh(stack_settings, tmp_path, "foreign")
+    prefix, base = f"fp{uuid.uuid4().hex[:6]}", int(time.time() * 1000) - 3 * 3_600_000
+    delivered = [f"{prefix}-d{j}" for j in range(24)]
+    never = [f"{prefix}-n{j}" for j in range(2)]  # the control: really breached
+    with running(settings, 2):
+        pos = Producer({"bootstrap.servers": settings.bootstrap_servers})
+        landed: dict[str, int] = {}
+        for j, journey in enumerate(delivered + never):
+            request = _history_event("ITEM_REQUESTED", base + j * 1000, journey, 0, request_id="r",
+                                     promised_within_s=600)
+            pos.produce(settings.topics.touchpoints, key=journey.encode(), value=encode("touchpoint", request),
+                        on_delivery=lambda err, msg: landed.__setitem__(msg.key().decode(), msg.partition()))
+        assert pos.flush(30) == 0
+        murmur = KafkaProducer(bootstrap_servers=settings.bootstrap_servers)
+        moved = [journey for journey in delivered
+                 if murmur.partitions_for(settings.topics.touchpoints) and landed[journey] != _murmur(journey)]
+        assert len(moved) >= 6, "the two partitioners should disagree on many journeys"
+        murmur.close()
+        produce_events(settings, [_history_event("ITEM_DELIVERED", base + j * 1000 + 60_000, journey, 1,
+                                                 request_id="r") for j, journey in enumerate(delivered)])
+        produce_events(settings, _closing(prefix, base + 2 * 3_600_000))
+        latest = incidents_until(settings, lambda got: len(got) >= len(never), timeout_s=60)
+        time.sleep(3)
+        latest = incidents_until(settings, lambda got: False, timeout_s=3)
+    breached = sorted(i["journey_id"] for i in latest.values() if i["rule"] == "promise_breach")
+    assert breached == sorted(never)
+
+
+def _murmur(journey: str) -> int:
+    from kafka.partitioner.default import murmur2
+
+    return (murmur2(journey.encode()) & 0x7FFFFFFF) % 4
+
+
+def test_a_journey_spread_over_source_partitions_keeps_one_state_across_a_restart(stack_settings: Settings,
+                                                                                  tmp_path: Any) -> None:
+    """As after growing the source topic: one journey's events on different partitions, a worker
+    restart between them. No false breach, no lost acknowledgement."""
+    settings = fresh(stack_settings, tmp_path, "grown")
+    prefix, base = f"gr{uuid.uuid4().hex[:6]}", int(time.time() * 1000) - 3 * 3_600_000
+    on_time, breached = f"{prefix}-on-time", f"{prefix}-breached"
+    first = [_history_event("ITEM_REQUESTED", base, on_time, 0, request_id="r", promised_within_s=600),
+             _history_event("ITEM_REQUESTED", base, breached, 0, request_id="r", promised_within_s=600)]
+    later = [_history_event("ITEM_DELIVERED", base + 60_000, on_time, 1, request_id="r"),
+             _history_event("FAILURE_ACKNOWLEDGED", base + 700_000, breached, 1, staff_id="s-1")]
+    proc = start_worker(settings)
+    try:
+        produce_events(settings, first, partition_of=lambda e: 0 if e["journey_id"] == on_time else 1)
+        time.sleep(3)  # read and written to the journey table
+    finally:
+        stop_worker(proc)
+    proc = start_worker(settings)
+    try:
+        produce_events(settings, later, partition_of=lambda e: 3 if e["journey_id"] == on_time else 2)
+        produce_events(settings, _closing(prefix, base + 2 * 3_600_000))
+        breach_id = incident_id(breached, "promise_breach", "r")
+        latest = incidents_until(settings, lambda got: got.get(breach_id, {}).get("acknowledged_at"), timeout_s=60)
+        time.sleep(3)
+        latest = incidents_until(settings, lambda got: False, timeout_s=3)
+        beat = read_heartbeat(settings, "worker-0") or {}
+    finally:
+        stop_worker(proc)
+    assert sorted(i["journey_id"] for i in latest.values()) == [breached]
+    assert latest[breach_id]["acknowledged_by"] == "s-1" and latest[breach_id]["status"] == "acknowledged"
+    assert beat.get("unmatched_recovery") == 0

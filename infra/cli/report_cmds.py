@@ -56,12 +56,21 @@ def report(
 
 def customer(customer_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
     """One customer's journeys and incidents: remember your customers."""
+    from consumers.customer_profile import customer_profile
+
     settings = Settings.from_env()
-    data = customer_history(_client(settings), customer_id)
+    client = _client(settings)
+    data = customer_history(client, customer_id)
+    data["profile"] = customer_profile(client, customer_id)
     if as_json:
         typer.echo(json.dumps(data, default=str))
         return
     console = Console()
+    profile = data["profile"]
+    if profile is not None:
+        console.print(f"first seen {profile['first_seen']}, last visit {profile['last_visit']}: "
+                      f"{profile['journeys']} journeys, {profile['incidents']} incidents, {profile['recovered']} "
+                      f"recovered{', a regular' if profile['regular'] else ''}")
     table = Table("failed_at", "rule", "severity", "status", "ttr_s", "compensation", "recovered",
                   title=f"Customer {customer_id}: {len(data['journeys'])} journeys, {len(data['incidents'])} incidents")
     for inc in data["incidents"]:

@@ -75,6 +75,7 @@ class CustomersStage(Stage):
             for future in futures:
                 await future
             self.stats.incident_rows += len(rows)
+            self.stats.last_batch_at = int(time.time() * 1000)
 
         async def persist() -> None:
             for cid in dirty:

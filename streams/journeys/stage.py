@@ -77,6 +77,7 @@ class JourneysStage(Stage):
         if await self.checkpoint.commit(generation, messages, lambda: self.publish(result), self.persist):
             self.stats.events += n_events
             self.stats.duplicates += result.duplicates
+            self.stats.last_batch_at = _now_ms()
         else:
             self.detector.take_dirty()
             self.resync()

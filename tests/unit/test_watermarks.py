@@ -28,16 +28,19 @@ def test_nothing_is_known_until_every_source_reported() -> None:
     assert low.low() == 5000
 
 
-def test_a_source_with_a_backlog_holds_the_watermark_a_caught_up_one_does_not() -> None:
+def test_every_source_holds_the_watermark_at_its_progress_an_empty_one_does_not() -> None:
     low = LowWatermark()
     low.update(Mark(0, 3, 5000, False))
     low.update(Mark(1, 3, 9000, True))
     low.update(Mark(2, 3, None, True))  # an empty partition
     assert low.low() == 5000
-    low.update(Mark(0, 3, 7000, True))
-    assert low.low() == 9000  # all caught up: a replay's idle partitions follow the topic's progress
+    low.update(Mark(0, 3, 12_000, True))
+    assert low.low() == 9000  # caught up too: its next event may already be on its way
+    low.update(Mark(2, 3, None, False))  # a backlog nobody read yet
+    assert low.low() is None
+    low.update(Mark(2, 3, 10_000, False))
     low.update(Mark(0, 3, None, False))  # a restarted intake, before it read anything again
-    assert low.low() == 7000  # never back
+    assert low.low() == 9000  # never back
 
 
 def test_a_grown_source_topic_counts_its_new_partitions() -> None:

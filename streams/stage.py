@@ -27,6 +27,7 @@ from streams.batch_consumer import (
     seek_back,
 )
 from streams.checkpoint import Checkpoint
+from streams.emitter import KeyPartitioner
 
 log = logging.getLogger("journey.stage")
 
@@ -36,9 +37,12 @@ class Stage:
 
     name = "stage"
 
-    def __init__(self, app: Any, topic: str) -> None:
+    def __init__(self, app: Any, topic: str, internal_partitions: int, stats: Any) -> None:
         self.app = app
         self.topic = topic
+        self.stats = stats
+        # our partitioner (murmur2) over the internal topics' partitions: where a key goes next
+        self.partition_of = KeyPartitioner(list(range(internal_partitions)))
         self.checkpoint = Checkpoint(FaustPorts(app))
         self.lock = asyncio.Lock()
         self.loaded: set[int] = set()

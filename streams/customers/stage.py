@@ -18,7 +18,6 @@ import orjson
 from schemas.codec import encode
 from streams.batch_consumer import writing_partition
 from streams.customers.book import Customer, CustomerBook
-from streams.emitter import KeyPartitioner
 from streams.stage import Stage
 
 log = logging.getLogger("journey.customers")
@@ -30,13 +29,11 @@ class CustomersStage(Stage):
 
     def __init__(self, app: Any, topic: str, table: Any, book: CustomerBook, internal_partitions: int,
                  incidents: str, profiles: str, stats: Any) -> None:
-        super().__init__(app, topic)
+        super().__init__(app, topic, internal_partitions, stats)
         self.table = table
         self.book = book
-        self.partition_of = KeyPartitioner(list(range(internal_partitions)))
         self.incidents = incidents
         self.profiles = profiles
-        self.stats = stats
         self.event_time = 0
         self._expired_at = time.monotonic()
 

@@ -20,7 +20,6 @@ import orjson
 
 from schemas.dead_letter import dead_letter_headers
 from streams.batch_consumer import partition_count, send_records
-from streams.emitter import KeyPartitioner
 from streams.intake.batch import sort_batch
 from streams.intake.marks import SourceClocks
 from streams.stage import Stage
@@ -33,12 +32,10 @@ class IntakeStage(Stage):
 
     def __init__(self, app: Any, topic: str, internal_topic: str, internal_partitions: int,
                  dead_letters: Any, stats: Any) -> None:
-        super().__init__(app, topic)
+        super().__init__(app, topic, internal_partitions, stats)
         self.internal_topic = internal_topic
         self.internal_partitions = internal_partitions
-        self.partition_of = KeyPartitioner(list(range(internal_partitions)))
         self.dead_letters = dead_letters
-        self.stats = stats
         self.clocks = SourceClocks()
 
     def drop(self, partitions: set[int]) -> None:

@@ -21,7 +21,6 @@ from schemas.codec import encode
 from streams.batch_consumer import send_records, writing_partition
 from streams.customers.book import published_version
 from streams.domain.processor import Detector, ProcessResult
-from streams.emitter import KeyPartitioner
 from streams.intake.marks import Mark, is_mark
 from streams.journeys.low_watermark import LowWatermark
 from streams.stage import Stage
@@ -35,13 +34,11 @@ class JourneysStage(Stage):
 
     def __init__(self, app: Any, topic: str, table: Any, detector: Detector, customers_topic: str,
                  internal_partitions: int, incidents: str, stats: Any) -> None:
-        super().__init__(app, topic)
+        super().__init__(app, topic, internal_partitions, stats)
         self.table = table
         self.detector = detector
         self.customers_topic = customers_topic
-        self.partition_of = KeyPartitioner(list(range(internal_partitions)))
         self.incidents = incidents
-        self.stats = stats
         self.low: dict[int, LowWatermark] = {}
 
     async def load(self, partitions: set[int]) -> None:

@@ -43,7 +43,7 @@ class Stage:
         self.stats = stats
         # our partitioner (murmur2) over the internal topics' partitions: where a key goes next
         self.partition_of = KeyPartitioner(list(range(internal_partitions)))
-        self.checkpoint = Checkpoint(FaustPorts(app))
+        self.checkpoint = Checkpoint(FaustPorts(app), on_dropped=self.resync)
         self.lock = asyncio.Lock()
         self.loaded: set[int] = set()
         self.next_offset: dict[int, int] = {}

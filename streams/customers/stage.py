@@ -62,26 +62,26 @@ class CustomersStage(Stage):
         await self._commit(generation, [], [])
 
     async def _commit(self, generation: int, messages: list[Any], rows: list[dict[str, Any]]) -> None:
-        dirty = self.book.take_dirty()
+        dirty = sorted(self.book.take_dirty())
+        profiles = [(self.profiles, cid.encode(), orjson.dumps(self.book.profile(cid)))
+                    for cid in dirty if cid in self.book.customers]
+        # the changed customers, encoded now (None: dropped)
+        snapshot = [(cid.encode(), None if cid not in self.book.customers else
+                     orjson.dumps(self.book.customers[cid].to_state())) for cid in dirty]
 
-        async def publish() -> None:
-            out = [(self.incidents, row["incident_id"].encode(), encode("incident", row)) for row in rows]
-            out += [(self.profiles, cid.encode(), orjson.dumps(self.book.profile(cid)))
-                    for cid in sorted(dirty) if cid in self.book.customers]
-            futures = [await self.app.producer.send(topic, key, value, None, None, None) for topic, key, value in out]
-            for future in futures:
-                await future
+        async def publish() -> list[Any]:
+            out = [(self.incidents, row["incident_id"].encode(), encode("incident", row)) for row in rows] + profiles
             self.stats.incident_rows += len(rows)
             self.stats.last_batch_at = int(time.time() * 1000)
+            return [await self.app.producer.send(topic, key, value, None, None, None) for topic, key, value in out]
 
         async def persist() -> None:
-            for cid in dirty:
-                with writing_partition(self.topic, self.partition_of(cid.encode())):
-                    customer = self.book.customers.get(cid)
-                    if customer is None:
-                        self.table.pop(cid.encode(), None)
+            for key, value in snapshot:
+                with writing_partition(self.topic, self.partition_of(key)):
+                    if value is None:
+                        self.table.pop(key, None)
                     else:
-                        self.table[cid.encode()] = orjson.dumps(customer.to_state())
+                        self.table[key] = value
 
         if not await self.checkpoint.commit(generation, messages, publish, persist):
             self.resync()

@@ -71,7 +71,9 @@ class JourneysStage(Stage):
         if events:
             result.merge(self.detector.process(events, now))
         n_events = sum(not is_mark(m.value) for m in messages)
-        if await self.checkpoint.commit(generation, messages, lambda: self.publish(result), self.persist):
+        snapshot = self.snapshot()
+        if await self.checkpoint.commit(generation, messages, lambda: self.publish(result),
+                                        lambda: self.persist(snapshot)):
             self.stats.events += n_events
             self.stats.duplicates += result.duplicates
             self.stats.last_batch_at = _now_ms()
@@ -82,9 +84,9 @@ class JourneysStage(Stage):
     async def tick(self, generation: int) -> None:
         """Nothing moves here on its own: the watermark comes with intake's marks."""
 
-    async def publish(self, result: ProcessResult) -> None:
+    async def publish(self, result: ProcessResult) -> list[Any]:
         """Incident changes and journey starts to the customers stage (or, without a customer,
-        the incident row itself to the incidents topic), delivered."""
+        the incident row itself to the incidents topic); their delivery futures."""
         to_customers: list[tuple[int, bytes | None, bytes]] = []
         to_incidents: list[tuple[int, bytes | None, bytes]] = []
         for change in result.incident_changes:
@@ -102,22 +104,28 @@ class JourneysStage(Stage):
         futures = await send_records(self.app, self.customers_topic, to_customers)
         for _, key, value in to_incidents:
             futures.append(await self.app.producer.send(self.incidents, key, value, None, None, None))
-        for future in futures:
-            await future
         self.stats.incident_changes += len(result.incident_changes)
         self.stats.unmatched_recovery += len(result.unmatched_recovery)
         for event in result.unmatched_recovery:
             log.warning("recovery event %s (%s) matches no incident of journey %s", event["event_id"],
                         event["type"], event["journey_id"])
+        return futures
 
-    async def persist(self) -> None:
+    def snapshot(self) -> list[tuple[bytes, int, bytes | None]]:
+        """The journeys this batch changed, encoded now (None: expired)."""
+        out = []
         for journey_id, partition in self.detector.take_dirty().items():
             state = self.detector.journeys.get(journey_id)
+            out.append((journey_id.encode(), partition, None if state is None else encode_journey(state)))
+        return out
+
+    async def persist(self, snapshot: list[tuple[bytes, int, bytes | None]]) -> None:
+        for key, partition, value in snapshot:
             with writing_partition(self.topic, partition):
-                if state is None:  # expired: a tombstone in the changelog, gone from RocksDB
-                    self.table.pop(journey_id.encode(), None)
+                if value is None:  # expired: a tombstone in the changelog, gone from RocksDB
+                    self.table.pop(key, None)
                 else:
-                    self.table[journey_id.encode()] = encode_journey(state)
+                    self.table[key] = value
 
 
 def _now_ms() -> int:

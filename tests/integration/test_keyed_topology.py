@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
+from consumers.customer_profile import customer_profile
 from consumers.sink import INCIDENT_COLUMNS
 from infra.clickhouse import get_client
 from infra.config import Settings
@@ -119,15 +120,35 @@ def test_the_same_incidents_at_any_worker_count_and_equal_to_the_reference(stack
     events, closing = keyed_file(prefix)
     want = expected_rows(events, closing)
     assert any(r["repeat_customer"] for r in want.values()) and any(r["recovered"] for r in want.values())
-    runs = {}
+    runs: dict[tuple[int, int], dict] = {}
+    profiles: dict[int, Any] = {}
     for n, workers in enumerate(RUNS):
         settings = fresh(stack_settings, tmp_path, f"w{workers}r{n}")
         produce_events(settings, events)  # a backlog: the workers start on it together
         with running(settings, workers):
             runs[(n, workers)] = settle(settings, prefix, want)
+            if n == 0:
+                profiles[0] = wait_for_profile(settings, f"{prefix}-c0", events)
         forget_rows(settings, prefix)
     for run, rows in runs.items():
         assert rows == want, f"run {run}: {diff(want, rows)}"
+    mine = [e for e in events if e["customer_id"] == f"{prefix}-c0"]
+    assert profiles[0] is not None and profiles[0]["journeys"] == len({e["journey_id"] for e in mine})
+    assert profiles[0]["incidents"] == sum(r["customer_id"] == f"{prefix}-c0" for r in want.values())
+
+
+def wait_for_profile(settings: Settings, customer: str, events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The customer's profile row (`journey customer` reads it) once it counts all their journeys."""
+    client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
+    journeys = len({e["journey_id"] for e in events if e["customer_id"] == customer})
+    profile = None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        profile = customer_profile(client, customer)
+        if profile is not None and profile["journeys"] == journeys:
+            break
+        time.sleep(1)
+    return profile
 
 
 def _history_event(type_: str, at: int, journey: str, n: int, **extra: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from clickhouse_connect.driver import Client
 
 from infra.config import Settings
 
-TABLES = ("touchpoints", "incidents", "alerts", "customers")  # every table with a customer_id column
+TABLES = ("touchpoints", "incidents", "alerts")  # every table with a customer_id column
 _COUNT = "SELECT count() FROM journey.{table} WHERE customer_id = {{customer:String}}"
 _DELETE = "DELETE FROM journey.{table} WHERE customer_id = {{customer:String}}"
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
@@ -78,6 +79,8 @@ INCIDENT_COLUMNS = [
     "business_time_to_acknowledge_s", "business_time_to_first_response_s", "business_time_to_resolve_s",
     "waiting_since", "paused_s", "paused_business_s",
 ]
+CUSTOMER_COLUMNS = ["customer_id", "version", "first_seen", "last_visit", "journeys", "incidents", "recovered",
+                    "regular"]
 ALERT_COLUMNS = [
     "alert_id", "incident_id", "kind", "level", "severity", "rule", "store_id", "journey_id", "customer_id",
     "at", "failed_at", "paged", "reason", "message", "channels",
@@ -91,17 +94,20 @@ class Batch:
     touchpoints: list[list[Any]] = field(default_factory=list)
     incidents: list[list[Any]] = field(default_factory=list)
     alerts: list[list[Any]] = field(default_factory=list)
+    customers: list[list[Any]] = field(default_factory=list)
     skipped: int = 0
 
     def __len__(self) -> int:
-        return sum(len(columns[0]) if columns else 0 for columns in (self.touchpoints, self.incidents, self.alerts))
+        return sum(len(columns[0]) if columns else 0
+                   for columns in (self.touchpoints, self.incidents, self.alerts, self.customers))
 
     def tables(self) -> list[tuple[str, list[list[Any]], list[str]]]:
         """(table, columns, column names) for each table with rows."""
         return [(table, columns, names) for table, columns, names in (
             ("touchpoints", self.touchpoints, TOUCHPOINT_COLUMNS),
             ("incidents", self.incidents, INCIDENT_COLUMNS),
-            ("alerts", self.alerts, ALERT_COLUMNS)) if columns and columns[0]]
+            ("alerts", self.alerts, ALERT_COLUMNS),
+            ("customers", self.customers, CUSTOMER_COLUMNS)) if columns and columns[0]]
 
 
 @dataclass
@@ -160,7 +166,21 @@ def to_rows(settings: Settings, messages: list[Any], now_ms: int,
                 records = keep_first_detection(records, restored)
             if records:
                 setattr(batch, target, _columns(records, names))
+    if by_topic.get(topics.customers):
+        batch.customers = _columns(_profiles(by_topic[topics.customers], batch), CUSTOMER_COLUMNS)
     return batch
+
+
+def _profiles(messages: list[Any], batch: Batch) -> list[dict[str, Any]]:
+    """Customer profiles (JSON from the customers stage); what does not parse is skipped."""
+    out = []
+    for message in messages:
+        try:
+            profile = orjson.loads(message.value)
+            out.append({name: profile[name] for name in CUSTOMER_COLUMNS})
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            batch.skipped += 1
+    return out
 
 
 def next_offsets(messages: list[Any]) -> dict[TopicPartition, int]:
@@ -305,7 +325,7 @@ class ClickHouseSink:
         settings, topics = self.settings, self.settings.topics
         await self.insert_with_retry(Batch())  # connects and applies migrations (retrying while ClickHouse is down)
         reader = AIOKafkaConsumer(
-            topics.touchpoints, topics.incidents, topics.alerts, **client_args(settings),
+            topics.touchpoints, topics.incidents, topics.alerts, topics.customers, **client_args(settings),
             group_id=f"{settings.app_id}-sink", enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),

@@ -21,6 +21,10 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_TOPIC_ALERTS | alerts | every notification |
 | JOURNEY_TOPIC_SILENCES | alerts.silences | alert silences as events (created, expired), so they survive restarts |
 | JOURNEY_PARTITIONS | 4 | partitions of the topics the tracker creates |
+| JOURNEY_TOPIC_CUSTOMERS | customers | customer profiles (customers stage -> ClickHouse `customers`) |
+| JOURNEY_TOPIC_BY_JOURNEY | (app id).touchpoints.by-journey | internal: touchpoints by journey (our partitioner) |
+| JOURNEY_TOPIC_BY_CUSTOMER | (app id).incidents.by-customer | internal: incident changes, journey starts by customer |
+| JOURNEY_INTERNAL_PARTITIONS | 4 | partitions of the internal topics and tables (ours, whatever the source topic has) |
 | JOURNEY_SESSION_TIMEOUT_MS | 6000 | consumer-group session timeout (short: Tansu joins wait ~one timeout) |
 | JOURNEY_RULES_FILE | (built-in infra/rules.toml) | failure-rule configuration |
 | JOURNEY_STORES_FILE | (built-in infra/stores.toml) | stores: time zones, opening hours, holidays |
@@ -206,9 +210,10 @@ class Topics:
     incidents: str = "incidents"
     alerts: str = "alerts"
     silences: str = "alerts.silences"
+    customers: str = "customers"
 
     def all(self) -> list[str]:
-        return [self.touchpoints, self.dlq, self.incidents, self.alerts, self.silences]
+        return [self.touchpoints, self.dlq, self.incidents, self.alerts, self.silences, self.customers]
 
 
 @dataclass(frozen=True)
@@ -258,6 +263,9 @@ class Settings:
     external_schema_registry: str | None = None
     schema_registry_auth: str = field(default="", repr=False)
     schema_registry_port: int = 8081
+    internal_partitions: int = 4
+    by_journey_topic: str = ""  # empty: derived from the app id (`topic_by_journey`)
+    by_customer_topic: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -269,6 +277,7 @@ class Settings:
             incidents=env.get("JOURNEY_TOPIC_INCIDENTS", Topics.incidents),
             alerts=env.get("JOURNEY_TOPIC_ALERTS", Topics.alerts),
             silences=env.get("JOURNEY_TOPIC_SILENCES", Topics.silences),
+            customers=env.get("JOURNEY_TOPIC_CUSTOMERS", Topics.customers),
         )
         rules = env.get("JOURNEY_RULES_FILE")
         if env.get("JOURNEY_SQUARE_SIGNATURE_KEY") and not env.get("JOURNEY_SQUARE_NOTIFICATION_URL"):
@@ -319,6 +328,9 @@ class Settings:
             external_schema_registry=_http_url(env, "SCHEMA_REGISTRY_URL"),
             schema_registry_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH", ""),
             schema_registry_port=_int(env, "JOURNEY_SCHEMA_REGISTRY_PORT", 8081),
+            internal_partitions=max(1, _int(env, "JOURNEY_INTERNAL_PARTITIONS", 4)),
+            by_journey_topic=env.get("JOURNEY_TOPIC_BY_JOURNEY", ""),
+            by_customer_topic=env.get("JOURNEY_TOPIC_BY_CUSTOMER", ""),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -351,6 +363,9 @@ class Settings:
             "JOURNEY_PLATFORM_PROMISE_S": str(self.platform_promise_s),
             "JOURNEY_SCHEMA_REGISTRY_PORT": str(self.schema_registry_port),
             **self.kafka.to_env(),
+            "JOURNEY_TOPIC_CUSTOMERS": self.topics.customers,
+            "JOURNEY_INTERNAL_PARTITIONS": str(self.internal_partitions),
+            "JOURNEY_TOPIC_BY_JOURNEY": self.by_journey_topic, "JOURNEY_TOPIC_BY_CUSTOMER": self.by_customer_topic,
         }
         if self.external_schema_registry:
             env["SCHEMA_REGISTRY_URL"] = self.external_schema_registry
@@ -390,6 +405,14 @@ class Settings:
     @property
     def runs_local_schema_registry(self) -> bool:
         return self.external_schema_registry is None
+    def topic_by_journey(self) -> str:
+        """Internal topic: valid touchpoints keyed by journey (intake -> journeys stage)."""
+        return self.by_journey_topic or f"{self.app_id}.touchpoints.by-journey"
+
+    @property
+    def topic_by_customer(self) -> str:
+        """Internal topic: incident changes and journey starts keyed by customer (journeys -> customers)."""
+        return self.by_customer_topic or f"{self.app_id}.incidents.by-customer"
 
     @property
     def runs_local_broker(self) -> bool:

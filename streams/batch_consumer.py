@@ -1,4 +1,7 @@
-"""Faust's aiokafka transport, handing fetched batches of chosen topics over whole.
+"""Faust's aiokafka transport, handing fetched batches of chosen topics over whole -- and the one
+module that touches Faust's internals (private attributes, patched methods, the current-event
+context). `FAUST_VERSION` is the release it was written against; tests/unit/test_faust_runtime.py
+pins it and checks every internal used here still exists, so an upgrade fails there first.
 
 Faust delivers every fetched message on its own: `Consumer._drain_messages` runs two tasks and
 an `asyncio.wait` per message, then the conductor builds an `Event`, queues it, and the stream
@@ -22,16 +25,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import aiokafka
 import faust
 from aiokafka.errors import IllegalStateError
+from faust.streams import _current_event
+from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
+from infra.config import Settings
+from infra.kafka import last_offsets_from
+
 log = logging.getLogger("journey.batch_consumer")
+
+FAUST_VERSION = "0.15.3"
+ACK_POLL_S = 0.005
 
 BatchHandler = Callable[[list[Message]], Awaitable[None]]
 
@@ -195,3 +209,153 @@ def current_messages(app: Any, messages: list[Message]) -> list[Message]:
     generation = app.consumer_generation_id
     assigned = cast(set[TP], app.consumer.assignment())
     return [m for m in messages if m.generation_id == generation and m.tp in assigned]
+
+
+# ---- the rest of what the worker needs from Faust's internals ----------------------------------
+
+
+def true_changelog_ends(settings: Settings) -> None:
+    """Faust restores a table from its changelog up to the partition's reported end and then
+    calls it done. Tansu reports the base offset of the last record batch + 1, so the rest of
+    that batch -- the newest states -- would never be restored (incidents lost, false alarms,
+    after a restart or a rebalance). Read the real last offsets instead."""
+    original = Recovery._build_highwaters
+    if getattr(original, "_journey_tansu", False):
+        return
+
+    async def build_highwaters(self: Any, consumer: Any, tps: Any, destination: Any, title: str) -> None:
+        await original(self, consumer, tps, destination, title)
+        starts = {(tp.topic, tp.partition): destination[tp] for tp in tps}
+        last = await asyncio.get_running_loop().run_in_executor(None, last_offsets_from, settings, starts)
+        for tp in tps:
+            destination[tp] = last[(tp.topic, tp.partition)]
+
+    build_highwaters._journey_tansu = True  # type: ignore[attr-defined]
+    Recovery._build_highwaters = build_highwaters  # type: ignore[method-assign]
+
+
+@dataclass
+class _Message:
+    topic: str
+    partition: int
+
+
+class _PartitionContext:
+    """Stands in for a Faust event so a table write lands in `partition`'s store and changelog.
+
+    Faust tables find the partition of a write through the *current event*; in a batch (or in
+    a timer) that is not the event whose key we write, so we point it at the right one.
+    """
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _Message(topic, partition)
+
+
+@contextmanager
+def writing_partition(topic: str, partition: int) -> Iterator[None]:
+    context = _PartitionContext(topic, partition)
+    token = _current_event.set(weakref.ref(context))  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def handing_over(app: Any) -> bool:
+    """A rebalance or a shutdown has begun: our partitions may be restored elsewhere as soon as
+    we let go of them, so no table may change any more."""
+    return bool(app.rebalancing or app.should_stop)
+
+
+async def drain_producer(app: Any) -> None:
+    """Everything sent so far is with the broker: Faust's buffer drained (its own flush gives
+    up after 0.1 s without progress), then the producer's batches delivered."""
+    while app.producer.buffer.size:
+        await asyncio.sleep(ACK_POLL_S)
+    await app.producer.flush()
+
+
+async def rebalanced(app: Any) -> None:
+    """Wait out a rebalance in progress: until it ends, the table of a newly assigned partition
+    may not be restored from its changelog yet (Faust never clears `recovery.completed` once
+    set, so that event alone does not tell)."""
+    while app.rebalancing:
+        await asyncio.sleep(0.01)
+
+
+def recovered(app: Any) -> bool:
+    """Tables restored from their changelogs (at least once)."""
+    return bool(app.tables.recovery.completed.is_set())
+
+
+def highwater(app: Any, topic: str, partition: int) -> int | None:
+    """The partition's end offset as the consumer knows it; None when revoked meanwhile."""
+    try:
+        return cast(int | None, app.consumer.highwater(TP(topic, partition)))
+    except (IllegalStateError, AssertionError):
+        return None
+
+
+def partition_count(app: Any, topic: str) -> int | None:
+    """Partitions of `topic` in the consumer's cluster metadata (None: not known yet)."""
+    return cast(int | None, app.consumer.topic_partitions(topic))
+
+
+def assigned(app: Any, topic: str) -> set[int]:
+    return {tp.partition for tp in app.consumer.assignment() if tp.topic == topic}
+
+
+async def flow_open(app: Any) -> None:
+    """Wait while Faust holds the flow (a rebalance under way)."""
+    await app.flow_control.acquire()
+
+
+def generation(app: Any) -> int:
+    """Changes with every rebalance of this worker."""
+    return int(app.rebalancing_count)
+
+
+async def position(app: Any, topic: str, partition: int) -> int:
+    """Where reading of an assigned partition resumes."""
+    return int(await app.consumer.position(TP(topic, partition)) or 0)
+
+
+async def send_records(app: Any, topic: str, records: list[tuple[int, bytes | None, bytes]]) -> list[Any]:
+    """Send (partition, key, value) records as one record batch per partition, in order; returns
+    the delivery futures. Faust's per-message `send` cost more than detecting (~15 us each)."""
+    producer = app.producer._ensure_producer()
+    by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
+    for partition, key, value in records:
+        by_partition.setdefault(partition, []).append((key, value))
+    futures = []
+    for partition, items in by_partition.items():
+        batch = producer.create_batch()
+        for key, value in items:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                futures.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        futures.append(await producer.send_batch(batch, topic, partition=partition))
+    return futures
+
+
+class FaustPorts:
+    """`streams.checkpoint.Ports` on a Faust app."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def flush(self) -> None:
+        await drain_producer(self.app)
+
+    def handing_over(self) -> bool:
+        return handing_over(self.app)
+
+    def generation(self) -> int:
+        return generation(self.app)
+
+    def current(self, messages: list[Any]) -> list[Any]:
+        return current_messages(self.app, messages)
+
+    def ack(self, message: Any) -> None:
+        self.app.consumer.ack(message)

@@ -23,6 +23,7 @@ from infra import stack
 from infra.config import Settings
 from infra.kafka_clients import client_args
 from schemas.codec import DecodeError, decode
+from streams.domain.config import load_detection_config
 from streams.emitter import TouchpointEmitter
 from streams.ground_truth import compare
 from streams.simulator import Simulation, simulate
@@ -157,7 +158,8 @@ def run_demo(settings: Settings, duration_s: float, rate: float, speed: float, s
         follower.stop()
         incidents = list(follower.latest.values())
         result = {"events": len(sim.events), "journeys": journeys, "simulated_hours": round(span_s / 3600, 2),
-                  **compare(sim, incidents), "recovery_metrics": recovery_metrics(incidents),
+                  **compare(sim, incidents, load_detection_config(settings.rules_file)),
+                  "recovery_metrics": recovery_metrics(incidents),
                   "truth_metrics": recovery_metrics([
                       {"time_to_acknowledge_s": t.acknowledge_s, "time_to_first_response_s": t.first_response_s,
                        "time_to_resolve_s": t.resolve_s} for t in sim.truth])}

@@ -47,6 +47,7 @@ def unique_topics(stack_settings: Settings) -> Settings:
             incidents=f"{topics.incidents}-{suffix}",
             alerts=f"{topics.alerts}-{suffix}",
             silences=f"{topics.silences}-{suffix}",
+            customers=f"{topics.customers}-{suffix}",
         )
     )
     ensure_topics(settings, settings.topics.all())

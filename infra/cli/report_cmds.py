@@ -145,8 +145,12 @@ def customer(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """One customer's journeys and incidents: remember your customers."""
+    from consumers.customer_profile import customer_profile
+
     settings = Settings.from_env()
-    data = customer_history(_client(settings), customer_id)
+    client = _client(settings)
+    data = customer_history(client, customer_id)
+    data["profile"] = customer_profile(client, customer_id)
     if as_json:
         typer.echo(json.dumps(data, default=str))
         return
@@ -155,6 +159,12 @@ def customer(
 
 def print_customer(data: dict[str, Any], console: Console) -> None:
     """One customer's incidents for a terminal: human durations, yes/no, '-' for none."""
+    profile = data.get("profile")
+    if profile is not None:
+        console.print(f"first seen {human.text(profile['first_seen'])}, last visit "
+                      f"{human.text(profile['last_visit'])}: {profile['journeys']} journeys, "
+                      f"{profile['incidents']} incidents, {profile['recovered']} recovered"
+                      f"{', a regular' if profile['regular'] else ''}")
     title = f"Customer {data['customer_id']}: {len(data['journeys'])} journeys, {len(data['incidents'])} incidents"
     console.print(_table(title, data["incidents"], [
         ("failed at", lambda i: i["failed_at"]), ("rule", lambda i: i["rule"]), ("severity", lambda i: i["severity"]),

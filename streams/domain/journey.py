@@ -20,7 +20,7 @@ Deadline = tuple[int, str, str]  # (due_ms, kind, ref): a pending request or SLA
 class Journey:
     """Detector state of one journey (see `streams.domain.processor`)."""
 
-    __slots__ = ("p", "c", "seen", "req", "early", "fired", "inc", "dl", "last", "exp")
+    __slots__ = ("p", "c", "seen", "req", "early", "fired", "inc", "dl", "first", "last", "exp")
 
     def __init__(self, partition: int, customer_id: str | None) -> None:
         self.p = partition                         # partition that owns the journey
@@ -32,6 +32,7 @@ class Journey:
         self.fired: dict[str, str] | None = None   # ref -> incident id of a request whose deadline fired
         self.inc: dict[str, dict[str, Any]] | None = None  # incident id -> incident, oldest first
         self.dl: list[Deadline] | None = None       # pending request / SLA deadlines
+        self.first: int | None = None              # oldest event time in the journey (its start)
         self.last: int | None = None               # newest event time in the journey
         self.exp: int | None = None                # due time of its expiry check (one pending at most)
 
@@ -132,6 +133,8 @@ class Journey:
                 state[key] = value
         if self.dl:
             state["dl"] = [list(entry) for entry in self.dl]
+        if self.first != self.last:  # most journeys: left out, read back as `last`
+            state["first"] = self.first
         state["last"] = self.last
         state["exp"] = self.exp
         return state
@@ -156,5 +159,6 @@ class Journey:
             else:
                 journey.add_deadline((due, kind, ref))
         journey.last = state.get("last")
+        journey.first = state.get("first", journey.last)
         journey.exp = exp
         return journey

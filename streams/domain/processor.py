@@ -10,8 +10,17 @@ log therefore raise the same incidents (only `detected_at` differs).
 Journey state is a small record per journey (`streams.domain.journey.Journey`, JSON-able via
 `to_state`); everything needed after a restart lives in it (pending deadlines included), and
 `load` rebuilds the indexes from it.
-Customer history (for repeat-failure severity and "came back" recovery) is derived from the
-incidents in the journeys this worker holds.
+Customer history (repeat-failure severity, "came back") is not decided here: it needs every
+journey of a customer, so the customers stage decides it (`streams.customers.book`) from the
+incident changes and journey starts this detector reports.
+
+Two clocks. `clock="events"` (the pure reference, and a single-partition replay): an event moves
+its partition's watermark and fires every deadline of the partition at or before it.
+`clock="marks"` (the journeys stage behind intake): a partition's watermark comes only from
+`advance` (the low watermark of the source partitions, `streams.journeys.marks`), since one
+internal partition interleaves several source partitions in arrival order; an event fires only
+its own journey's deadlines at or before its time (a function of that journey's events alone),
+so a delivery or an acknowledgement after a breach still finds the breach open.
 """
 
 from __future__ import annotations
@@ -31,7 +40,6 @@ from streams.domain.incidents import (
     apply_recovery,
     breach_sla,
     incident_id,
-    mark_recovered,
     new_incident,
     set_waiting,
 )
@@ -69,9 +77,13 @@ class ProcessResult:
     duplicates: int = 0
     fired_deadlines: int = 0
     late_events: int = 0
+    # (journey id, customer id, first event time): a journey seen for the first time, or its first
+    # event moved earlier (an out-of-order event), or its customer became known
+    journey_starts: list[tuple[str, str, int]] = field(default_factory=list)
 
     def merge(self, other: ProcessResult) -> None:
         self.incident_changes += other.incident_changes
+        self.journey_starts += other.journey_starts
         self.unmatched_recovery += other.unmatched_recovery
         self.duplicates += other.duplicates
         self.fired_deadlines += other.fired_deadlines
@@ -81,14 +93,16 @@ class ProcessResult:
 class Detector:
     """Applies touchpoints in order, fires deadlines on event time, tracks incidents."""
 
-    def __init__(self, config: DetectionConfig) -> None:
+    def __init__(self, config: DetectionConfig, clock: str = "events") -> None:
+        if clock not in ("events", "marks"):
+            raise ValueError(f"clock must be 'events' or 'marks', not {clock!r}")
         self.config = config
+        self.marks_clock = clock == "marks"
         self.journeys: dict[str, Journey] = {}
         self.dirty: dict[str, int] = {}  # journey id -> partition, changed since `take_dirty`
         self._heaps: dict[int, list[HeapEntry]] = {}
         self.watermarks: dict[int, int] = {}
         self._idle_base: dict[int, tuple[int, int]] = {}  # partition -> (watermark, wall ms at arrival)
-        self._customers: dict[str, list[tuple[int, str, str]]] = {}  # customer -> [(failed_at, journey, incident)]
         self._now = 0
         self._out: ProcessResult = ProcessResult()
 
@@ -104,15 +118,10 @@ class Detector:
                 heap.append((due, journey_id, kind, ref))
             if journey.exp is not None:
                 heap.append((journey.exp, journey_id))
-            if journey.last is not None:
+            if journey.last is not None and not self.marks_clock:  # marks: the source partitions tell
                 self.watermarks[partition] = max(self.watermarks.get(partition, 0), journey.last)
-            for iid, inc in (journey.inc or {}).items():
-                if inc["customer_id"]:
-                    self._customers.setdefault(inc["customer_id"], []).append((inc["failed_at"], journey_id, iid))
         for heap in self._heaps.values():
             heapq.heapify(heap)
-        for history in self._customers.values():
-            history.sort()
         for partition, mark in self.watermarks.items():
             self._idle_base[partition] = (mark, now_ms)
 
@@ -124,12 +133,6 @@ class Detector:
         self._heaps.pop(partition, None)
         self.watermarks.pop(partition, None)
         self._idle_base.pop(partition, None)
-        for cid, history in list(self._customers.items()):
-            kept = [h for h in history if h[1] in self.journeys]
-            if kept:
-                self._customers[cid] = kept
-            else:
-                del self._customers[cid]
 
     def take_dirty(self) -> dict[str, int]:
         """Journeys changed since the last call (the adapter persists them)."""
@@ -148,7 +151,8 @@ class Detector:
         self._out = out = ProcessResult()
         for partition, event in events:
             self._process_one(partition, event)
-            self._idle_base[partition] = (self.watermarks[partition], now_ms)
+            if not self.marks_clock:
+                self._idle_base[partition] = (self.watermarks[partition], now_ms)
         return out
 
     def tick(self, now_ms: int, partitions: Iterable[int] | None = None) -> ProcessResult:
@@ -159,6 +163,8 @@ class Detector:
         """
         self._now = now_ms
         self._out = out = ProcessResult()
+        if self.marks_clock:
+            return out  # the watermark moves by `advance` only
         for partition in list(self._idle_base) if partitions is None else partitions:
             base = self._idle_base.get(partition)
             if base is None:
@@ -166,6 +172,15 @@ class Detector:
             mark = max(self.watermarks.get(partition, 0), base[0] + max(0, now_ms - base[1]))
             self.watermarks[partition] = mark
             self._fire_due(partition, mark)
+        return out
+
+    def advance(self, partition: int, mark: int, now_ms: int) -> ProcessResult:
+        """Move a partition's watermark to `mark` (never back) and fire what is due (marks clock)."""
+        self._now = now_ms
+        self._out = out = ProcessResult()
+        mark = max(mark, self.watermarks.get(partition, mark))
+        self.watermarks[partition] = mark
+        self._fire_due(partition, mark)
         return out
 
     # ---- per event --------------------------------------------------------------------------
@@ -181,18 +196,27 @@ class Detector:
             return
         at = event["occurred_at"]
         mark = self.watermarks.get(partition)
-        if mark is None or at > mark:
-            self.watermarks[partition] = mark = at
-        elif mark - at > self.config.allowed_lateness_s * 1000:
-            self._out.late_events += 1  # applied all the same: nothing is dropped
-        self._fire_due(partition, mark)
+        if self.marks_clock:
+            if mark is not None and mark - at > self.config.allowed_lateness_s * 1000:
+                self._out.late_events += 1
+            self._fire_own(partition, journey_id, journey, at)
+        else:
+            if mark is None or at > mark:
+                self.watermarks[partition] = mark = at
+            elif mark - at > self.config.allowed_lateness_s * 1000:
+                self._out.late_events += 1  # applied all the same: nothing is dropped
+            self._fire_due(partition, mark)
         journey.remember(event["event_id"], self.config.seen_event_ids)
-        if journey.c is None and event.get("customer_id"):
+        customer_known = journey.c is None and bool(event.get("customer_id"))
+        if customer_known:
             journey.c = event["customer_id"]
         journey.last = at if journey.last is None else max(journey.last, at)
+        starts_earlier = journey.first is None or at < journey.first
+        if starts_earlier:
+            journey.first = at
+        if journey.c and (is_new or starts_earlier or customer_known):
+            self._out.journey_starts.append((journey_id, journey.c, journey.first))
         self.dirty[journey_id] = partition
-        if is_new and journey.c:
-            self._customer_came_back(journey.c, journey_id, at)
         self._apply(journey_id, journey, event)
         if journey.exp is None:
             self._schedule_expiry(journey_id, journey)
@@ -295,6 +319,31 @@ class Detector:
         journey.add_deadline((due, kind, ref))
         heapq.heappush(self._heaps.setdefault(journey.p, []), (due, journey_id, kind, ref))
 
+    def _fire_own(self, partition: int, journey_id: str, journey: Journey, at: int) -> None:
+        """Fire this journey's own request and SLA deadlines at or before `at` (marks clock).
+
+        Their heap entries stay and are skipped when they come up (no longer in `journey.dl`).
+        """
+        while journey.dl:
+            entry = min(journey.dl)
+            if entry[0] > at:
+                return
+            journey.drop_deadline(entry)
+            self._fire(partition, journey_id, journey, *entry)
+
+    def _fire(self, partition: int, journey_id: str, journey: Journey, due: int, kind: str, ref: str) -> None:
+        self.dirty[journey_id] = partition
+        self._out.fired_deadlines += 1
+        if kind == "req":
+            self._breach(journey_id, journey, ref)
+        elif kind == "exp":
+            self._expire(journey_id, journey, due)
+        else:
+            iid, target = ref.split("|")
+            incident = (journey.inc or {}).get(iid)
+            if incident is not None and breach_sla(incident, target, due):
+                self._emit(incident)
+
     def _fire_due(self, partition: int, mark: int) -> None:
         heap = self._heaps.get(partition)
         # A cancelled deadline (fulfilled, acknowledged, ...) stays in the heap and is skipped
@@ -313,17 +362,7 @@ class Detector:
                 kind, ref = entry[2], entry[3]  # type: ignore[misc]
                 if not journey.drop_deadline((due, kind, ref)):
                     continue
-            self.dirty[journey_id] = partition
-            self._out.fired_deadlines += 1
-            if kind == "req":
-                self._breach(journey_id, journey, ref)
-            elif kind == "exp":
-                self._expire(journey_id, journey, due)
-            else:
-                iid, target = ref.split("|")
-                incident = (journey.inc or {}).get(iid)
-                if incident is not None and breach_sla(incident, target, due):
-                    self._emit(incident)
+            self._fire(partition, journey_id, journey, due, kind, ref)
 
     def _breach(self, journey_id: str, journey: Journey, ref: str) -> None:
         rtype, due, _occurred, rid, event_id, late_at, store, channel = journey.pop_request(ref)
@@ -344,21 +383,13 @@ class Detector:
             return None  # one failure, one incident
         rule = self.config.rule(rule_name, trigger.get("store_id"), trigger.get("channel"))
         customer = trigger.get("customer_id") or journey.c
-        history = self._customers.get(customer, []) if customer else []
-        window = self.config.repeat_window_days * DAY_MS
-        repeat = any(failed_at - window <= f_at < failed_at or (f_at == failed_at and jid < journey_id)
-                     for f_at, jid, _ in history)
+        # repeat_customer and the severity it raises are the customers stage's to decide
         incident = new_incident(rule, journey_id, ref, {**trigger, "customer_id": customer}, failed_at,
-                                max(self._now, failed_at), repeat, request_id,
+                                max(self._now, failed_at), False, request_id,
                                 calendar=self.config.calendar(trigger.get("store_id")), about=about)
         incident["late_fulfilment_at"] = late_fulfilment_at
         iid = incident["incident_id"]
         journey.add_incident(iid, incident)
-        if customer:
-            history = self._customers.setdefault(customer, [])
-            history.append((failed_at, journey_id, iid))
-            history.sort()
-            del history[:-20]  # only the recent past matters for repeat severity
         for target in SLA_TARGETS:  # business-time deadlines (the store's hours) come with the incident
             self._schedule(journey_id, journey, incident[DUE_FIELD[target]], "sla", f"{iid}|{target}")
         self._emit(incident)
@@ -432,18 +463,6 @@ class Detector:
         if score is not None and score <= (rule.max_score or 2):
             self._open_incident(journey_id, journey, "negative_feedback", event["event_id"], event,
                                 event["occurred_at"])
-
-    def _customer_came_back(self, customer: str, journey_id: str, at: int) -> None:
-        """A new journey of a customer within the window marks their earlier incidents recovered."""
-        window = self.config.recovered_window_days * DAY_MS
-        for failed_at, jid, iid in self._customers.get(customer, []):
-            if jid == journey_id or not failed_at <= at <= failed_at + window:
-                continue
-            other = self.journeys.get(jid)
-            incident = (other.inc or {}).get(iid) if other else None
-            if incident is not None and mark_recovered(incident, at):
-                self.dirty[jid] = other.p  # type: ignore[union-attr]
-                self._emit(incident)
 
 
 def _about(event: dict[str, Any]) -> str | None:

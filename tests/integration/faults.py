@@ -45,7 +45,7 @@ SETTLE_S = 6.0  # after everything matched: nothing may change for this long (no
 INCIDENT_QUERY = """
 SELECT incident_id, journey_id, rule, status, toUnixTimestamp64Milli(failed_at) AS failed_at,
        time_to_acknowledge_s, time_to_first_response_s, time_to_resolve_s,
-       compensation_kind, compensation_amount, post_recovery_score, recovered
+       compensation_kind, compensation_amount, post_recovery_score, recovered, severity, repeat_customer
 FROM journey.incidents FINAL WHERE startsWith(journey_id, {p:String})
 """
 

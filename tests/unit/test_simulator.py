@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from streams.domain.config import load_detection_config
-from streams.domain.processor import Detector
 from streams.ground_truth import compare
+from streams.reference import reference_incidents
 from streams.simulator import Simulation, simulate
 
 T0 = 1_763_899_200_000
@@ -26,10 +26,8 @@ def test_events_are_in_event_time_order_and_failures_are_injected() -> None:
 
 
 def detect(sim: Simulation) -> list[dict[str, Any]]:
-    detector = Detector(load_detection_config())
-    detector.process([(hash(e["journey_id"]) % 4, e) for e in sim.events], now_ms=T0)
-    detector.tick(sim.end_ms + 10 * 86_400_000)  # long after the day: every deadline has fired
-    return [i for j in detector.journeys.values() for i in j.incidents()]
+    """The detector and the customer book over the day (every deadline fired long after it)."""
+    return list(reference_incidents(sim.events, load_detection_config(), sim.end_ms + 10 * 86_400_000, T0).values())
 
 
 def test_the_detector_finds_exactly_the_injected_failures() -> None:
@@ -40,6 +38,18 @@ def test_the_detector_finds_exactly_the_injected_failures() -> None:
     assert result["detected"] == len(sim.truth) > 20
     # the truth covers compensation and post-recovery feedback, not only the latencies
     assert any(t.compensation_amount for t in sim.truth) and any(t.feedback_score for t in sim.truth)
+    # and the customers' history: repeat failures paged higher, recovered by a return
+    assert any(i["repeat_customer"] and i["severity"] != "low" for i in detect(sim))
+
+
+def test_compare_flags_a_wrong_repeat_severity_and_recovered() -> None:
+    sim = simulate(9, 400, T0, 3600 * 8)
+    incidents = detect(sim)
+    repeat = next(i for i in incidents if i["repeat_customer"])
+    wrong = {**repeat, "repeat_customer": False, "recovered": not repeat["recovered"]}
+    result = compare(sim, [i for i in incidents if i is not repeat] + [wrong])
+    assert result["metric_mismatches"] == 1 and not result["ok"]
+    assert set(result["mismatch_list"][0]["expected_got"]) == {"repeat_customer", "recovered"}
 
 
 def test_compare_flags_a_failure_counted_twice_and_a_wrong_figure() -> None:

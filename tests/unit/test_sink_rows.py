@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import orjson
 from aiokafka import TopicPartition
 
 from consumers.sink import INCIDENT_COLUMNS, TOUCHPOINT_COLUMNS, next_offsets, to_rows
@@ -63,3 +64,15 @@ def test_offsets_to_commit_are_each_partitions_last_plus_one() -> None:
     messages = [touchpoint(5, 0), touchpoint(9, 1), touchpoint(6, 0), touchpoint(10, 1)]
     assert next_offsets(messages) == {TopicPartition(SETTINGS.topics.touchpoints, 0): 7,
                                       TopicPartition(SETTINGS.topics.touchpoints, 1): 11}
+
+
+def test_customer_profiles_become_rows_and_garbage_is_skipped() -> None:
+    from consumers.sink import CUSTOMER_COLUMNS
+
+    profile = {"customer_id": "c-1", "version": 3, "first_seen": NOW - 10, "last_visit": NOW, "journeys": 4,
+               "incidents": 1, "recovered": 1, "regular": True}
+    messages = [Message(SETTINGS.topics.customers, 0, 0, orjson.dumps(profile)),
+                Message(SETTINGS.topics.customers, 0, 1, b"not json"),
+                Message(SETTINGS.topics.customers, 0, 2, orjson.dumps({"customer_id": "c-2"}))]
+    batch = to_rows(SETTINGS, messages, NOW)
+    assert batch.customers == [[profile[c]] for c in CUSTOMER_COLUMNS] and batch.skipped == 2

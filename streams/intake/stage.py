@@ -1,0 +1,92 @@
+"""The intake stage: source touchpoints -> dead letters, or events keyed by journey (Faust adapter).
+
+Reads the source topic however it was partitioned (any producer's partitioner, any partition
+count), sorts each batch into events and dead letters (`sort_batch`), and sends the events, in
+event-time order within the batch, to the internal topic at the partition OUR partitioner gives
+their journey (murmur2, as Java and kafka-python): one journey's events meet in one partition of
+a topic whose partition count we own. After each batch, and on every tick, each internal
+partition gets a mark of every source partition this worker reads (`streams.intake.marks`).
+Stateless: nothing to restore; a re-read batch sends the same events again (the journeys stage
+drops repeated event ids).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from schemas.dead_letter import dead_letter_headers
+from streams.batch_consumer import partition_count, send_records
+from streams.intake.batch import sort_batch
+from streams.intake.marks import SourceClocks
+from streams.stage import Stage
+
+log = logging.getLogger("journey.intake")
+
+
+class IntakeStage(Stage):
+    name = "intake"
+
+    def __init__(self, app: Any, topic: str, internal_topic: str, internal_partitions: int,
+                 dead_letters: Any, stats: Any) -> None:
+        super().__init__(app, topic, internal_partitions, stats)
+        self.internal_topic = internal_topic
+        self.internal_partitions = internal_partitions
+        self.dead_letters = dead_letters
+        self.clocks = SourceClocks()
+
+    def drop(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self.clocks.forget(partition)
+
+    def _marks(self, partitions: set[int] | list[int], now: int) -> list[tuple[int, bytes | None, bytes]]:
+        sources = max(partition_count(self.app, self.topic) or 0, max(self.loaded | set(partitions), default=-1) + 1)
+        out = []
+        for source in sorted(partitions):
+            value = self.clocks.mark(source, sources, self.caught_up(source), now).encode()
+            out += [(internal, None, value) for internal in range(self.internal_partitions)]
+        return out
+
+    async def handle(self, generation: int, messages: list[Any]) -> None:
+        now = _now_ms()
+        self.stats.first_batch_at = self.stats.first_batch_at or now
+        sorted_ = sort_batch([m.value for m in messages], now)
+        valid = sorted(sorted_.valid, key=lambda item: item[1]["occurred_at"])  # stable: ties keep offset order
+        records: list[tuple[int, bytes | None, bytes]] = []
+        for index, event in valid:
+            self.clocks.saw(messages[index].partition, event["occurred_at"], now)
+            key = event["journey_id"].encode()
+            records.append((self.partition_of(key), key, orjson.dumps(event)))
+        records += self._marks({m.partition for m in messages}, now)
+
+        async def publish() -> list[Any]:
+            # Intake holds no state that could get ahead of what it sent: its dead letters need not
+            # wait for the delivery; the ack waits for the flush all the same.
+            await send_records(self.app, self.internal_topic, records)
+            return []
+
+        async def persist() -> None:
+            for index in sorted(sorted_.rejected):  # in batch order
+                message = messages[index]
+                reason, kind = sorted_.rejected[index]
+                self.stats.dead_letters += 1
+                await self.dead_letters.send(key=message.key, value=message.value, headers=dead_letter_headers(
+                    reason, message.topic, message.partition, message.offset, kind))
+
+        if await self.checkpoint.commit(generation, messages, publish, persist):
+            self.stats.intake_events += len(valid)
+        else:
+            self.resync()
+        self.stats.last_batch_at = _now_ms()
+
+    async def tick(self, generation: int) -> None:
+        """Every source partition's progress, so idle ones advance with the wall clock downstream."""
+        if self.loaded:  # delivered with the next flush (marks are only progress reports)
+            await send_records(self.app, self.internal_topic, self._marks(self.loaded, _now_ms()))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

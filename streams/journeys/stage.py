@@ -1,0 +1,132 @@
+"""The journeys stage: the detector over the internal topic keyed by journey (Faust adapter).
+
+Each internal partition carries the events of its journeys (from every source partition, in
+arrival order) and the marks of every source partition (`streams.intake.marks`). Events go to
+the `Detector` (marks clock): each fires only its own journey's deadlines; the low watermark of
+the marks fires the rest. Incident changes of a known customer and journey starts go to the
+customers stage, keyed by customer with our partitioner; incidents without a customer are
+published here (nobody else can change them). Journey state lives in a changelog-backed table
+(RocksDB locally), one write per changed journey per batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from schemas.codec import encode
+from streams.batch_consumer import send_records, writing_partition
+from streams.customers.book import published_version
+from streams.domain.processor import Detector, ProcessResult
+from streams.intake.marks import Mark, is_mark
+from streams.journeys.low_watermark import LowWatermark
+from streams.stage import Stage
+from streams.state_codec import decode_journey, encode_journey
+
+log = logging.getLogger("journey.journeys")
+
+
+class JourneysStage(Stage):
+    name = "journeys"
+
+    def __init__(self, app: Any, topic: str, table: Any, detector: Detector, customers_topic: str,
+                 internal_partitions: int, incidents: str, stats: Any) -> None:
+        super().__init__(app, topic, internal_partitions, stats)
+        self.table = table
+        self.detector = detector
+        self.customers_topic = customers_topic
+        self.incidents = incidents
+        self.low: dict[int, LowWatermark] = {}
+
+    async def load(self, partitions: set[int]) -> None:
+        states = ((k.decode(), decode_journey(v)) for k, v in self.table.items() if v is not None)
+        items = [(journey_id, state) for journey_id, state in states if state.p in partitions]
+        self.detector.load(items, now_ms=_now_ms())
+        log.info("loaded %d journeys of partitions %s", len(items), sorted(partitions))
+
+    def drop(self, partitions: set[int]) -> None:
+        for partition in partitions:
+            self.detector.forget_partition(partition)
+            self.low.pop(partition, None)
+
+    async def handle(self, generation: int, messages: list[Any]) -> None:
+        now = _now_ms()
+        result = ProcessResult()
+        events: list[tuple[int, dict[str, Any]]] = []
+        for message in messages:
+            if is_mark(message.value):
+                if events:
+                    result.merge(self.detector.process(events, now))
+                    events = []
+                low = self.low.setdefault(message.partition, LowWatermark())
+                low.update(Mark.decode(message.value))
+                mark = low.low()
+                if mark is not None:
+                    result.merge(self.detector.advance(message.partition, mark, now))
+            else:
+                events.append((message.partition, orjson.loads(message.value)))
+        if events:
+            result.merge(self.detector.process(events, now))
+        n_events = sum(not is_mark(m.value) for m in messages)
+        snapshot = self.snapshot()
+        if await self.checkpoint.commit(generation, messages, lambda: self.publish(result),
+                                        lambda: self.persist(snapshot)):
+            self.stats.events += n_events
+            self.stats.duplicates += result.duplicates
+            self.stats.last_batch_at = _now_ms()
+        else:
+            self.detector.take_dirty()
+            self.resync()
+
+    async def tick(self, generation: int) -> None:
+        """Nothing moves here on its own: the watermark comes with intake's marks."""
+
+    async def publish(self, result: ProcessResult) -> list[Any]:
+        """Incident changes and journey starts to the customers stage (or, without a customer,
+        the incident row itself to the incidents topic); their delivery futures."""
+        to_customers: list[tuple[int, bytes | None, bytes]] = []
+        to_incidents: list[tuple[int, bytes | None, bytes]] = []
+        for change in result.incident_changes:
+            customer = change.get("customer_id")
+            if customer:
+                key = customer.encode()
+                to_customers.append((self.partition_of(key), key, orjson.dumps({"k": "i", **change})))
+            else:
+                row = {**change, "version": published_version(change["version"], False, False)}
+                to_incidents.append((-1, change["incident_id"].encode(), encode("incident", row)))
+        for journey_id, customer, first in result.journey_starts:
+            key = customer.encode()
+            to_customers.append((self.partition_of(key), key, orjson.dumps(
+                {"k": "s", "journey_id": journey_id, "customer_id": customer, "at": first})))
+        futures = await send_records(self.app, self.customers_topic, to_customers)
+        for _, key, value in to_incidents:
+            futures.append(await self.app.producer.send(self.incidents, key, value, None, None, None))
+        self.stats.incident_changes += len(result.incident_changes)
+        self.stats.unmatched_recovery += len(result.unmatched_recovery)
+        for event in result.unmatched_recovery:
+            log.warning("recovery event %s (%s) matches no incident of journey %s", event["event_id"],
+                        event["type"], event["journey_id"])
+        return futures
+
+    def snapshot(self) -> list[tuple[bytes, int, bytes | None]]:
+        """The journeys this batch changed, encoded now (None: expired)."""
+        out = []
+        for journey_id, partition in self.detector.take_dirty().items():
+            state = self.detector.journeys.get(journey_id)
+            out.append((journey_id.encode(), partition, None if state is None else encode_journey(state)))
+        return out
+
+    async def persist(self, snapshot: list[tuple[bytes, int, bytes | None]]) -> None:
+        for key, partition, value in snapshot:
+            with writing_partition(self.topic, partition):
+                if value is None:  # expired: a tombstone in the changelog, gone from RocksDB
+                    self.table.pop(key, None)
+                else:
+                    self.table[key] = value
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

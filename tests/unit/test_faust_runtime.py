@@ -1,0 +1,43 @@
+"""Pins the Faust release `streams.batch_consumer` (our only use of Faust internals) was written
+against, and checks every internal it touches is still there: an upgrade fails here first."""
+
+from __future__ import annotations
+
+import inspect
+from importlib.metadata import version
+
+import faust
+from faust.streams import _current_event
+from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from streams import batch_consumer
+
+
+def test_faust_is_the_release_the_runtime_module_was_written_against() -> None:
+    assert version("faust-streaming") == batch_consumer.FAUST_VERSION == faust.__version__
+
+
+def test_the_internals_used_still_exist_with_the_shapes_we_rely_on() -> None:
+    assert _current_event.get(None) is None  # a ContextVar of the current event
+    assert list(inspect.signature(Recovery._build_highwaters).parameters) == [
+        "self", "consumer", "tps", "destination", "title"]
+    assert "self._read_offset" in inspect.getsource(Consumer.__init__)  # an instance attribute
+    for name in ("_drain_messages", "_add_gap", "seek_to_committed", "getmany", "ack",
+                 "topic_partitions", "highwater", "position"):
+        assert hasattr(Consumer, name) or hasattr(faust_aiokafka.Consumer, name), name
+    assert hasattr(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer")
+    assert hasattr(faust_aiokafka.Producer, "_ensure_producer")
+    for name in ("rebalancing", "rebalancing_count", "consumer_generation_id", "flow_control", "_new_transport"):
+        assert hasattr(faust.App, name), name
+
+
+def test_only_the_runtime_module_imports_faust_internals() -> None:
+    import pathlib
+
+    root = pathlib.Path(batch_consumer.__file__).parent
+    private = ("faust.streams import _", "faust.tables.recovery", "faust.transport")
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if p.name != "batch_consumer.py"
+                 and any(s in p.read_text() for s in private)]
+    assert offenders == []

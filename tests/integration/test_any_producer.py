@@ -209,13 +209,15 @@ def test_confluent_avro_serdes_with_the_stacks_registry(pipeline: dict[str, Any]
     client = SchemaRegistryClient({"url": settings.schema_registry_url})
     tag = uuid.uuid4().hex[:6]
     now = int(time.time() * 1000)
-    v1 = (Path(__file__).resolve().parents[2] / "schemas" / "touchpoint.avsc").read_text()
+    v1 = (Path(__file__).resolve().parents[2] / "schemas" / "touchpoint.avsc").read_text()  # the version we write
     v2 = (CASES / "08-touchpoint-v2-enum-and-optional.avsc").read_text()
     no_default = (CASES / "08-touchpoint-v2-field-no-default.avsc").read_text()
 
+    # each complaint in its own (unlisted: always open) store: pages are grouped by store and rule, so a second
+    # complaint at one store within the group interval is summarised on the first one's page, not paged itself
     def touchpoint(name: str, kind: str, **extra: Any) -> dict[str, Any]:
         return {"event_id": name, "journey_id": name, "customer_id": f"{name}-guest", "type": kind, "stage": "after",
-                "channel": "pos", "occurred_at": now - 1000, "store_id": "busan-01", "staff_id": None,
+                "channel": "pos", "occurred_at": now - 1000, "store_id": f"{name}-store", "staff_id": None,
                 "request_id": None, "promised_within_s": None, "incident_id": None, "attrs": {}, "source": None,
                 **extra}
 

@@ -117,6 +117,7 @@ def test_renumber_takes_an_external_registrys_ids() -> None:
     touchpoint, incident = shipped("touchpoint")[-1]["id"], shipped("incident")[0]["id"]
     theirs = {touchpoint: FIRST_API_ID + 100, incident: FIRST_API_ID + 101}
     registry.renumber(theirs)
-    assert registry.latest("touchpoint").id == theirs[touchpoint] and registry.by_id(theirs[incident]).subject == "incident"
+    assert registry.latest("touchpoint").id == theirs[touchpoint]
+    assert registry.by_id(theirs[incident]).subject == "incident"
     assert touchpoint not in registry.ids() and incident not in registry.ids()
     assert len(registry.ids()) == len(load_registry().ids())  # the others keep theirs

@@ -21,7 +21,7 @@ from typing import Any
 
 import kafka.record.default_records as kafka_records
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
@@ -39,7 +39,7 @@ from infra.schema_registry import reachable
 from schemas.codec import encode
 from schemas.registry import get_registry
 from streams.dead_letters import ReplayResult, read_dead_letters, replay_dead_letters
-from streams.topic_reader import follow
+from streams.topic_reader import assigned_consumer, follow
 from tests.integration.test_detection import event, incidents_until, start_worker, stop_worker
 from tests.integration.test_sink import start_sink
 
@@ -248,19 +248,19 @@ def test_confluent_avro_serdes_with_the_stacks_registry(pipeline: dict[str, Any]
     assert types == [("UNKNOWN",)]
     assert not [d for d in read_dead_letters(settings) if tag.encode() in d.value]
 
-    # incidents and alerts, decoded by Confluent's deserializer with the writer schemas from the registry
+    # incidents and alerts, decoded by Confluent's deserializer with the writer schemas from the registry. The bytes
+    # are fetched by a group-less kafka-python reader, not librdkafka: the quarantine test above left a corrupt batch
+    # on one incidents partition, and librdkafka's consumer never gets past one (it repeats the decompression error)
     deserialize = AvroDeserializer(client)
-    reader = Consumer({**librdkafka(settings), "group.id": f"serdes-{tag}", "auto.offset.reset": "earliest"})
-    reader.subscribe([t.incidents, t.alerts])
     seen: dict[str, set[str]] = {t.incidents: set(), t.alerts: set()}
-    deadline = time.monotonic() + 60  # a group join on Tansu alone takes about one session timeout
-    try:
-        while time.monotonic() < deadline and not all(complaints <= s for s in seen.values()):
-            message = reader.poll(0.5)
-            if message is None or message.error():
-                continue
-            record = deserialize(message.value(), SerializationContext(message.topic(), MessageField.VALUE))
-            seen[message.topic()].add(record["journey_id"])
-    finally:
-        reader.close()
+    for topic in seen:
+        reader = assigned_consumer(settings, topic, from_beginning=True)
+        deadline = time.monotonic() + 30
+        try:
+            while time.monotonic() < deadline and not complaints <= seen[topic]:
+                for message in (m for batch in reader.poll(timeout_ms=500).values() for m in batch):
+                    record = deserialize(message.value, SerializationContext(topic, MessageField.VALUE))
+                    seen[topic].add(record["journey_id"])
+        finally:
+            reader.close()
     assert complaints <= seen[t.incidents] and complaints <= seen[t.alerts], seen

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 
@@ -12,7 +13,7 @@ from aiohttp import web
 from infra.config import Settings
 from infra.errors import JourneyError
 from infra.processes import free_port
-from infra.schema_registry import connect
+from infra.schema_registry import connect, topic_subjects
 from infra.schema_registry_server import create_app
 from schemas.codec import decode, encode
 from schemas.registry import Registry, load_registry
@@ -53,7 +54,13 @@ def test_our_versions_are_registered_there_and_its_ids_used(foreign_registry: tu
     settings = Settings.from_env({"SCHEMA_REGISTRY_URL": url})
     registry = connect(settings, load_registry())
     assert api.list_subjects()[1] == ["alerts-value", "alerts.silences-value", "incidents-value", "touchpoints-value"]
-    assert api.list_versions("alerts-value") == (200, [1, 2])  # both alert versions, oldest first
+    ours = load_registry()
+    for theirs, subject in topic_subjects(settings).items():  # every version we ship, oldest first, with its id there
+        versions = ours.versions(subject)
+        assert api.list_versions(theirs) == (200, [e.version for e in versions])
+        for entry, given in zip(versions, registry.versions(subject), strict=True):
+            assert api.get_version(theirs, str(entry.version))[1]["id"] == given.id
+            assert json.loads(api.schema_by_id(given.id)[1]["schema"]) == entry.raw
     touchpoint = registry.latest("touchpoint")
     assert touchpoint.id >= FIRST_API_ID and api.schema_by_id(touchpoint.id)[0] == 200
     record = {"event_id": "e", "journey_id": "j", "customer_id": None, "type": "VISIT", "stage": "before",

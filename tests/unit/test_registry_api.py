@@ -11,7 +11,14 @@ from schemas.registry import load_registry
 from schemas.registry_api import FIRST_API_ID, RegistryApi
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 SUBJECTS = {"touchpoints-value": "touchpoint", "incidents-value": "incident", "alerts-value": "alert"}
+
+
+def shipped(subject: str) -> list[dict[str, Any]]:
+    """What schemas/registry.json ships for `subject`, oldest version first (read here, not through the module)."""
+    index = json.loads((SCHEMAS / "registry.json").read_text())["schemas"]
+    return sorted((e for e in index if e["subject"] == subject), key=lambda e: e["version"])
 
 
 def api(saved: list[Any] | None = None) -> RegistryApi:
@@ -24,25 +31,33 @@ def body(path: Path) -> dict[str, str]:
 
 def test_reads_what_the_clients_ask_for() -> None:
     a = api()
-    status, found = a.schema_by_id(2)
-    assert status == 200 and json.loads(found["schema"])["name"] == "Incident"
-    assert a.schema_by_id(99) == (404, {"error_code": 40403, "message": "Schema 99 not found"})
-    assert a.versions_of_id(4) == (200, [{"subject": "alerts-value", "version": 2}])
+    alerts = shipped("alert")
+    assert len(alerts) >= 2  # what follows is about a subject with several versions
+    for incident in shipped("incident"):
+        status, found = a.schema_by_id(incident["id"])
+        assert status == 200 and json.loads(found["schema"]) == json.loads((SCHEMAS / incident["file"]).read_text())
+    unknown = max(a.registry.ids()) + 1
+    assert a.schema_by_id(unknown) == (404, {"error_code": 40403, "message": f"Schema {unknown} not found"})
+    for alert in alerts:
+        assert a.versions_of_id(alert["id"]) == (200, [{"subject": "alerts-value", "version": alert["version"]}])
+        assert a.get_version("alerts-value", str(alert["version"]))[1]["id"] == alert["id"]
     assert "touchpoints-value" in a.list_subjects()[1]
-    assert a.list_versions("alerts-value") == (200, [1, 2])
-    assert a.get_version("alerts-value", "latest")[1]["id"] == 4
-    assert a.get_version("alerts-value", "1")[1]["id"] == 3
-    assert a.get_version("alerts-value", "7")[1]["error_code"] == 40402
+    assert a.list_versions("alerts-value") == (200, [e["version"] for e in alerts])  # every one, oldest first
+    assert a.get_version("alerts-value", "latest")[1]["id"] == alerts[-1]["id"]
+    assert a.get_version("alerts-value", str(alerts[-1]["version"] + 1))[1]["error_code"] == 40402
     assert a.get_version("nope-value", "1")[1]["error_code"] == 40401
     assert a.get_version("alerts-value", "x")[0] == 422
 
 
 def test_lookup_finds_our_version_whatever_the_formatting() -> None:
     a = api()
-    shipped = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "touchpoint.avsc").read_text())
-    status, found = a.lookup("touchpoints-value", {"schema": json.dumps(shipped, indent=4)})
-    assert status == 200 and (found["id"], found["version"]) == (1, 1)
-    assert a.register("touchpoints-value", {"schema": json.dumps(shipped)}) == (200, {"id": 1})  # no new version
+    for version in shipped("touchpoint"):  # the current one (touchpoint.avsc) and every older one (history/)
+        schema = json.loads((SCHEMAS / version["file"]).read_text())
+        status, found = a.lookup("touchpoints-value", {"schema": json.dumps(schema, indent=4)})
+        assert status == 200 and (found["id"], found["version"]) == (version["id"], version["version"])
+        # no new version
+        assert a.register("touchpoints-value", {"schema": json.dumps(schema)}) == (200, {"id": version["id"]})
+    assert a.list_versions("touchpoints-value") == (200, [e["version"] for e in shipped("touchpoint")])
 
 
 def test_compatible_version_registered_once_incompatible_refused_with_the_reason() -> None:
@@ -53,7 +68,8 @@ def test_compatible_version_registered_once_incompatible_refused_with_the_reason
     status, registered = a.register("touchpoints-value", v2)
     assert status == 200 and registered["id"] == FIRST_API_ID and [e.id for e in saved] == [FIRST_API_ID]
     assert a.register("touchpoints-value", v2) == (200, {"id": FIRST_API_ID}) and len(saved) == 1
-    assert a.get_version("touchpoints-value", "latest")[1]["version"] == 2
+    latest = a.get_version("touchpoints-value", "latest")[1]
+    assert (latest["id"], latest["version"]) == (FIRST_API_ID, shipped("touchpoint")[-1]["version"] + 1)
     no_default = body(CASES / "08-touchpoint-v2-field-no-default.avsc")
     status, error = a.register("touchpoints-value", no_default)
     assert status == 409 and error["error_code"] == 409 and "table_no" in error["message"]
@@ -80,7 +96,8 @@ def test_an_id_resolved_through_a_registry_is_read_and_never_becomes_ours() -> N
     def resolver(schema_id: int) -> tuple[str, int, dict[str, Any]] | None:
         asked.append(schema_id)
         status, found = served.schema_by_id(schema_id)
-        return ("touchpoint", 2, json.loads(found["schema"])) if status == 200 else None
+        version = served.versions_of_id(schema_id)[1][0]["version"] if status == 200 else 0
+        return ("touchpoint", version, json.loads(found["schema"])) if status == 200 else None
 
     ours.resolver = resolver
     record = {"event_id": "e", "journey_id": "j", "customer_id": None, "type": "TABLE_CLEANED", "stage": "during",
@@ -91,11 +108,16 @@ def test_an_id_resolved_through_a_registry_is_read_and_never_becomes_ours() -> N
     assert read["type"] == "UNKNOWN" and "device_sent_at" not in read  # Avro resolution with our reader
     decode(data, "touchpoint", ours)
     assert asked == [FIRST_API_ID]  # cached
-    assert ours.latest("touchpoint").id == 1  # what we write and read with stays ours
+    assert ours.latest("touchpoint").id == shipped("touchpoint")[-1]["id"]  # what we write and read with stays ours
+    assert ours.by_id(FIRST_API_ID).version == shipped("touchpoint")[-1]["version"] + 1
 
 
 def test_renumber_takes_an_external_registrys_ids() -> None:
     registry = load_registry()
-    registry.renumber({1: 101, 2: 102})
-    assert registry.latest("touchpoint").id == 101 and registry.by_id(102).subject == "incident"
-    assert 1 not in registry.ids()
+    touchpoint, incident = shipped("touchpoint")[-1]["id"], shipped("incident")[0]["id"]
+    theirs = {touchpoint: FIRST_API_ID + 100, incident: FIRST_API_ID + 101}
+    registry.renumber(theirs)
+    assert registry.latest("touchpoint").id == theirs[touchpoint]
+    assert registry.by_id(theirs[incident]).subject == "incident"
+    assert touchpoint not in registry.ids() and incident not in registry.ids()
+    assert len(registry.ids()) == len(load_registry().ids())  # the others keep theirs

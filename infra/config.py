@@ -405,6 +405,8 @@ class Settings:
     @property
     def runs_local_schema_registry(self) -> bool:
         return self.external_schema_registry is None
+
+    @property
     def topic_by_journey(self) -> str:
         """Internal topic: valid touchpoints keyed by journey (intake -> journeys stage)."""
         return self.by_journey_topic or f"{self.app_id}.touchpoints.by-journey"

@@ -108,7 +108,8 @@ class Engine:
     def parse(self, conn: Any, sql: str) -> Statement:
         """The engine's own parse of `sql`: its JSON AST, or EXPLAIN AST for statements without one."""
         try:
-            text = conn.query("SELECT parseQueryToJSON({q:String})", "TSVRaw", params={"q": sql}).bytes().decode()
+            text = conn.query("SELECT parseQueryToJSON({q:String})", "TSVRaw",
+                              params={"q": tsv_escaped(sql)}).bytes().decode()
         except Exception as exc:  # ChdbError/RuntimeError: the engine refused the text
             code, message = split_engine_error(str(exc))
             if code != BAD_ARGUMENTS or "JSON" not in message:
@@ -221,6 +222,15 @@ class Engine:
 
     def close(self) -> None:
         self.anchor.close()
+
+
+_TSV_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r", "\0": "\\0",
+                              "\b": "\\b", "\f": "\\f"})
+
+
+def tsv_escaped(text: str) -> str:
+    """`text` as a query parameter value: ClickHouse reads parameters in its Escaped (TSV) format."""
+    return text.translate(_TSV_ESCAPES)
 
 
 def _ident(name: str) -> str:

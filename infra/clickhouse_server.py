@@ -46,6 +46,7 @@ from infra.clickhouse_http import (
 )
 from infra.escaping import one_line
 from infra.login_throttle import LoginThrottle
+from infra.secrets import kept_secret
 from infra.sql_guard import Caps
 
 log = logging.getLogger("journey.clickhouse")
@@ -316,6 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--user", default="default")
     parser.add_argument("--readonly-user", default=None)
+    parser.add_argument("--password-file", type=Path, default=None,
+                        help="without CLICKHOUSE_PASSWORD: the password kept here (made if missing, 0600)")
+    parser.add_argument("--readonly-password-file", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=Limits.threads)
     parser.add_argument("--readonly-threads", type=int, default=Limits.readonly_threads)
     parser.add_argument("--cors-origin", action="append", default=[])
@@ -326,15 +330,23 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     os.umask(0o077)  # chDB's data, parts and temporary files: the owner's only
-    users = {args.user: User(args.user, os.environ.get("CLICKHOUSE_PASSWORD", ""), readonly=False)}
+    users = {args.user: User(args.user, _password("CLICKHOUSE_PASSWORD", args.password_file), readonly=False)}
     if args.readonly_user:
-        users[args.readonly_user] = User(args.readonly_user, os.environ.get("CLICKHOUSE_READONLY_PASSWORD", ""),
-                                         readonly=True)
+        users[args.readonly_user] = User(
+            args.readonly_user, _password("CLICKHOUSE_READONLY_PASSWORD", args.readonly_password_file), readonly=True)
     limits = Limits(threads=args.threads, readonly_threads=args.readonly_threads,
                     cors_origins=tuple(args.cors_origin))
     caps = Caps(max_execution_time=args.readonly_max_execution_s, max_memory_usage=args.readonly_max_memory,
                 max_result_rows=args.readonly_max_result_rows)
     serve(args.host, args.port, args.data_dir, users, limits, caps)
+
+
+def _password(variable: str, kept_in: Path | None) -> str:
+    """The password from the environment, else the one kept in `kept_in` (made there if missing)."""
+    value = os.environ.get(variable)
+    if value is not None or kept_in is None:
+        return value or ""
+    return kept_secret(kept_in)
 
 
 if __name__ == "__main__":

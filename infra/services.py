@@ -30,6 +30,7 @@ def sink_components(settings: Settings) -> list[Component]:
         address=f"kafka -> {settings.clickhouse_url} (group {settings.app_id}-sink)",
         ready=lambda: service_ready(settings, "sink"),
         argv=[sys.executable, "-m", "consumers.sink"],
+        secrets=("CLICKHOUSE_PASSWORD",),
     )]
 
 
@@ -42,6 +43,7 @@ def notifier_components(settings: Settings) -> list[Component]:
         ready=lambda: service_ready(settings, "notifier"),
         argv=[sys.executable, "-m", "consumers.notifier"],
         port=settings.web_port,
+        secrets=("JOURNEY_ONCALL_TOKEN", "JOURNEY_WEBHOOKS"),
     )]
 
 
@@ -55,6 +57,7 @@ def collector_components(settings: Settings) -> list[Component]:
         ready=lambda: service_ready(settings, "collector"),
         argv=[sys.executable, "-m", "streams.collector"],
         port=settings.collector_port,
+        secrets=("JOURNEY_COLLECTOR_KEYS",),
     )]
 
 

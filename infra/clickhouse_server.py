@@ -44,7 +44,7 @@ from infra.clickhouse_http import (
     http_status,
     parse_request,
 )
-from infra.escaping import one_line
+from infra.escaping import escape_log_lines, one_line
 from infra.login_throttle import LoginThrottle
 from infra.secrets import kept_secret
 from infra.sql_guard import Caps
@@ -328,6 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--readonly-max-result-rows", type=int, default=Caps.max_result_rows)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    escape_log_lines()  # one line per record, whatever an id holds
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     os.umask(0o077)  # chDB's data, parts and temporary files: the owner's only
     users = {args.user: User(args.user, _password("CLICKHOUSE_PASSWORD", args.password_file), readonly=False)}

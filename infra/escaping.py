@@ -7,9 +7,10 @@ anything they contain must reach Slack as text (not `<!channel>` or a link), a l
 
 from __future__ import annotations
 
+import logging
 import re
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+from schemas.contract import CONTROL_CHARACTERS as _CONTROL
 
 
 def _escape_control(match: re.Match[str]) -> str:
@@ -42,6 +43,16 @@ def slack(text: str) -> str:
     return control_escaped(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def has_control(text: str) -> bool:
-    """True when `text` holds a control character (refused in ids)."""
-    return _CONTROL.search(text) is not None
+class OneLineFormatter(logging.Formatter):
+    """A log formatter that keeps each record's message on one line (tracebacks stay as they are)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = control_escaped(record.message)
+        return super().formatMessage(record)
+
+
+def escape_log_lines() -> None:
+    """Give the root logger's handlers (as `logging.basicConfig` made them) the one-line formatter."""
+    for handler in logging.getLogger().handlers:
+        old = handler.formatter
+        handler.setFormatter(OneLineFormatter(old._fmt if old else None, old.datefmt if old else None))

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from infra.config import Settings
 from infra.errors import JourneyError
+from infra.escaping import terminal
 from infra.kafka import require_broker
 
 silence_app = typer.Typer(help="Silences: mute a store and/or rule for a while (recorded, not paged).",
@@ -41,7 +42,8 @@ def alerts(
         at = str(alert.get("at", ""))[11:19]
         hooks = [c.removeprefix("webhook:") for c in alert.get("channels", []) if c.startswith("webhook:")]
         sent = f"  -> {', '.join(hooks)}" if hooks and alert.get("kind") != "delivery_failed" else ""
-        typer.echo(f"{at}  {alert.get('message', line)}  [{alert.get('incident_id')}]{sent}")
+        # the message carries ids from outside: their escape sequences must not run in the terminal
+        typer.echo(terminal(f"{at}  {alert.get('message', line)}  [{alert.get('incident_id')}]{sent}"))
 
 
 def _call_oncall_api(settings: Settings, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -70,7 +72,7 @@ def _act(action: str, incident_id: str, by: str | None, note: str | None) -> Non
     settings = Settings.from_env()
     who = by or getpass.getuser() or "cli"
     done = _call_oncall_api(settings, "POST", f"/api/incidents/{incident_id}/{action}", {"by": who, "note": note})
-    typer.echo(f"{done['type']} for {incident_id} by {who} emitted (event {done['event_id']})")
+    typer.echo(terminal(f"{done['type']} for {incident_id} by {who} emitted (event {done['event_id']})"))
 
 
 def ack(

@@ -112,7 +112,7 @@ def create_collector_app(settings: Settings, backend: Backend, access: Access, l
         if wait:
             return _error(429, f"source {source!r} is over its rate of {settings.collector_rate_per_s} events/s "
                                f"(JOURNEY_COLLECTOR_RATE_PER_S): retry in {wait} s", wait)
-        checked = check_events(items, source)
+        checked = check_events(items, source, staff=source in settings.collector_staff_sources)
         valid = [c for c in checked if c.valid]
         if valid:
             try:

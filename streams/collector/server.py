@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from infra.config import ConfigError, Settings
+from infra.escaping import escape_log_lines
 from infra.heartbeat import write_heartbeat
 from streams.collector.app import BrokerUnavailable, create_collector_app
 from streams.collector.feeds import PartitionFeeds
@@ -136,6 +137,7 @@ class Collector:
 def main() -> None:
     """Run the collector until SIGTERM; a bad configuration is one line and exit 1."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    escape_log_lines()  # one line per record, whatever an id holds
     # aiokafka logs every failed reconnect while the broker is down; the probe logs the change once
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:

@@ -10,10 +10,10 @@ judges that tree here, never the text:
   server refuses it too);
 - a read-only user: SELECT / SHOW / DESCRIBE / EXISTS / EXPLAIN of a SELECT (and SET / USE of a
   session); table functions from `READONLY_TABLE_FUNCTIONS`; settings (SETTINGS clauses, URL
-  parameters, SET) from `READONLY_SETTINGS`, capped by the server (`Caps`); output formats that
-  need no schema file; no scalar function that shares its name with a refused table function
-  (`file('/etc/passwd')` reads a file as a string) or belongs to an engine category that reaches
-  outside (`OUTSIDE_CATEGORIES`).
+  parameters, SET) from `READONLY_SETTINGS`, capped by the server (`Caps`) — so no format reads a
+  schema or template file (those settings are not on the list); no scalar function that shares
+  its name with a refused table function (`file('/etc/passwd')` reads a file as a string) or
+  belongs to an engine category that reaches outside (`OUTSIDE_CATEGORIES`).
 
 Everything is an allow-list: a table function or setting a new chDB version adds is refused for
 read-only users until it is added here. Pure functions over the parser's output (no I/O); the
@@ -70,7 +70,7 @@ READONLY_SETTINGS = frozenset({
     "format_tsv_null_representation", "format_csv_null_representation",
     # HTTP transport knobs clients send as settings
     "send_progress_in_http_headers", "http_headers_progress_interval_ms", "enable_http_compression",
-    "wait_end_of_query", "cancel_http_readonly_queries_on_client_close", "http_zlib_compression_level",
+    "cancel_http_readonly_queries_on_client_close", "http_zlib_compression_level",
 })
 
 # Engine function categories (system.functions.categories) whose functions reach outside the
@@ -128,7 +128,6 @@ class Catalog:
 
     table_functions: frozenset[str]  # lower case
     outside_functions: frozenset[str]  # lower case: scalar functions in OUTSIDE_CATEGORIES
-    external_schema_formats: frozenset[str]  # lower case: output formats that read a schema file
     settings: frozenset[str] = field(default_factory=frozenset)
 
     @property
@@ -141,7 +140,6 @@ CATALOG_QUERIES = {
     "table_functions": "SELECT lower(name) FROM system.table_functions",
     "outside_functions": "SELECT lower(name) FROM system.functions WHERE hasAny(splitByString(', ', categories), "
                          + "[" + ", ".join(f"'{c}'" for c in sorted(OUTSIDE_CATEGORIES)) + "])",
-    "external_schema_formats": "SELECT lower(name) FROM system.formats WHERE is_output AND has_external_schema",
     "settings": "SELECT name FROM system.settings",
 }
 
@@ -155,7 +153,6 @@ class Statement:
     functions: list[str] = field(default_factory=list)
     settings: list[tuple[str, Any]] = field(default_factory=list)  # every SETTINGS clause / SET
     into_outfile: bool = False
-    formats: list[str] = field(default_factory=list)
     explained_kind: str | None = None  # EXPLAIN: the root type of the statement explained
     ast: dict[str, Any] | None = None
 
@@ -176,10 +173,6 @@ def from_json_ast(text: str) -> Statement:
             found.settings.extend((c.get("name", ""), (c.get("value") or {}).get("value")) for c in changes)
         if "out_file" in node:
             found.into_outfile = True
-        if isinstance(node.get("format_ast"), dict):
-            found.formats.append(str(node["format_ast"].get("name", "")))
-        if isinstance(node.get("format"), str):
-            found.formats.append(node["format"])
     return found
 
 
@@ -244,8 +237,6 @@ def check_readonly(statement: Statement, user: str, catalog: Catalog, caps: Caps
     for name in statement.functions:
         if name.lower() in refused:
             raise readonly_refusal(user, f"function {name}() reaches outside the database")
-    for fmt in statement.formats:
-        check_output_format(fmt, user, catalog)
     check_settings(statement.settings, user, caps)
 
 
@@ -262,12 +253,6 @@ def _describe(kind: str) -> str:
     names = {"InsertQuery": "INSERT", "CreateQuery": "CREATE", "DropQuery": "DROP", "AlterQuery": "ALTER",
              "SystemQuery": "SYSTEM", "OptimizeQuery": "OPTIMIZE", "RenameQuery": "RENAME"}
     return names.get(kind, kind or "this statement")
-
-
-def check_output_format(fmt: str, user: str, catalog: Catalog) -> None:
-    """Formats that read a schema file (Protobuf, CapnProto, Template...) are refused to read-only users."""
-    if fmt.lower() in catalog.external_schema_formats:
-        raise readonly_refusal(user, f"format {fmt} reads a schema file")
 
 
 def check_settings(settings: list[tuple[str, Any]] | Mapping[str, Any], user: str, caps: Caps) -> None:

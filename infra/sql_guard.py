@@ -49,6 +49,7 @@ READONLY_SETTINGS = frozenset({
     "prefer_column_name_to_alias", "group_by_use_nulls", "union_default_mode", "final",
     "session_timezone", "cast_keep_nullable", "count_distinct_implementation",
     "joined_subquery_requires_alias", "date_time_input_format", "use_query_cache",
+    "cast_string_to_dynamic_use_inference",  # clickhouse-connect sends it (with date_time_input_format)
     # output
     "date_time_output_format", "output_format_json_quote_64bit_integers",
     "output_format_json_quote_64bit_floats", "output_format_json_quote_denormals",

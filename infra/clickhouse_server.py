@@ -117,7 +117,11 @@ class Endpoint:
             req = parse_request(request.query, request.headers, body)
             outcome = await self._run(request, user, user.readonly or req.readonly, query_id, req)
         except RequestError as exc:
-            return self._error(exc, query_id)
+            response = self._error(exc, query_id)
+            if exc.code in (307, 516):
+                # refused before or while reading the body: close rather than read (and inflate) the rest
+                response.force_close()
+            return response
         except Exception as exc:  # a bug here must answer like a server error, not drop the socket
             log.exception("request failed")
             return self._error(RequestError(1001, "STD_EXCEPTION", f"{type(exc).__name__}: {exc}"), query_id)
@@ -283,7 +287,10 @@ def build_app(engine: Engine, users: dict[str, User], limits: Limits | None = No
     endpoint = Endpoint(engine, users, limits)
     # Long request lines: an INSERT ... SELECT with its checks travels in the URL (ClickHouse's own
     # limit is 1 MiB); header fields keep aiohttp's 8 KiB limit. Both apply before authentication.
-    app = web.Application(client_max_size=ADMIN_MAX_BODY, handler_args={"max_line_size": 1024 * 1024})
+    # lingering_time: after refusing a body, aiohttp reads (and inflates) the rest for this long so
+    # the client sees the answer; its 10 s default would let one refused bomb cost 10 s of CPU.
+    app = web.Application(client_max_size=ADMIN_MAX_BODY,
+                          handler_args={"max_line_size": 1024 * 1024, "lingering_time": 1.0})
     app.router.add_get("/ping", endpoint.ping)
     app.router.add_route("*", "/", endpoint.handle)
 

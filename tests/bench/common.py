@@ -18,6 +18,8 @@ def bench_servers(app_id: str) -> Iterator[Settings]:
         settings = Settings.from_env().with_(home=Path(home), kafka_port=processes.free_port(),
                                              clickhouse_port=processes.free_port(), app_id=app_id)
         stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _: None)
+        # the endpoint's generated password, pinned: processes a benchmark starts get it through to_env
+        settings = settings.with_(clickhouse_password_set=settings.clickhouse_password)
         try:
             yield settings
         finally:

@@ -36,7 +36,8 @@ _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _STATUS_BY_CODE = {
     194: 401,  # REQUIRED_PASSWORD
     307: 413,  # TOO_MANY_BYTES (request body)
-    452: 400, 344: 400, 216: 400, 372: 404, 373: 400,  # setting constraint, disabled, query id, sessions
+    452: 400, 358: 400, 216: 400, 372: 404, 373: 400,  # setting constraint, outfile, query id, sessions
+    497: 403,  # ACCESS_DENIED
     192: 403, 193: 403, 516: 403,  # UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED
     164: 403,  # READONLY
     27: 400, 62: 400, 26: 400, 38: 400, 6: 400, 41: 400, 69: 400, 72: 400, 117: 400,  # parse/syntax

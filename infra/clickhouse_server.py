@@ -155,7 +155,7 @@ class Endpoint:
             return None
         log.warning("refused a request from origin %s (not in JOURNEY_CLICKHOUSE_CORS_ORIGINS)", one_line(origin, 200))
         return web.Response(status=403, text=error_body(
-            516, f"Cross-origin requests from {origin} are not allowed (AUTHENTICATION_FAILED)"))
+            497, f"Cross-origin requests from {origin} are not allowed (ACCESS_DENIED)"))
 
     async def _authenticate(self, request: web.Request) -> User:
         name, password = credentials(request.headers, request.query)

@@ -216,11 +216,9 @@ def outfile_in_explain_ast(text: str) -> bool:
 def check_everyone(statement: Statement) -> None:
     """What nobody may run over HTTP: INTO OUTFILE (ClickHouse's HTTP server refuses it too)."""
     if statement.into_outfile:
-        raise Refused(
-            344, "SUPPORT_IS_DISABLED",
-            "INTO OUTFILE is not allowed over the HTTP interface (the server's files are not the client's). "
-            "(SUPPORT_IS_DISABLED)",
-        )
+        raise Refused(358, "INTO_OUTFILE_NOT_ALLOWED",
+                      "INTO OUTFILE is not allowed (the server's files are not the client's). "
+                      "(INTO_OUTFILE_NOT_ALLOWED)")
 
 
 def check_readonly(statement: Statement, user: str, catalog: Catalog, caps: Caps) -> None:

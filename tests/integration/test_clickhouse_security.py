@@ -148,7 +148,7 @@ def test_the_issue_s_attacks_each_get_refused(endpoint: Endpoint, tmp_path: Path
     for sql, params in attacks:
         body = refused_as(endpoint, sql, 164, params=params)
         assert "root:" not in body and ADMIN_PW not in body
-    refused_as(endpoint, f"SELECT 1 INTO OUTFILE '{written}'", 344, user="default")
+    refused_as(endpoint, f"SELECT 1 INTO OUTFILE '{written}'", 358, user="default")
     assert not written.exists()
     assert endpoint.admin("SELECT count() FROM journey.incidents WHERE incident_id = 'forged'") == "0\n"
 

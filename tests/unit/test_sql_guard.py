@@ -131,7 +131,7 @@ def test_caps_cannot_be_raised_or_lifted(engine: Engine, sql: str, url: dict[str
 def test_into_outfile_is_refused_for_everyone(engine: Engine, sql: str) -> None:
     for readonly in (False, True):
         refused = refusal(engine, sql, readonly=readonly)
-        assert refused.code == 344 and "INTO OUTFILE" in str(refused)
+        assert refused.code == 358 and "INTO OUTFILE" in str(refused)
 
 
 def test_the_admin_is_judged_by_the_parser_too(engine: Engine) -> None:

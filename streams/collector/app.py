@@ -13,6 +13,7 @@ is only sent once the broker acknowledged (acks=all) every accepted event.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from infra.config import Settings
+from infra.login_throttle import LoginThrottle
 from streams.collector.intake import BodyError, Checked, answer, check_events, parse_body
 from streams.collector.limits import Access, RateLimiter
 
@@ -63,6 +65,7 @@ def create_collector_app(settings: Settings, backend: Backend, access: Access, l
                          stats: Counter[str]) -> web.Application:
     """The aiohttp application of the collector; `stats` counts answers by status and events."""
     max_body = settings.collector_max_body_bytes
+    throttle = LoginThrottle(logging.getLogger("journey.collector"))  # key guesses wait and are logged
 
     @web.middleware
     async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -96,6 +99,7 @@ def create_collector_app(settings: Settings, backend: Backend, access: Access, l
     async def _touchpoints(request: web.Request) -> web.Response:
         source = access.source_of(_api_key(request))
         if source is None:
+            await throttle.failed(request.remote or "?", "the collector", "API key")
             return _error(401, f"missing or unknown API key: send it in the {KEY_HEADER} header "
                                "(keys per source: JOURNEY_COLLECTOR_KEYS)")
         if request.content_length is not None and request.content_length > max_body:

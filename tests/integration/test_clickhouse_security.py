@@ -212,6 +212,22 @@ def test_a_long_bi_query_does_not_hold_up_others_and_kill_query_ends_it(endpoint
     assert status != 200 and "QUERY_WAS_CANCELLED" in body
 
 
+def test_a_read_only_user_kills_its_own_query_by_its_id(endpoint: Endpoint) -> None:
+    query_id = f"own-{uuid.uuid4().hex[:8]}"
+    answer: dict[str, tuple[int, str]] = {}
+    long = threading.Thread(
+        target=lambda: answer.setdefault("long", endpoint.post(LONG_QUERY, params={"query_id": query_id})))
+    long.start()
+    count = f"SELECT count() FROM system.processes WHERE Settings['log_comment'] = '{query_id}'"
+    try:
+        assert processes.wait_until(lambda: endpoint.admin(count) == "1\n", 10)
+        refused_as(endpoint, "SELECT 1", 216, params={"query_id": query_id})  # one query per id at a time
+        assert endpoint.post(f"KILL QUERY WHERE query_id = '{query_id}' SYNC")[0] == 200
+    finally:
+        long.join(timeout=30)
+    assert "QUERY_WAS_CANCELLED" in answer["long"][1]
+
+
 def test_a_client_that_goes_away_has_its_query_cancelled(endpoint: Endpoint) -> None:
     query_id = f"gone-{uuid.uuid4().hex[:8]}"
     conn = http.client.HTTPConnection("127.0.0.1", endpoint.port, timeout=30)

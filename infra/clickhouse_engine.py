@@ -52,6 +52,10 @@ from infra.sql_guard import (
 log = logging.getLogger("journey.clickhouse")
 
 BAD_ARGUMENTS = 36  # parseQueryToJSON: this statement has no JSON form
+# A BI query yields to the pipeline's: ClickHouse pauses lower-priority queries while higher ones
+# run (`priority`), and runs their threads niced (`os_thread_priority`). Not client-settable.
+PIPELINE_PRIORITY: list[tuple[str, str]] = []
+READONLY_PRIORITY = [("os_thread_priority", "19")]
 _IN_SCOPE = re.compile(r":? In scope SELECT parseQueryToJSON\(.*$", re.DOTALL)
 
 
@@ -179,6 +183,9 @@ class Engine:
         if job.readonly:
             # the ceilings first: a client's lower value (checked against them) then overrides
             first += [(name, str(cap)) for name, cap in self.caps.as_settings().items()]
+            first += READONLY_PRIORITY
+        else:
+            first += PIPELINE_PRIORITY
         statements = ["SET " + ", ".join(f"{name} = {value}" for name, value in first), *job.session_sets]
         database = job.request.database if job.request.database_given or not job.session_database \
             else job.session_database

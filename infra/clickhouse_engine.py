@@ -18,6 +18,7 @@ import re
 import tempfile
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,11 +52,13 @@ from infra.sql_guard import (
 
 log = logging.getLogger("journey.clickhouse")
 
+PARSE_CACHE_ENTRIES = 1024
+PARSE_CACHE_MAX_TEXT = 64 * 1024
 BAD_ARGUMENTS = 36  # parseQueryToJSON: this statement has no JSON form
 # A BI query yields to the pipeline's: ClickHouse pauses lower-priority queries while higher ones
 # run (`priority`), and runs their threads niced (`os_thread_priority`). Not client-settable.
-PIPELINE_PRIORITY: list[tuple[str, str]] = []
-READONLY_PRIORITY = [("os_thread_priority", "19")]
+PIPELINE_PRIORITY = [("priority", "1")]
+READONLY_PRIORITY = [("priority", "10"), ("os_thread_priority", "19")]
 _IN_SCOPE = re.compile(r":? In scope SELECT parseQueryToJSON\(.*$", re.DOTALL)
 
 
@@ -92,6 +95,8 @@ class Engine:
         self.tmp_dir = Path(tempfile.mkdtemp(prefix="inserts-", dir=data_dir))  # 0700 by mkdtemp
         self.caps = caps or Caps()
         self._connect_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
+        self._parsed: OrderedDict[str, Statement] = OrderedDict()  # the parse depends on the text only
         self._chdb = chdb
         self.anchor = chdb.connect(self.path)  # keeps the engine and its data open between requests
         self.catalog = self._load_catalog()
@@ -110,6 +115,22 @@ class Engine:
             return self._chdb.connect(self.path)
 
     def parse(self, conn: Any, sql: str) -> Statement:
+        """The engine's own parse of `sql` (cached: dashboards, `SELECT 1` and the sink's inserts repeat)."""
+        if len(sql) > PARSE_CACHE_MAX_TEXT:
+            return self._parse(conn, sql)
+        with self._cache_lock:
+            found = self._parsed.get(sql)
+            if found is not None:
+                self._parsed.move_to_end(sql)
+                return found
+        statement = self._parse(conn, sql)
+        with self._cache_lock:
+            self._parsed[sql] = statement
+            if len(self._parsed) > PARSE_CACHE_ENTRIES:
+                self._parsed.popitem(last=False)
+        return statement
+
+    def _parse(self, conn: Any, sql: str) -> Statement:
         """The engine's own parse of `sql`: its JSON AST, or EXPLAIN AST for statements without one."""
         try:
             text = conn.query("SELECT parseQueryToJSON({q:String})", "TSVRaw",

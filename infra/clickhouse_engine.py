@@ -55,10 +55,10 @@ log = logging.getLogger("journey.clickhouse")
 PARSE_CACHE_ENTRIES = 1024
 PARSE_CACHE_MAX_TEXT = 64 * 1024
 BAD_ARGUMENTS = 36  # parseQueryToJSON: this statement has no JSON form
-# A BI query yields to the pipeline's: ClickHouse pauses lower-priority queries while higher ones
-# run (`priority`), and runs their threads niced (`os_thread_priority`). Not client-settable.
-PIPELINE_PRIORITY = [("priority", "1")]
-READONLY_PRIORITY = [("priority", "10"), ("os_thread_priority", "19")]
+# A BI query's threads run niced (not client-settable), so that inside the endpoint the pipeline's
+# inserts and `SELECT 1` come first. (ClickHouse's `priority` setting, which pauses lower-priority
+# queries, was tried and measured worse here: sink 0.23-0.51x with a dashboard query running.)
+READONLY_PRIORITY = [("os_thread_priority", "19")]
 _IN_SCOPE = re.compile(r":? In scope SELECT parseQueryToJSON\(.*$", re.DOTALL)
 
 
@@ -205,8 +205,6 @@ class Engine:
             # the ceilings first: a client's lower value (checked against them) then overrides
             first += [(name, str(cap)) for name, cap in self.caps.as_settings().items()]
             first += READONLY_PRIORITY
-        else:
-            first += PIPELINE_PRIORITY
         statements = ["SET " + ", ".join(f"{name} = {value}" for name, value in first), *job.session_sets]
         database = job.request.database if job.request.database_given or not job.session_database \
             else job.session_database

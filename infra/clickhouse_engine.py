@@ -55,10 +55,11 @@ log = logging.getLogger("journey.clickhouse")
 PARSE_CACHE_ENTRIES = 1024
 PARSE_CACHE_MAX_TEXT = 64 * 1024
 BAD_ARGUMENTS = 36  # parseQueryToJSON: this statement has no JSON form
-# A BI query's threads run niced (not client-settable), so that inside the endpoint the pipeline's
-# inserts and `SELECT 1` come first. (ClickHouse's `priority` setting, which pauses lower-priority
-# queries, was tried and measured worse here: sink 0.23-0.51x with a dashboard query running.)
-READONLY_PRIORITY = [("os_thread_priority", "19")]
+# A BI query runs in the CPU-capped workload, its threads niced (neither client-settable), so the
+# pipeline's inserts and `SELECT 1` come first. (ClickHouse's `priority` setting, which pauses
+# lower-priority queries, was tried and measured worse here: sink 0.23-0.51x with a BI query.)
+READONLY_WORKLOAD = "journey_readonly"
+READONLY_PRIORITY = [("os_thread_priority", "19"), ("workload", quote_literal(READONLY_WORKLOAD))]
 _IN_SCOPE = re.compile(r":? In scope SELECT parseQueryToJSON\(.*$", re.DOTALL)
 
 
@@ -100,6 +101,13 @@ class Engine:
         self._chdb = chdb
         self.anchor = chdb.connect(self.path)  # keeps the engine and its data open between requests
         self.catalog = self._load_catalog()
+        # Read-only users' queries run in a workload whose CPU is capped (ClickHouse's workload
+        # scheduling): on two cores a dashboard query would otherwise take a whole core from the
+        # pipeline, and nice values do not reach across processes (the kernel's autogroups).
+        for sql in ("CREATE RESOURCE IF NOT EXISTS cpu (MASTER THREAD, WORKER THREAD)",
+                    "CREATE WORKLOAD IF NOT EXISTS all",
+                    f"CREATE OR REPLACE WORKLOAD {READONLY_WORKLOAD} IN all SETTINGS max_cpus = {self.caps.max_cpus}"):
+            self._query(self.anchor, sql)
 
     def _load_catalog(self) -> Catalog:
         found = {name: frozenset(self._rows(self.anchor, sql)) for name, sql in CATALOG_QUERIES.items()}

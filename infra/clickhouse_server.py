@@ -333,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--readonly-max-execution-s", type=int, default=Caps.max_execution_time)
     parser.add_argument("--readonly-max-memory", type=int, default=Caps.max_memory_usage)
     parser.add_argument("--readonly-max-result-rows", type=int, default=Caps.max_result_rows)
+    parser.add_argument("--readonly-max-cpus", type=float, default=Caps.max_cpus)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     escape_log_lines()  # one line per record, whatever an id holds
@@ -345,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
     limits = Limits(threads=args.threads, readonly_threads=args.readonly_threads,
                     cors_origins=tuple(args.cors_origin))
     caps = Caps(max_execution_time=args.readonly_max_execution_s, max_memory_usage=args.readonly_max_memory,
-                max_result_rows=args.readonly_max_result_rows)
+                max_result_rows=args.readonly_max_result_rows, max_cpus=args.readonly_max_cpus)
     serve(args.host, args.port, args.data_dir, users, limits, caps)
 
 

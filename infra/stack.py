@@ -110,7 +110,8 @@ def clickhouse_component(settings: Settings) -> Component:
                  "--threads", str(settings.clickhouse_threads),
                  "--readonly-max-execution-s", str(settings.clickhouse_readonly_max_execution_s),
                  "--readonly-max-memory", str(settings.clickhouse_readonly_max_memory),
-                 "--readonly-max-result-rows", str(settings.clickhouse_readonly_max_result_rows)]
+                 "--readonly-max-result-rows", str(settings.clickhouse_readonly_max_result_rows),
+                 "--readonly-max-cpus", str(settings.clickhouse_readonly_max_cpus)]
         for origin in settings.clickhouse_cors_origins:
             argv += ["--cors-origin", origin]
     return Component(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import tempfile
 import threading
 import uuid
@@ -99,14 +100,16 @@ class Engine:
         self._cache_lock = threading.Lock()
         self._parsed: OrderedDict[str, Statement] = OrderedDict()  # the parse depends on the text only
         self._chdb = chdb
+        # The workload definitions are made afresh at each start: chDB writes them to disk but does
+        # not load them again (after a restart they are missing, yet CREATE says they exist).
+        shutil.rmtree(data_dir / "db" / "workload", ignore_errors=True)
         self.anchor = chdb.connect(self.path)  # keeps the engine and its data open between requests
         self.catalog = self._load_catalog()
         # Read-only users' queries run in a workload whose CPU is capped (ClickHouse's workload
         # scheduling): on two cores a dashboard query would otherwise take a whole core from the
         # pipeline, and nice values do not reach across processes (the kernel's autogroups).
-        for sql in ("CREATE RESOURCE IF NOT EXISTS cpu (MASTER THREAD, WORKER THREAD)",
-                    "CREATE WORKLOAD IF NOT EXISTS all",
-                    f"CREATE OR REPLACE WORKLOAD {READONLY_WORKLOAD} IN all SETTINGS max_cpus = {self.caps.max_cpus}"):
+        for sql in ("CREATE RESOURCE cpu (MASTER THREAD, WORKER THREAD)", "CREATE WORKLOAD all",
+                    f"CREATE WORKLOAD {READONLY_WORKLOAD} IN all SETTINGS max_cpus = {self.caps.max_cpus}"):
             self._query(self.anchor, sql)
 
     def _load_catalog(self) -> Catalog:

@@ -176,6 +176,16 @@ def test_settings_never_leak_between_queries_sessions_or_users(endpoint: Endpoin
     refused_as(endpoint, "SELECT 1", 372, params={"session_id": "never-made", "session_check": "1"})
 
 
+def test_read_only_queries_run_capped_niced_and_in_the_cpu_capped_workload(endpoint: Endpoint) -> None:
+    ask = ("SELECT getSetting('workload'), getSetting('os_thread_priority'), getSetting('max_threads') = 1, "
+           "getSetting('max_execution_time') FORMAT CSV")
+    assert endpoint.post(ask) == (200, '"journey_readonly",19,1,30\n')
+    assert endpoint.admin(ask) == '"default",0,0,0\n'  # the pipeline's queries are not held back
+    workload = endpoint.admin("SELECT create_query FROM system.workloads WHERE name = 'journey_readonly'")
+    assert "max_cpus = 0.5" in workload
+    refused_as(endpoint, "SELECT 1", 164, params={"workload": "default"})  # the client cannot leave it
+
+
 def test_a_session_serves_one_request_at_a_time(endpoint: Endpoint) -> None:
     holder = threading.Thread(target=endpoint.post, args=("SELECT sleep(2)",),
                               kwargs={"params": {"session_id": "s-busy"}})

@@ -37,6 +37,7 @@ from aiohttp import web
 from infra.clickhouse_engine import Engine, Job, Outcome
 from infra.clickhouse_http import (
     VERSION,
+    ParsedRequest,
     RequestError,
     credentials,
     decompress_body,
@@ -54,6 +55,7 @@ log = logging.getLogger("journey.clickhouse")
 READONLY_MAX_BODY = 1024 * 1024  # a read-only user sends queries, not data
 ADMIN_MAX_BODY = 1024**3
 MAX_SESSIONS = 10_000
+MAX_SESSION_SETS = 256
 
 
 @dataclass(frozen=True)
@@ -170,10 +172,8 @@ class Endpoint:
             "with such name. (AUTHENTICATION_FAILED)",
         )
 
-    async def _run(self, request: web.Request, user: User, readonly: bool, query_id: str, req: object) -> Outcome:
-        from infra.clickhouse_http import ParsedRequest
-
-        assert isinstance(req, ParsedRequest)
+    async def _run(self, request: web.Request, user: User, readonly: bool, query_id: str,
+                   req: ParsedRequest) -> Outcome:
         if query_id in self.running:
             raise RequestError(216, "QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING",
                                f"Query with id = {query_id} is already running.")
@@ -203,6 +203,9 @@ class Endpoint:
                 session.busy = False
         if session is not None and outcome.statement is not None:
             if outcome.statement.kind == "SetQuery":
+                if len(session.sets) >= MAX_SESSION_SETS:  # each is replayed on every request of the session
+                    raise RequestError(202, "TOO_MANY_SIMULTANEOUS_QUERIES",
+                                       f"Session holds {MAX_SESSION_SETS} SET statements already: start a new one")
                 session.sets.append(req.sql)
             elif outcome.statement.kind == "UseQuery":
                 session.database = str(((outcome.statement.ast or {}).get("database") or {}).get("name") or "default")

@@ -31,6 +31,7 @@ from consumers.pipeline_health import StallDetector, probe
 from consumers.recovery_actions import ActionRefused, check_action, recovery_event
 from consumers.webhooks import WebhookDispatcher
 from infra.config import Settings
+from infra.escaping import escape_log_lines
 from infra.heartbeat import write_heartbeat
 from infra.kafka_clients import client_args
 from infra.quarantine import publish as publish_quarantined
@@ -266,6 +267,7 @@ def main() -> None:
     """Run the notifier until SIGTERM."""
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    escape_log_lines()  # one line per record, whatever an id holds
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     loop = asyncio.new_event_loop()
     notifier = Notifier(settings)

@@ -14,12 +14,14 @@ servers or put in Referer headers, and polls the API each second.
 from __future__ import annotations
 
 import hmac
+import logging
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from consumers.recovery_actions import ActionRefused
+from infra.login_throttle import LoginThrottle
 
 STATIC = Path(__file__).parent / "oncall_static"
 SECURITY_HEADERS = {
@@ -49,10 +51,12 @@ def _authorized(request: web.Request, token: str) -> bool:
 
 def create_web_app(backend: OnCallBackend) -> web.Application:
     """The aiohttp application of the page and its API."""
+    throttle = LoginThrottle(logging.getLogger("journey.oncall"))  # token guesses wait and are logged
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path.startswith("/api/") and not _authorized(request, backend.token):
+            await throttle.failed(request.remote or "?", "the on-call API", "on-call token")
             response: web.StreamResponse = web.json_response(
                 {"error": "missing or wrong on-call token: open the page as /#token=TOKEN "
                           "(JOURNEY_ONCALL_TOKEN, or the file $JOURNEY_HOME/oncall.token)"}, status=401)

@@ -41,6 +41,7 @@ from consumers.touchpoint_rows import FastGroup, FastSchema, build_insert, fast_
 from infra.clickhouse import get_client
 from infra.config import Settings
 from infra.errors import JourneyError
+from infra.escaping import escape_log_lines
 from infra.heartbeat import write_heartbeat
 from infra.kafka_clients import client_args
 from infra.migrations import apply_migrations
@@ -402,6 +403,7 @@ def _run_helper(index: int, parent_pid: int) -> None:
     """
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s %(name)s[{index}] %(levelname)s %(message)s")
+    escape_log_lines()  # one line per record, whatever an id holds
     sink = ClickHouseSink(settings, keep_running=lambda: os.getppid() == parent_pid)
     signal.signal(signal.SIGTERM, sink.stop)
     signal.signal(signal.SIGINT, sink.stop)
@@ -411,6 +413,7 @@ def _run_helper(index: int, parent_pid: int) -> None:
 def main() -> None:
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    escape_log_lines()  # one line per record, whatever an id holds
     last = [0.0]
 
     def heartbeat(stats: SinkStats) -> None:

@@ -81,8 +81,14 @@ _DECOY = "boolean"
 _ENUM_FIELDS = ("type", "stage", "channel")  # enum -> String (the symbol)
 
 
-def _string_ok(expr: str, max_len: int | None) -> str:
+# schemas.contract.CONTROL_CHARACTERS in re2's syntax: ids are printable text
+_CONTROL_RE2 = r"'[\\x00-\\x1f\\x{7f}-\\x{9f}\\x{2028}\\x{2029}]'"
+
+
+def _string_ok(expr: str, max_len: int | None, is_id: bool = False) -> str:
     check = f"isValidUTF8({expr})"
+    if is_id:
+        check += f" AND NOT match({expr}, {_CONTROL_RE2})"
     return f"{check} AND lengthUTF8({expr}) <= {max_len}" if max_len is not None else check
 
 
@@ -111,7 +117,7 @@ def _field_checks(name: str) -> list[str]:
     checks = [f"variantElement({name}, 'Bool') IS NULL"] if _is_union(name) else []
     value = _value(name)
     if name in ("event_id", "journey_id"):
-        checks += [f"{name} != ''", _string_ok(name, MAX_ID_LEN)]
+        checks += [f"{name} != ''", _string_ok(name, MAX_ID_LEN, is_id=True)]
     elif name == "occurred_at":
         checks += [f"occurred_at >= {MIN_TIME_MS}", "occurred_at <= {max_ms}"]
     elif name == "promised_within_s":
@@ -122,7 +128,7 @@ def _field_checks(name: str) -> list[str]:
                    f"arrayAll(v -> {_string_ok('v', MAX_ATTR_VALUE_LEN)}, mapValues(attrs))"]
     elif name not in _ENUM_FIELDS:
         limit = MAX_ID_LEN if name in ID_FIELDS else None
-        checks.append(f"({value} IS NULL OR ({_string_ok(f'assumeNotNull({value})', limit)}))")
+        checks.append(f"({value} IS NULL OR ({_string_ok(f'assumeNotNull({value})', limit, name in ID_FIELDS)}))")
     return checks
 
 

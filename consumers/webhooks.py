@@ -15,6 +15,8 @@ from typing import Any
 
 import aiohttp
 
+from infra.escaping import slack
+
 log = logging.getLogger("journey.webhooks")
 
 SEVERITY_COLOR = {"low": "#439FE0", "medium": "warning", "high": "danger", "critical": "#8B0000"}
@@ -22,13 +24,15 @@ SEVERITY_COLOR = {"low": "#439FE0", "medium": "warning", "high": "danger", "crit
 
 def slack_payload(alert: dict[str, Any]) -> dict[str, Any]:
     """A Slack incoming-webhook message for an alert (also fine for most chat/webhook receivers)."""
+    # Ids and the message carry text from outside (a customer id from a web page): Slack must
+    # show it, not read `<!channel>` or `<https://...|link>` in it as mrkdwn.
     shown = ("severity", "rule", "store_id", "journey_id", "customer_id", "level")
-    fields = [{"title": k.replace("_", " "), "value": str(alert[k]), "short": True}
+    fields = [{"title": k.replace("_", " "), "value": slack(str(alert[k])), "short": True}
               for k in shown if alert.get(k) is not None]
     return {
-        "text": alert["message"],
+        "text": slack(alert["message"]),
         "attachments": [{"color": SEVERITY_COLOR.get(alert["severity"], "warning"), "fields": fields,
-                         "footer": f"journey {alert['kind']} {alert['alert_id']}"}],
+                         "footer": slack(f"journey {alert['kind']} {alert['alert_id']}")}],
         "alert": {k: alert[k] for k in ("alert_id", "incident_id", "journey_id", "store_id", "kind", "level",
                                         "severity", "rule", "at")},
     }

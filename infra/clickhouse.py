@@ -12,6 +12,7 @@ import clickhouse_connect
 from clickhouse_connect.driver import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
+from infra.config import Settings
 from infra.errors import JourneyError
 
 
@@ -33,6 +34,11 @@ def get_client(url: str, user: str = "default", password: str = "", database: st
             f"ClickHouse unreachable at {url} ({exc.__class__.__name__}): start the stack with "
             "`journey up -d` or set CLICKHOUSE_URL to a running server"
         ) from None
+
+
+def admin_client(settings: Settings, **kw: Any) -> Client:
+    """A client for the configured ClickHouse as the configured user (its password, generated or set)."""
+    return get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password, **kw)
 
 
 def ping(url: str, timeout_s: float = 1.0) -> bool:

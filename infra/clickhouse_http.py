@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.sql_guard import UnreadableSql, inspect_sql
-
 VERSION = "26.9.2.1"
 
 # URL parameters that belong to the HTTP interface itself, not to query settings.
@@ -37,6 +35,9 @@ _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # ClickHouse's HTTP status for an exception code (HTTPHandler's exceptionCodeToHTTPStatus).
 _STATUS_BY_CODE = {
     194: 401,  # REQUIRED_PASSWORD
+    307: 413,  # TOO_MANY_BYTES (request body)
+    452: 400, 358: 400, 216: 400, 372: 404, 373: 400,  # setting constraint, outfile, query id, sessions
+    497: 403,  # ACCESS_DENIED
     192: 403, 193: 403, 516: 403,  # UNKNOWN_USER, WRONG_PASSWORD, AUTHENTICATION_FAILED
     164: 403,  # READONLY
     27: 400, 62: 400, 26: 400, 38: 400, 6: 400, 41: 400, 69: 400, 72: 400, 117: 400,  # parse/syntax
@@ -70,6 +71,7 @@ class ParsedRequest:
     insert_format: str | None = None
     insert_data: bytes = b""
     readonly: bool = False
+    database_given: bool = False  # named by the request (else a session's USE applies)
 
 
 def credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> tuple[str, str]:
@@ -89,8 +91,9 @@ def credentials(headers: Mapping[str, str], query: Mapping[str, str]) -> tuple[s
 _MAGIC = {"zstd": b"\x28\xb5\x2f\xfd", "gzip": b"\x1f\x8b", "x-gzip": b"\x1f\x8b"}
 
 
-def decompress_body(body: bytes, encoding: str) -> bytes:
-    """Undo the request's Content-Encoding (clickhouse-connect uses lz4 frames or zstd).
+def decompress_body(body: bytes, encoding: str, limit: int = 1024**3) -> bytes:
+    """Undo the request's Content-Encoding (clickhouse-connect uses lz4 frames or zstd), refusing
+    output beyond `limit` bytes before producing it (a small bomb never inflates in memory).
 
     aiohttp already inflates some encodings itself (gzip, deflate, br, zstd): a body that does
     not start with the format's magic bytes has been decoded upstream and is returned as is.
@@ -105,15 +108,17 @@ def decompress_body(body: bytes, encoding: str) -> bytes:
         if encoding == "lz4":
             import lz4.frame
 
-            return _all_frames(body, lz4.frame.LZ4FrameDecompressor)
+            return _all_frames(body, lz4.frame.LZ4FrameDecompressor, limit)
         if encoding == "zstd":
             from backports import zstd  # clickhouse-connect's own zstd dependency
 
-            return bytes(zstd.decompress(body))
+            return _all_frames(body, zstd.ZstdDecompressor, limit)
         if encoding in ("gzip", "x-gzip"):
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+            return _all_frames(body, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), limit)
         if encoding in ("deflate", "br"):
             return body  # aiohttp's parser inflates these before we see them
+    except RequestError:
+        raise
     except Exception as exc:  # any codec failure is the client's malformed body
         raise RequestError(
             354, "CANNOT_DECOMPRESS", f"Cannot decompress request body ({encoding}): {exc}"
@@ -121,14 +126,26 @@ def decompress_body(body: bytes, encoding: str) -> bytes:
     raise RequestError(628, "UNKNOWN_COMPRESSION_METHOD", f"Unknown Content-Encoding: {encoding}")
 
 
-def _all_frames(body: bytes, new_decompressor: Any) -> bytes:
-    """Decompress a body of concatenated frames (clickhouse-connect compresses each block alone)."""
-    out = []
+def _all_frames(body: bytes, new_decompressor: Any, limit: int) -> bytes:
+    """Decompress a body of concatenated frames (clickhouse-connect compresses each block alone),
+    never more than `limit` bytes in all."""
+    out, size = [], 0
     while body:
         decompressor = new_decompressor()
-        out.append(decompressor.decompress(body))
+        chunk = decompressor.decompress(body, limit - size + 1)
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(307, "TOO_MANY_BYTES", f"Decompressed request body exceeds {limit} bytes")
+        out.append(chunk)
+        if not _finished(decompressor):
+            raise RequestError(354, "CANNOT_DECOMPRESS", "Cannot decompress request body: truncated frame")
         body = decompressor.unused_data
     return b"".join(out)
+
+
+def _finished(decompressor: Any) -> bool:
+    """True when the decompressor reached its frame's end (lz4/zstd: `eof`; zlib: `eof` too)."""
+    return bool(getattr(decompressor, "eof", True))
 
 
 def parse_request(
@@ -166,6 +183,7 @@ def parse_request(
     parsed = ParsedRequest(
         sql=sql, user=user, password=password,
         database=headers.get("X-ClickHouse-Database") or query.get("database") or "default",
+        database_given=bool(headers.get("X-ClickHouse-Database") or query.get("database")),
         output_format=fmt, settings=settings, params=params,
         readonly=query.get("readonly", "0") not in ("", "0"),
     )
@@ -200,42 +218,6 @@ GET_IS_READONLY = (
     "Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. "
     "You should use method POST for modifying queries. (READONLY)"
 )
-
-
-def check_access(sql: str, user: str, readonly: bool, method: str) -> None:
-    """Refuse what ClickHouse's HTTP interface refuses, and what a read-only user must not do.
-
-    One statement per request (chDB would run them all); a read-only user runs reads only and
-    reaches nothing outside the database (files, network, programs); GET never writes.
-    """
-    try:
-        info = inspect_sql(sql)
-    except UnreadableSql as exc:
-        raise RequestError(62, "SYNTAX_ERROR", f"Syntax error: {exc}") from None
-    if info.statements > 1:
-        raise RequestError(62, "SYNTAX_ERROR", "Syntax error (Multi-statements are not allowed)")
-    if readonly and not info.reads_only:
-        what = (f"function {info.outside_calls[0]}() reaches outside the database" if info.outside_calls
-                else "only reads are allowed")
-        raise RequestError(164, "READONLY", f"{user}: Cannot execute query in readonly mode: {what}. (READONLY)")
-    if method == "GET" and info.writes:
-        raise RequestError(164, "READONLY", GET_IS_READONLY)
-
-
-def is_read_only_query(sql: str) -> bool:
-    """True for one statement known not to change anything (all a read-only user may run)."""
-    try:
-        return inspect_sql(sql).reads_only
-    except UnreadableSql:
-        return False
-
-
-def is_write_query(sql: str) -> bool:
-    """True for statements known to change data or state (refused over GET, like ClickHouse)."""
-    try:
-        return inspect_sql(sql).writes
-    except UnreadableSql:
-        return True
 
 
 def quote_literal(value: str) -> str:

@@ -12,9 +12,15 @@ process environment once; code receives a `Settings` object instead of reading `
 | KAFKA_BOOTSTRAP_SERVERS | (unset) | use this Kafka cluster; no local broker is started |
 | CLICKHOUSE_URL | (unset) | use this ClickHouse (http://host:port); no local endpoint is started |
 | CLICKHOUSE_USER | default | user for the ClickHouse endpoint |
-| CLICKHOUSE_PASSWORD | (empty) | password; when set the local endpoint requires it |
+| CLICKHOUSE_PASSWORD | (generated) | password; unset: made by the local endpoint, `$JOURNEY_HOME/clickhouse.password` |
 | CLICKHOUSE_READONLY_USER | (unset) | optional read-only user for BI tools (local endpoint) |
-| CLICKHOUSE_READONLY_PASSWORD | (empty) | its password |
+| CLICKHOUSE_READONLY_PASSWORD | (generated) | its password; unset: `$JOURNEY_HOME/clickhouse-readonly.password` |
+| JOURNEY_CLICKHOUSE_THREADS | 8 | queries the local endpoint runs at once (read-only users: at most 2 of them) |
+| JOURNEY_CLICKHOUSE_READONLY_MAX_EXECUTION_S | 60 | `max_execution_time` cap of a read-only user |
+| JOURNEY_CLICKHOUSE_READONLY_MAX_MEMORY | 2147483648 | read-only user's `max_memory_usage` cap, bytes |
+| JOURNEY_CLICKHOUSE_READONLY_MAX_RESULT_ROWS | 1000000 | a read-only user's `max_result_rows` cap |
+| JOURNEY_CLICKHOUSE_READONLY_MAX_CPUS | 0.5 | CPU cores all read-only queries together may use |
+| JOURNEY_CLICKHOUSE_CORS_ORIGINS | (unset) | browser origins the local endpoint serves (others: 403), comma-separated |
 | JOURNEY_TOPIC_TOUCHPOINTS | touchpoints | topic of all touchpoint events |
 | JOURNEY_TOPIC_DLQ | touchpoints.dlq | dead letters (with reason and original bytes) |
 | JOURNEY_TOPIC_INCIDENTS | incidents | every incident state change |
@@ -43,6 +49,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_WEBHOOKS | (unset) | alert webhooks, `name=url[,name=url...]` (Slack-compatible JSON); secret: never logged |
 | JOURNEY_COLLECTOR_PORT | 8090 | the HTTP collector (`POST /v1/touchpoints`) |
 | JOURNEY_COLLECTOR_KEYS | (unset) | collector API keys per source, `source=key[,source=key...]`; secret: never logged |
+| JOURNEY_COLLECTOR_STAFF_SOURCES | (unset) | sources (of the keys) that are staff, e.g. POS: may send recovery events |
 | JOURNEY_COLLECTOR_ORIGINS | (unset) | web-shop origins allowed by the collector's CORS, comma-separated |
 | JOURNEY_COLLECTOR_MAX_BODY_BYTES | 1048576 | largest request body the collector reads (413 above) |
 | JOURNEY_COLLECTOR_MAX_BATCH | 500 | most events in one request (413 above) |
@@ -73,6 +80,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+# Variables holding secrets: a process of the stack sees only those its component uses.
+SECRET_VARIABLES = ("CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD", "JOURNEY_ONCALL_TOKEN",
+                    "JOURNEY_MANAGER_TOKEN", "JOURNEY_WEBHOOKS", "JOURNEY_COLLECTOR_KEYS",
+                    "JOURNEY_SHOPIFY_WEBHOOK_SECRET", "JOURNEY_SQUARE_SIGNATURE_KEY",
+                    "JOURNEY_WOOCOMMERCE_WEBHOOK_SECRET", "KAFKA_SASL_PASSWORD", "SCHEMA_REGISTRY_BASIC_AUTH")
+# What every Kafka client of ours needs when the cluster or the registry asks for credentials.
+KAFKA_SECRETS = ("KAFKA_SASL_PASSWORD", "SCHEMA_REGISTRY_BASIC_AUTH")
+CLICKHOUSE_PASSWORD_FILE = "clickhouse.password"  # noqa: S105 (a file name)
+CLICKHOUSE_READONLY_PASSWORD_FILE = "clickhouse-readonly.password"  # noqa: S105
+
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message says which variable and how to fix it."""
@@ -90,6 +107,11 @@ def _pairs(env: Mapping[str, str], name: str) -> dict[str, str]:
             raise ConfigError(f"{name}: entry {len(out) + 1} is not `name=value`; use name=value[,name=value...]")
         out[key.strip()] = value.strip()
     return out
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list (origins, sources)."""
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -227,9 +249,15 @@ class Settings:
     external_kafka: str | None = None
     external_clickhouse: str | None = None
     clickhouse_user: str = "default"
-    clickhouse_password: str = field(default="", repr=False)
+    clickhouse_password_set: str | None = field(default=None, repr=False)  # None: generated (local endpoint)
     clickhouse_readonly_user: str | None = None
-    clickhouse_readonly_password: str = field(default="", repr=False)
+    clickhouse_readonly_password_set: str | None = field(default=None, repr=False)
+    clickhouse_threads: int = 8
+    clickhouse_readonly_max_execution_s: int = 60
+    clickhouse_readonly_max_memory: int = 2 * 1024**3
+    clickhouse_readonly_max_result_rows: int = 1_000_000
+    clickhouse_readonly_max_cpus: float = 0.5
+    clickhouse_cors_origins: tuple[str, ...] = ()
     topics: Topics = field(default_factory=Topics)
     partitions: int = 4
     session_timeout_ms: int = 6000
@@ -251,6 +279,7 @@ class Settings:
     collector_port: int = 8090
     collector_keys: dict[str, str] = field(default_factory=dict, repr=False)
     collector_origins: tuple[str, ...] = ()
+    collector_staff_sources: frozenset[str] = frozenset()
     collector_max_body_bytes: int = 1_048_576
     collector_max_batch: int = 500
     collector_rate_per_s: int = 200
@@ -291,9 +320,15 @@ class Settings:
             external_kafka=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             external_clickhouse=env.get("CLICKHOUSE_URL") or None,
             clickhouse_user=env.get("CLICKHOUSE_USER", "default") or "default",
-            clickhouse_password=env.get("CLICKHOUSE_PASSWORD", ""),
+            clickhouse_password_set=env.get("CLICKHOUSE_PASSWORD"),
             clickhouse_readonly_user=env.get("CLICKHOUSE_READONLY_USER") or None,
-            clickhouse_readonly_password=env.get("CLICKHOUSE_READONLY_PASSWORD", ""),
+            clickhouse_readonly_password_set=env.get("CLICKHOUSE_READONLY_PASSWORD"),
+            clickhouse_threads=max(2, _int(env, "JOURNEY_CLICKHOUSE_THREADS", 8)),
+            clickhouse_readonly_max_execution_s=_int(env, "JOURNEY_CLICKHOUSE_READONLY_MAX_EXECUTION_S", 60),
+            clickhouse_readonly_max_memory=_int(env, "JOURNEY_CLICKHOUSE_READONLY_MAX_MEMORY", 2 * 1024**3),
+            clickhouse_readonly_max_result_rows=_int(env, "JOURNEY_CLICKHOUSE_READONLY_MAX_RESULT_ROWS", 1_000_000),
+            clickhouse_readonly_max_cpus=float(env.get("JOURNEY_CLICKHOUSE_READONLY_MAX_CPUS") or 0.5),
+            clickhouse_cors_origins=_list(env, "JOURNEY_CLICKHOUSE_CORS_ORIGINS"),
             topics=topics,
             partitions=_int(env, "JOURNEY_PARTITIONS", 4),
             session_timeout_ms=_int(env, "JOURNEY_SESSION_TIMEOUT_MS", 6000),
@@ -314,8 +349,8 @@ class Settings:
             webhooks=_pairs(env, "JOURNEY_WEBHOOKS"),
             collector_port=_int(env, "JOURNEY_COLLECTOR_PORT", 8090),
             collector_keys=_pairs(env, "JOURNEY_COLLECTOR_KEYS"),
-            collector_origins=tuple(o.strip() for o in env.get("JOURNEY_COLLECTOR_ORIGINS", "").split(",")
-                                    if o.strip()),
+            collector_origins=_list(env, "JOURNEY_COLLECTOR_ORIGINS"),
+            collector_staff_sources=frozenset(_list(env, "JOURNEY_COLLECTOR_STAFF_SOURCES")),
             collector_max_body_bytes=_int(env, "JOURNEY_COLLECTOR_MAX_BODY_BYTES", 1_048_576),
             collector_max_batch=_int(env, "JOURNEY_COLLECTOR_MAX_BATCH", 500),
             collector_rate_per_s=_int(env, "JOURNEY_COLLECTOR_RATE_PER_S", 200),
@@ -338,7 +373,7 @@ class Settings:
         env = {
             "JOURNEY_HOME": str(self.home.resolve()), "JOURNEY_HOST": self.host,
             "JOURNEY_KAFKA_PORT": str(self.kafka_port), "JOURNEY_CLICKHOUSE_PORT": str(self.clickhouse_port),
-            "CLICKHOUSE_USER": self.clickhouse_user, "CLICKHOUSE_PASSWORD": self.clickhouse_password,
+            "CLICKHOUSE_USER": self.clickhouse_user,
             "JOURNEY_TOPIC_TOUCHPOINTS": self.topics.touchpoints, "JOURNEY_TOPIC_DLQ": self.topics.dlq,
             "JOURNEY_TOPIC_INCIDENTS": self.topics.incidents, "JOURNEY_TOPIC_ALERTS": self.topics.alerts,
             "JOURNEY_PARTITIONS": str(self.partitions), "JOURNEY_SESSION_TIMEOUT_MS": str(self.session_timeout_ms),
@@ -353,6 +388,13 @@ class Settings:
             "JOURNEY_COLLECTOR_PORT": str(self.collector_port),
             "JOURNEY_COLLECTOR_KEYS": ",".join(f"{k}={v}" for k, v in self.collector_keys.items()),
             "JOURNEY_COLLECTOR_ORIGINS": ",".join(self.collector_origins),
+            "JOURNEY_COLLECTOR_STAFF_SOURCES": ",".join(sorted(self.collector_staff_sources)),
+            "JOURNEY_CLICKHOUSE_THREADS": str(self.clickhouse_threads),
+            "JOURNEY_CLICKHOUSE_READONLY_MAX_EXECUTION_S": str(self.clickhouse_readonly_max_execution_s),
+            "JOURNEY_CLICKHOUSE_READONLY_MAX_MEMORY": str(self.clickhouse_readonly_max_memory),
+            "JOURNEY_CLICKHOUSE_READONLY_MAX_RESULT_ROWS": str(self.clickhouse_readonly_max_result_rows),
+            "JOURNEY_CLICKHOUSE_READONLY_MAX_CPUS": str(self.clickhouse_readonly_max_cpus),
+            "JOURNEY_CLICKHOUSE_CORS_ORIGINS": ",".join(self.clickhouse_cors_origins),
             "JOURNEY_COLLECTOR_MAX_BODY_BYTES": str(self.collector_max_body_bytes),
             "JOURNEY_COLLECTOR_MAX_BATCH": str(self.collector_max_batch),
             "JOURNEY_COLLECTOR_RATE_PER_S": str(self.collector_rate_per_s),
@@ -371,6 +413,12 @@ class Settings:
             env["SCHEMA_REGISTRY_URL"] = self.external_schema_registry
         if self.schema_registry_auth:
             env["SCHEMA_REGISTRY_BASIC_AUTH"] = self.schema_registry_auth
+        for name, value in (("CLICKHOUSE_PASSWORD", self.clickhouse_password_set),
+                            ("CLICKHOUSE_READONLY_PASSWORD", self.clickhouse_readonly_password_set)):
+            if value is not None:  # unset stays unset: children read the generated one from its file
+                env[name] = value
+        if self.clickhouse_readonly_user:
+            env["CLICKHOUSE_READONLY_USER"] = self.clickhouse_readonly_user
         if self.external_kafka:
             env["KAFKA_BOOTSTRAP_SERVERS"] = self.external_kafka
         if self.external_clickhouse:
@@ -396,6 +444,24 @@ class Settings:
     def clickhouse_url(self) -> str:
         """ClickHouse HTTP URL: the external server, or the local endpoint."""
         return (self.external_clickhouse or f"http://{self.host}:{self.clickhouse_port}").rstrip("/")
+
+    @property
+    def clickhouse_password(self) -> str:
+        """CLICKHOUSE_PASSWORD; unset (local endpoint): the one it generated under JOURNEY_HOME."""
+        return self._kept(self.clickhouse_password_set, CLICKHOUSE_PASSWORD_FILE)
+
+    @property
+    def clickhouse_readonly_password(self) -> str:
+        """CLICKHOUSE_READONLY_PASSWORD; unset (local endpoint): the generated one."""
+        return self._kept(self.clickhouse_readonly_password_set, CLICKHOUSE_READONLY_PASSWORD_FILE)
+
+    def _kept(self, value: str | None, file_name: str) -> str:
+        if value is not None or not self.runs_local_clickhouse:
+            return value or ""
+        try:
+            return (self.home.resolve() / file_name).read_text().strip()
+        except OSError:  # not generated yet: the endpoint makes it when it starts
+            return ""
 
     @property
     def schema_registry_url(self) -> str:

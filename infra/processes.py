@@ -17,6 +17,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.config import SECRET_VARIABLES
+
+# What a child process of the stack inherits from the caller's environment: the system's basics,
+# and (for our own services) the tracker's configuration. Everything else (the caller's cloud
+# keys, tokens, whatever the shell holds) stays behind, and so do the secrets the process does
+# not use.
+_BASIC_VARIABLES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM",
+                              "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHASHSEED", "PYTHONUNBUFFERED",
+                              "SSL_CERT_FILE", "SSL_CERT_DIR", "RUST_LOG", "RUST_BACKTRACE"})
+_CONFIG_PREFIXES = ("JOURNEY_", "KAFKA_", "CLICKHOUSE_", "SCHEMA_REGISTRY_", "LC_", "COVERAGE_")
+PRIVATE_FILE = 0o600
+
 
 def _start_time(pid: int) -> str | None:
     """The kernel's start time of `pid` (field 22 of /proc/PID/stat), or None if gone."""
@@ -60,6 +72,39 @@ class TrackedProcess:
         return self.cmdline is None or tuple(_cmdline(self.pid) or ()) == self.cmdline
 
 
+def child_environment(environ: Mapping[str, str], secrets: Sequence[str], with_config: bool = True) -> dict[str, str]:
+    """The environment for a child: basics, the tracker's configuration (unless `with_config` is
+    false, e.g. the broker) and, of the secret variables, only `secrets`."""
+    unknown = set(secrets) - set(SECRET_VARIABLES)
+    if unknown:
+        raise ValueError(f"not secret variables: {sorted(unknown)}")
+    allowed_secrets = set(secrets)
+    env = {}
+    for name, value in environ.items():
+        if name in SECRET_VARIABLES:
+            keep = name in allowed_secrets
+        else:
+            keep = name in _BASIC_VARIABLES or (with_config and name.startswith(_CONFIG_PREFIXES))
+        if keep:
+            env[name] = value
+    return env
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only its owner can enter (0700), made if missing."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)  # an older state dir made 0755 is closed too
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path`, readable by the owner only (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def spawn(
     name: str,
     argv: Sequence[str],
@@ -67,10 +112,16 @@ def spawn(
     pid_dir: Path,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start `argv` in its own session (so Ctrl-C of a caller does not reach it) and record it."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    pid_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
+    """Start `argv` in its own session (so Ctrl-C of a caller does not reach it) and record it.
+
+    Its log and pid file are 0600 and it runs with umask 077: what it writes (chDB data, RocksDB,
+    logs with customer ids) is its owner's only.
+    """
+    log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pid_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE)
+    os.fchmod(fd, PRIVATE_FILE)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
@@ -78,10 +129,11 @@ def spawn(
             stderr=subprocess.STDOUT,
             env=dict(env) if env is not None else None,
             start_new_session=True,
+            umask=0o077,
         )
     record = {"name": name, "pid": proc.pid, "start_time": _start_time(proc.pid), "argv": argv[0],
               "cmdline": list(argv)}
-    (pid_dir / f"{name}.pid").write_text(json.dumps(record))
+    write_private(pid_dir / f"{name}.pid", json.dumps(record))
     return proc
 
 

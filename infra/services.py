@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from infra.config import Settings
+from infra.config import KAFKA_SECRETS, Settings
 from infra.heartbeat import service_ready
 from infra.stack import SERVICE_FACTORIES, Component
 
@@ -18,6 +18,7 @@ def worker_components(settings: Settings) -> list[Component]:
             ready=lambda name=f"worker-{worker_id}": service_ready(settings, name),
             argv=[sys.executable, "-m", "streams.worker"],
             env={"JOURNEY_WORKER_ID": str(worker_id)},
+            secrets=KAFKA_SECRETS,
         )
         for worker_id in range(settings.workers)
     ]
@@ -30,6 +31,7 @@ def sink_components(settings: Settings) -> list[Component]:
         address=f"kafka -> {settings.clickhouse_url} (group {settings.app_id}-sink)",
         ready=lambda: service_ready(settings, "sink"),
         argv=[sys.executable, "-m", "consumers.sink"],
+        secrets=("CLICKHOUSE_PASSWORD", *KAFKA_SECRETS),
     )]
 
 
@@ -42,6 +44,9 @@ def notifier_components(settings: Settings) -> list[Component]:
         ready=lambda: service_ready(settings, "notifier"),
         argv=[sys.executable, "-m", "consumers.notifier"],
         port=settings.web_port,
+        # the dashboard reads ClickHouse (the read-only user when there is one)
+        secrets=("JOURNEY_ONCALL_TOKEN", "JOURNEY_MANAGER_TOKEN", "JOURNEY_WEBHOOKS", "CLICKHOUSE_PASSWORD",
+                 "CLICKHOUSE_READONLY_PASSWORD", *KAFKA_SECRETS),
     )]
 
 
@@ -55,6 +60,8 @@ def collector_components(settings: Settings) -> list[Component]:
         ready=lambda: service_ready(settings, "collector"),
         argv=[sys.executable, "-m", "streams.collector"],
         port=settings.collector_port,
+        secrets=("JOURNEY_COLLECTOR_KEYS", "JOURNEY_SHOPIFY_WEBHOOK_SECRET", "JOURNEY_SQUARE_SIGNATURE_KEY",
+                 "JOURNEY_WOOCOMMERCE_WEBHOOK_SECRET", *KAFKA_SECRETS),
     )]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from infra import processes, restore
 from infra.clickhouse import get_client
 from infra.clickhouse import ping as clickhouse_ping
-from infra.config import Settings
+from infra.config import CLICKHOUSE_PASSWORD_FILE, CLICKHOUSE_READONLY_PASSWORD_FILE, Settings
 from infra.errors import JourneyError
 from infra.kafka import broker_reachable, ensure_topics
 from infra.migrations import apply_migrations
@@ -40,6 +40,7 @@ class Component:
     argv: list[str] | None = None
     env: dict[str, str] = field(default_factory=dict)
     port: int | None = None
+    secrets: tuple[str, ...] = ()  # secret variables (config.SECRET_VARIABLES) this process uses
 
     @property
     def managed(self) -> bool:
@@ -95,7 +96,6 @@ def broker_component(settings: Settings) -> Component:
 def clickhouse_component(settings: Settings) -> Component:
     url = settings.clickhouse_url
     argv = None
-    env: dict[str, str] = {}
     if settings.runs_local_clickhouse:
         data_dir = settings.home.resolve() / "clickhouse"
         argv = [
@@ -105,18 +105,25 @@ def clickhouse_component(settings: Settings) -> Component:
         ]
         if settings.clickhouse_readonly_user:
             argv += ["--readonly-user", settings.clickhouse_readonly_user]
-        # Secrets travel in the environment, never on the command line (visible in `ps`).
-        env = {
-            "CLICKHOUSE_PASSWORD": settings.clickhouse_password,
-            "CLICKHOUSE_READONLY_PASSWORD": settings.clickhouse_readonly_password,
-        }
+        # Secrets travel in the environment (never argv: `ps` shows it); unset, the endpoint makes
+        # them and keeps them 0600 in JOURNEY_HOME, where every component and the CLI read them.
+        home = settings.home.resolve()
+        argv += ["--password-file", str(home / CLICKHOUSE_PASSWORD_FILE),
+                 "--readonly-password-file", str(home / CLICKHOUSE_READONLY_PASSWORD_FILE),
+                 "--threads", str(settings.clickhouse_threads),
+                 "--readonly-max-execution-s", str(settings.clickhouse_readonly_max_execution_s),
+                 "--readonly-max-memory", str(settings.clickhouse_readonly_max_memory),
+                 "--readonly-max-result-rows", str(settings.clickhouse_readonly_max_result_rows),
+                 "--readonly-max-cpus", str(settings.clickhouse_readonly_max_cpus)]
+        for origin in settings.clickhouse_cors_origins:
+            argv += ["--cors-origin", origin]
     return Component(
         name="clickhouse",
         address=url,
         ready=lambda: clickhouse_ping(url),
         argv=argv,
-        env=env,
         port=settings.clickhouse_port if settings.runs_local_clickhouse else None,
+        secrets=("CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD"),
     )
 
 
@@ -144,11 +151,12 @@ def running(settings: Settings) -> list[processes.TrackedProcess]:
     return [p for p in processes.tracked(pid_dir) if p.alive()]
 
 
-def _child_env(settings: Settings, extra: dict[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
+def _child_env(settings: Settings, comp: Component) -> dict[str, str]:
+    # Only what the process needs: the stack's configuration and the secrets it names.
+    env = processes.child_environment(os.environ, comp.secrets, with_config=comp.name != "broker")
     # Children must find the same broker/ClickHouse whatever their own defaults are.
     env.setdefault("JOURNEY_HOME", str(settings.home.resolve()))
-    env.update(extra)
+    env.update(comp.env)
     return env
 
 
@@ -189,14 +197,14 @@ def _start(settings: Settings, components: list[Component], echo: Callable[[str]
                 f"(`journey down` if it is an old stack) or set {var} to a free port"
             )
     pid_dir, log_dir, state_file = _paths(settings)
-    state_file.parent.mkdir(parents=True, exist_ok=True)
+    processes.private_dir(settings.home.resolve())  # pids, logs, chDB data, RocksDB, tokens: the owner's only
     shutil.rmtree(settings.home.resolve() / "run", ignore_errors=True)  # stale heartbeats
     if settings.runs_local_broker:
         # The embedded broker starts empty (memory storage): table state and offsets derived
         # from its previous life would contradict it (Faust refuses to start), so they go too.
         # The worker rebuilds the journeys from the re-seeded touchpoints instead.
         shutil.rmtree(settings.home.resolve() / "faust", ignore_errors=True)
-    state_file.write_text(json.dumps({"order": [c.name for c in components if c.managed]}))
+    processes.write_private(state_file, json.dumps({"order": [c.name for c in components if c.managed]}))
     # Re-seed once the servers and workers run, before the sink and notifier join: the workers
     # read the replay as it arrives (so a clock event's "now" is theirs too), the sink's group is
     # still empty (its offsets can be set), and the notifier finds the alert history at start.
@@ -258,7 +266,7 @@ def _start_one(
     if comp.managed:
         assert comp.argv is not None
         proc = processes.spawn(
-            comp.name, comp.argv, log_dir / f"{comp.name}.log", pid_dir, _child_env(settings, comp.env)
+            comp.name, comp.argv, log_dir / f"{comp.name}.log", pid_dir, _child_env(settings, comp)
         )
         deadline = time.monotonic() + settings.startup_timeout_s
         while not comp.ready():

@@ -9,6 +9,7 @@ also matter for already-decoded Avro (empty ids, absurd timestamps, oversized va
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,9 @@ REQUIRED = ("event_id", "journey_id", "type", "channel", "occurred_at")
 ID_FIELDS = ("event_id", "journey_id", "customer_id", "store_id", "staff_id", "request_id", "incident_id", "source")
 OPTIONAL_NONE = ("customer_id", "store_id", "staff_id", "request_id", "promised_within_s", "incident_id", "source")
 KNOWN_FIELDS = frozenset(REQUIRED + OPTIONAL_NONE + ("stage", "attrs"))
+# C0, DEL, C1 and the Unicode line/paragraph separators: they forge log lines, run terminal escape
+# sequences and break one-line outputs, and no real id needs them.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _TYPES = frozenset(EVENT_TYPES)
 _CHANNELS = frozenset(CHANNELS)
 
@@ -148,12 +152,15 @@ def check_contract(event: dict[str, Any], now: int | None = None) -> None:
     """Checks shared by JSON input and decoded Avro: ids, sizes, promise, time sanity."""
     for name in ID_FIELDS:
         value = event.get(name)
-        if value is None or 0 < len(value) <= MAX_ID_LEN:  # the usual id, in one comparison
+        if value is None or (0 < len(value) <= MAX_ID_LEN and value.isprintable()):  # the usual id, fast
             continue
         if name in ("event_id", "journey_id") and not value:
             raise ContractError(f"missing field '{name}' (empty string)")
         if len(value) > MAX_ID_LEN:
             raise ContractError(f"field '{name}' is too long ({len(value)} chars, max {MAX_ID_LEN})")
+        if (found := CONTROL_CHARACTERS.search(value)) is not None:
+            raise ContractError(f"field '{name}' contains a control character (U+{ord(found.group()):04X}): "
+                                "ids are printable text")
     promise = event.get("promised_within_s")
     if promise is not None and (isinstance(promise, bool) or not isinstance(promise, int)
                                 or not 0 < promise <= MAX_PROMISE_S):

@@ -31,6 +31,7 @@ from typing import Any
 import faust
 
 from infra.config import Settings
+from infra.escaping import escape_log_lines
 from infra.heartbeat import write_heartbeat
 from infra.kafka import ensure_topics
 from infra.kafka_clients import faust_broker
@@ -198,6 +199,7 @@ def main() -> None:
     """Run one worker until SIGTERM."""
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    escape_log_lines()  # one line per record, whatever an id holds
     app = create_app(settings)
     worker = faust.Worker(app, loglevel="INFO", loop=asyncio.new_event_loop())
     worker.execute_from_commandline()

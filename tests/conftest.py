@@ -29,6 +29,9 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         startup_timeout_s=60,
     )
     stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _line: None)
+    # The endpoint generated its password under this home: pin it, so that tests which move `home`
+    # (and the processes they start, through to_env) still log in.
+    settings = settings.with_(clickhouse_password_set=settings.clickhouse_password)
     try:
         yield settings
     finally:

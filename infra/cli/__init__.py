@@ -16,6 +16,7 @@ import typer
 
 from infra.config import ConfigError
 from infra.errors import JourneyError
+from infra.escaping import terminal
 
 app = typer.Typer(
     name="journey",
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         # standalone_mode=False returns a command's typer.Exit code instead of raising it
         code = app(args=argv, standalone_mode=False)
     except JourneyError as exc:
-        typer.echo(f"journey: error: {exc}", err=True)
+        typer.echo(f"journey: error: {terminal(str(exc))}", err=True)  # one line, whatever an id held
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         typer.echo(f"journey: configuration error: {exc}", err=True)

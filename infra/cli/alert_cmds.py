@@ -16,6 +16,7 @@ from rich.console import Console
 from infra.cli import table as cli_table
 from infra.config import Settings
 from infra.errors import JourneyError
+from infra.escaping import terminal
 from infra.kafka import require_broker
 
 silence_app = typer.Typer(help="Silences: mute a store and/or rule for a while (recorded, not paged).",
@@ -45,7 +46,8 @@ def alerts(
         at = str(alert.get("at", ""))[11:19]
         hooks = [c.removeprefix("webhook:") for c in alert.get("channels", []) if c.startswith("webhook:")]
         sent = f"  -> {', '.join(hooks)}" if hooks and alert.get("kind") != "delivery_failed" else ""
-        typer.echo(f"{at}  {alert.get('message', line)}  [{alert.get('incident_id')}]{sent}")
+        # the message carries ids from outside: their escape sequences must not run in the terminal
+        typer.echo(terminal(f"{at}  {alert.get('message', line)}  [{alert.get('incident_id')}]{sent}"))
 
 
 def in_time_order(lines: list[str]) -> list[str]:
@@ -115,7 +117,7 @@ def _act(action: str, incident_id: str | None, group: str | None, by: str | None
         typer.echo(f"group {group}: {len(done['done'])} done, {len(done['refused'])} skipped")
         return
     done = _call_oncall_api(settings, "POST", f"/api/incidents/{incident_id}/{action}", {"by": who, "note": note})
-    typer.echo(f"{done['type']} for {incident_id} by {who} emitted (event {done['event_id']})")
+    typer.echo(terminal(f"{done['type']} for {incident_id} by {who} emitted (event {done['event_id']})"))
 
 
 GROUP_HELP = "Every open incident of this group instead (e.g. busan-01/promise_breach; the page names groups)."

@@ -34,6 +34,9 @@ SCENARIOS: dict[str, tuple[str, list[str], list[str]]] = {
                                             "replay_events_per_s"],
                ["--events", "100000", "--workers", "2", "--figure", "replay_events_per_s"]),
     "memory": ("tests.bench.memory_bench", ["--journeys", "1000000"], ["--journeys", "100000"]),
+    # a 10 s dashboard query beside the sink's drain and SELECT 1 (issue 20)
+    "bi": ("tests.bench.bi_bench", ["--rows", "500000", "--bi-seconds", "10"],
+           ["--rows", "200000", "--bi-seconds", "10"]),
     "collector": ("tests.bench.collector_bench", ["--batches", "1000", "--seconds", "20"],
                   ["--batches", "300", "--seconds", "10"]),
     # signed webhook deliveries through the collector, and `journey import` of a generated export
@@ -51,6 +54,7 @@ TARGETS: dict[str, tuple[float, bool]] = {
     "deadline_fire_ms_p99": (1000, False), "clickhouse_visible_ms_p50": (float("inf"), False),
     "clickhouse_visible_ms_p99": (2000, False), "sink_rows_per_s": (100_000, True),
     "replay_events_per_s": (25_000, True), "bytes_per_open_journey": (1024, False),
+    "bi_select1_ms_p99": (100, False),
 }
 
 

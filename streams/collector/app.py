@@ -14,6 +14,7 @@ is only sent once the broker acknowledged (acks=all) every accepted event.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from infra.config import Settings
+from infra.login_throttle import LoginThrottle
 from streams.collector.intake import BodyError, Checked, answer, check_events, parse_body
 from streams.collector.limits import Access, RateLimiter
 from streams.platforms.routes import add_platform_routes
@@ -65,6 +67,7 @@ def create_collector_app(settings: Settings, backend: Backend, access: Access, l
                          stats: Counter[str]) -> web.Application:
     """The aiohttp application of the collector; `stats` counts answers by status and events."""
     max_body = settings.collector_max_body_bytes
+    throttle = LoginThrottle(logging.getLogger("journey.collector"))  # key guesses wait and are logged
 
     @web.middleware
     async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -98,6 +101,7 @@ def create_collector_app(settings: Settings, backend: Backend, access: Access, l
     async def _touchpoints(request: web.Request) -> web.Response:
         source = access.source_of(_api_key(request))
         if source is None:
+            await throttle.failed(request.remote or "?", "the collector", "API key")
             return _error(401, f"missing or unknown API key: send it in the {KEY_HEADER} header "
                                "(keys per source: JOURNEY_COLLECTOR_KEYS)")
         if request.content_length is not None and request.content_length > max_body:
@@ -114,7 +118,7 @@ def create_collector_app(settings: Settings, backend: Backend, access: Access, l
         if wait:
             return _error(429, f"source {source!r} is over its rate of {settings.collector_rate_per_s} events/s "
                                f"(JOURNEY_COLLECTOR_RATE_PER_S): retry in {wait} s", wait)
-        checked = check_events(items, source)
+        checked = check_events(items, source, staff=source in settings.collector_staff_sources)
         valid = [c for c in checked if c.valid]
         if valid:
             try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from schemas.codec import encode
 from schemas.contract import ContractError, validate_event
+from schemas.event_types import RECOVERY_TYPES
 
 TOUCHPOINT = "touchpoint"
 
@@ -64,14 +65,24 @@ def parse_body(body: bytes, max_batch: int) -> list[Any]:
     return data
 
 
-def check_events(items: list[Any], source: str, now_ms: int | None = None) -> list[Checked]:
-    """Validate each item as `journey emit` does, stamp the source, encode the valid ones."""
+def check_events(items: list[Any], source: str, now_ms: int | None = None, staff: bool = False) -> list[Checked]:
+    """Validate each item as `journey emit` does, stamp the source, encode the valid ones.
+
+    Recovery events (acknowledge, contact, compensate, resolve, follow-up) close and change
+    incidents: they come only from a staff source (a server-side POS key named in
+    JOURNEY_COLLECTOR_STAFF_SOURCES), never from a public web key that sits in a shop's page.
+    """
     checked = []
     for index, item in enumerate(items):
         event_id = item.get("event_id") if isinstance(item, dict) else None
         event_id = event_id if isinstance(event_id, str) else None
         try:
             event = validate_event(item, now_ms)
+            if not staff and event["type"] in RECOVERY_TYPES:
+                raise ContractError(
+                    f"{event['type']} is a staff action: source {source!r} is not a staff source "
+                    "(JOURNEY_COLLECTOR_STAFF_SOURCES); acknowledge or resolve on the on-call page or with "
+                    "`journey ack`/`journey resolve`")
             if event["source"] not in (None, source):
                 raise ContractError(f"source {event['source']!r} does not match the API key's source {source!r} "
                                     "(the collector sets it: leave it out)")

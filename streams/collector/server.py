@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from infra.config import ConfigError, Settings
+from infra.escaping import escape_log_lines
 from infra.heartbeat import write_heartbeat
 from infra.kafka_clients import client_args
 from infra.schema_registry import connect as connect_schema_registry
@@ -149,6 +150,7 @@ class Collector:
 def main() -> None:
     """Run the collector until SIGTERM; a bad configuration is one line and exit 1."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    escape_log_lines()  # one line per record, whatever an id holds
     # aiokafka logs every failed reconnect while the broker is down; the probe logs the change once
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:

@@ -12,13 +12,16 @@ from infra.config import Settings
 
 
 @contextmanager
-def bench_servers(app_id: str) -> Iterator[Settings]:
+def bench_servers(app_id: str, **changes: object) -> Iterator[Settings]:
     """A fresh local stack (servers only) in a temporary JOURNEY_HOME, stopped afterwards."""
     with tempfile.TemporaryDirectory() as home:
         settings = Settings.from_env().with_(home=Path(home), kafka_port=processes.free_port(),
                                              clickhouse_port=processes.free_port(),
-                                             schema_registry_port=processes.free_port(), app_id=app_id)
+                                             schema_registry_port=processes.free_port(), app_id=app_id, **changes)
         stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _: None)
+        # the endpoint's generated password, pinned: processes a benchmark starts get it through to_env
+        settings = settings.with_(clickhouse_password_set=settings.clickhouse_password,
+                                  clickhouse_readonly_password_set=settings.clickhouse_readonly_password)
         try:
             yield settings
         finally:

@@ -26,7 +26,7 @@ from kafka import KafkaProducer
 
 from consumers.sink import INCIDENT_COLUMNS, TOUCHPOINT_COLUMNS
 from infra import processes, stack
-from infra.clickhouse import get_client
+from infra.clickhouse import admin_client
 from infra.heartbeat import service_ready
 from schemas.codec import encode
 from streams.emitter import producer_config
@@ -76,7 +76,7 @@ def main() -> None:
     with bench_servers("sinkbench") as settings:
         sink = None
         try:
-            client = get_client(settings.clickhouse_url)
+            client = admin_client(settings)
             base = int(time.time() * 1000) - 86_400_000
             events = [touchpoint(i, base) for i in range(args.rows)]
             # baseline: the same rows straight into ClickHouse, same batch size

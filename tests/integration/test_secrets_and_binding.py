@@ -128,6 +128,34 @@ def test_clickhouse_of_the_stack_needs_credentials_and_offers_a_read_only_user(s
     assert admin.query("EXISTS TABLE journey.alerts").result_rows == [(1,)]
 
 
+def test_each_process_gets_only_the_secrets_it_uses(secured_stack: dict[str, Any]) -> None:
+    """`filesystem('/proc/self/environ')` once showed every secret of the stack from the ClickHouse
+    endpoint; now no process holds a secret it does not use (nor the caller's other variables)."""
+    home = secured_stack["home"]
+    secrets = {**SECRETS, "JOURNEY_WEBHOOKS": "webhook URL"}
+    uses = {"broker": set(), "clickhouse": {"CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD"},
+            "sink": {"CLICKHOUSE_PASSWORD"}, "notifier": {"JOURNEY_ONCALL_TOKEN", "JOURNEY_WEBHOOKS"},
+            "collector": set()}
+    seen = {}
+    for proc in processes.tracked(home / "pids"):
+        environ = Path(f"/proc/{proc.pid}/environ").read_bytes().decode(errors="replace").split("\0")
+        names = {line.split("=", 1)[0] for line in environ if "=" in line}
+        seen[proc.name] = names & set(secrets)
+        assert "PYTEST_CURRENT_TEST" not in names, proc.name  # the caller's environment stays behind
+    assert set(seen) >= {"broker", "clickhouse", "sink", "notifier", "worker-0"}
+    assert {name: found for name, found in seen.items()} == {name: uses.get(name, set()) for name in seen}
+
+
+def test_the_state_directory_is_its_owner_s_only(secured_stack: dict[str, Any]) -> None:
+    import stat
+
+    home = secured_stack["home"]
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    shared = [str(p) for p in home.rglob("*") if p.is_file() and not p.is_symlink() and p.stat().st_mode & 0o077]
+    assert shared == []
+    assert any(p.name == "clickhouse.log" for p in home.rglob("*"))  # it looked at the real files
+
+
 def test_on_call_actions_need_the_token(secured_stack: dict[str, Any]) -> None:
     env = secured_stack["env"]
     base = f"http://127.0.0.1:{env['JOURNEY_WEB_PORT']}"

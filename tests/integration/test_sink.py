@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from infra.clickhouse import get_client
+from infra.clickhouse import admin_client, get_client
 from infra.config import Settings
 from infra.heartbeat import service_ready
 from infra.processes import wait_until
@@ -46,7 +46,7 @@ def pipeline(unique_topics: Settings, tmp_path) -> Iterator[Settings]:
 
 
 def scalar(settings: Settings, sql: str, **params: Any) -> Any:
-    client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
+    client = admin_client(settings)
     return client.query(sql, parameters=params).result_rows[0][0]
 
 
@@ -75,7 +75,7 @@ def test_events_become_rows_and_a_replay_changes_no_count(pipeline: Settings) ->
                       and scalar(pipeline, "SELECT max(version) FROM journey.incidents FINAL "
                                            "WHERE journey_id = {j:String} AND rule = 'complaint'", j=f"{tag}-a") == 2,
                       60, interval_s=0.5)
-    client = get_client(pipeline.clickhouse_url)
+    client = admin_client(pipeline)
     row = client.query(
         "SELECT attrs['table'], store_id, toUnixTimestamp64Milli(occurred_at) FROM journey.touchpoints FINAL "
         "WHERE journey_id = {j:String} AND type = 'VISIT'", parameters={"j": f"{tag}-a"}).result_rows
@@ -115,7 +115,7 @@ def test_sink_killed_mid_batch_loses_and_duplicates_nothing(unique_topics: Setti
     producer.flush()
     producer.close()
     count = "SELECT count(), uniqExact(event_id) FROM journey.touchpoints WHERE journey_id LIKE {p:String}"
-    client = get_client(settings.clickhouse_url)
+    client = admin_client(settings)
     # kill -9 as soon as the first rows are in: the sink dies between inserts and commits
     assert wait_until(lambda: client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0][0] > 0, 60, 0.05)
     os.kill(sink.pid, signal.SIGKILL)
@@ -144,7 +144,7 @@ def test_report_and_customer_history_from_clickhouse(pipeline: Settings) -> None
         event("RECOVERY_RESOLVED", t + 400_000, f"{tag}-1", store_id=store, customer_id=f"cust-{tag}"),
         event("SERVICE_ERROR", t, f"{tag}-2", store_id=store),
     ])
-    client = get_client(pipeline.clickhouse_url)
+    client = admin_client(pipeline)
     window = Window(t - 1000, t + 86_400_000, store)
     assert wait_until(lambda: recovery_report(client, window)["total_incidents"] == 2
                       and recovery_report(client, window)["by_rule"][0]["ttr_p50_s"] is not None, 60, 0.5)
@@ -187,7 +187,7 @@ def test_clickhouse_down_then_back_loses_and_doubles_nothing(unique_topics: Sett
 
     endpoint = start_endpoint()
     settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}",
-                                   external_clickhouse=f"http://127.0.0.1:{port}")
+                                   external_clickhouse=f"http://127.0.0.1:{port}", clickhouse_password_set="")
     settings.home.mkdir(parents=True)
     sink = start_sink(settings)
     tag = uuid.uuid4().hex[:6]
@@ -195,7 +195,7 @@ def test_clickhouse_down_then_back_loses_and_doubles_nothing(unique_topics: Sett
     try:
         produce(settings, [event("VISIT", t + i, f"{tag}-{i % 7}") for i in range(50)])
         count = "SELECT count(), uniqExact(event_id) FROM journey.touchpoints FINAL WHERE journey_id LIKE {p:String}"
-        client = get_client(settings.clickhouse_url)
+        client = admin_client(settings)
         assert wait_until(lambda: client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0][0] == 50, 30, 0.2)
         endpoint.terminate()
         endpoint.wait(timeout=30)
@@ -204,7 +204,7 @@ def test_clickhouse_down_then_back_loses_and_doubles_nothing(unique_topics: Sett
         assert wait_until(lambda: "ClickHouse unavailable" in log.read_text(), 30, 0.5)
         time.sleep(3)  # several failed attempts while it is down
         endpoint = start_endpoint()
-        client = get_client(settings.clickhouse_url)
+        client = admin_client(settings)
         assert wait_until(lambda: client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0][0] == 100, 60, 0.5)
         assert client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0] == (100, 100)
         assert "ClickHouse is back" in log.read_text()
@@ -239,7 +239,7 @@ def test_two_sink_processes_write_everything_once_and_stop_together(unique_topic
         assert _children(sink.pid), "the second sink process was not started"
         produce(settings, [event("VISIT", t + i, f"{tag}-{i % 40}", event_id=f"{tag}-e{i}") for i in range(8000)])
         final = "SELECT count(), uniqExact(event_id) FROM journey.touchpoints FINAL WHERE journey_id LIKE {p:String}"
-        client = get_client(settings.clickhouse_url)
+        client = admin_client(settings)
         assert wait_until(lambda: client.query(final, parameters={"p": f"{tag}-%"}).result_rows[0][0] >= 8000, 90, 0.5)
         assert client.query(final, parameters={"p": f"{tag}-%"}).result_rows[0] == (8000, 8000)
         partitions = client.query("SELECT uniqExact(kafka_partition) FROM journey.touchpoints "

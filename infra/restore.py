@@ -47,6 +47,7 @@ from kafka.structs import OffsetAndMetadata
 from infra.clickhouse import get_client
 from infra.config import Settings
 from infra.errors import JourneyError
+from infra.processes import private_dir, write_private
 from schemas.codec import encode
 from streams.domain.config import DetectionConfig, load_detection_config
 
@@ -321,9 +322,9 @@ def read_restart(settings: Settings) -> dict[str, Any] | None:
 
 def record_start(settings: Settings, record: dict[str, Any], versions: dict[str, tuple[int, int]]) -> None:
     path = versions_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(versions))
-    restore_path(settings).write_text(json.dumps(record))
+    private_dir(path.parent)
+    write_private(path, json.dumps(versions))
+    write_private(restore_path(settings), json.dumps(record))
 
 
 def reseed(settings: Settings, previous: dict[str, Any], echo: Callable[[str], None]) -> dict[str, Any]:
@@ -366,7 +367,7 @@ def record_plain_start(settings: Settings, previous: dict[str, Any]) -> dict[str
     """A start without re-seeding (an external Kafka keeps its log): just when, and after what."""
     versions_path(settings).unlink(missing_ok=True)
     record = {**_start_record(previous, int(time.time() * 1000)), "reseeded": False}
-    restore_path(settings).write_text(json.dumps(record))
+    write_private(restore_path(settings), json.dumps(record))
     return record
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from infra.config import Settings
+from infra.processes import write_private
 from infra.schema_registry import topic_subjects
 from schemas.registry import RegisteredSchema, Registry, load_registry
 from schemas.registry_api import CONTENT_TYPE, RegistryApi, Response
@@ -46,7 +47,7 @@ def saver(settings: Settings) -> Callable[[RegisteredSchema], None]:
         items = json.loads(path.read_text()) if path.is_file() else []
         items.append({"id": entry.id, "subject": entry.subject, "version": entry.version, "schema": entry.raw})
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(items, indent=1))
+        write_private(tmp, json.dumps(items, indent=1))
         tmp.replace(path)
         log.info("registered %s version %d as id %d", entry.subject, entry.version, entry.id)
     return save

@@ -175,8 +175,9 @@ def start(settings: Settings, components: list[Component], echo: Callable[[str],
 def _starting(settings: Settings) -> Iterator[None]:
     """Only one `journey up` at a time per JOURNEY_HOME: while one starts, its half-started stack
     must not look like a crashed one to another (the kernel drops the lock if we die)."""
-    settings.home.resolve().mkdir(parents=True, exist_ok=True)
-    with open(settings.home.resolve() / "starting.lock", "w") as lock:
+    processes.private_dir(settings.home.resolve())
+    fd = os.open(settings.home.resolve() / "starting.lock", os.O_WRONLY | os.O_CREAT, processes.PRIVATE_FILE)
+    with os.fdopen(fd, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -327,7 +328,7 @@ def stop(settings: Settings, record: bool = True) -> list[str]:
         processes.stop(proc, pid_dir)
     shutil.rmtree(settings.home.resolve() / "run", ignore_errors=True)
     if record and procs:
-        state_file.write_text(json.dumps({**state, "stopped_at": int(time.time() * 1000)}))
+        processes.write_private(state_file, json.dumps({**state, "stopped_at": int(time.time() * 1000)}))
     return stopped
 
 

@@ -122,7 +122,8 @@ def create_app(settings: Settings) -> faust.App:
                           options=TABLE_ROCKSDB_OPTIONS)
     config = load_detection_config(settings.rules_file, settings.stores_file)
     stats = WorkerStats()
-    intake = IntakeStage(app, touchpoints.get_topic_name(), by_journey.get_topic_name(), internal, dead_letters, stats)
+    intake = IntakeStage(app, touchpoints.get_topic_name(), by_journey.get_topic_name(), internal, dead_letters, stats,
+                         settings)
     detector = Detector(config, clock="marks")
     journeys_stage = JourneysStage(app, by_journey.get_topic_name(), journeys, detector,
                                    by_customer.get_topic_name(), internal, settings.topics.incidents, stats)

@@ -12,14 +12,17 @@ drops repeated event ids).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import orjson
 
+from infra.config import Settings
+from infra.kafka import values_before
 from schemas.dead_letter import dead_letter_headers
-from streams.batch_consumer import partition_count, send_records
+from streams.batch_consumer import partition_count, position, send_records
 from streams.intake.batch import sort_batch
 from streams.intake.marks import SourceClocks
 from streams.stage import Stage
@@ -31,8 +34,9 @@ class IntakeStage(Stage):
     name = "intake"
 
     def __init__(self, app: Any, topic: str, internal_topic: str, internal_partitions: int,
-                 dead_letters: Any, stats: Any) -> None:
+                 dead_letters: Any, stats: Any, settings: Settings) -> None:
         super().__init__(app, topic, internal_partitions, stats)
+        self.settings = settings
         self.internal_topic = internal_topic
         self.internal_partitions = internal_partitions
         self.dead_letters = dead_letters
@@ -41,6 +45,19 @@ class IntakeStage(Stage):
     def drop(self, partitions: set[int]) -> None:
         for partition in partitions:
             self.clocks.forget(partition)
+
+    async def load(self, partitions: set[int]) -> None:
+        """A source partition taken over (a restart, a rebalance) resumes its clock from the newest
+        event time it had reached: without it, a caught-up source with nothing new to read would
+        report no progress, and a deadline pending in the restored journeys would never fire."""
+        starts = {p: await position(self.app, self.topic, p) or 0 for p in partitions}
+        before = await asyncio.get_running_loop().run_in_executor(None, values_before, self.settings, self.topic,
+                                                                  starts)
+        now = _now_ms()
+        for partition, values in before.items():
+            valid = sort_batch(values, now).valid
+            if valid:
+                self.clocks.saw(partition, max(event["occurred_at"] for _, event in valid), now)
 
     def _marks(self, partitions: set[int] | list[int], now: int) -> list[tuple[int, bytes | None, bytes]]:
         sources = max(partition_count(self.app, self.topic) or 0, max(self.loaded | set(partitions), default=-1) + 1)

@@ -210,7 +210,11 @@ def _start(settings: Settings, components: list[Component], echo: Callable[[str]
     # read the replay as it arrives (so a clock event's "now" is theirs too), the sink's group is
     # still empty (its offsets can be set), and the notifier finds the alert history at start.
     early = {c.name for c in plan(settings, with_services=False)}
-    reseeded = False
+    # Only a start of the whole pipeline re-seeds: servers started alone (tests, benchmarks, a
+    # broker restarted under running services) have no worker to rebuild state from the replay.
+    reseeded = not any(c.name.startswith("worker-") for c in components)
+    if reseeded:
+        restore.record_plain_start(settings, previous)
     try:
         for comp in components:
             if not reseeded and comp.name not in early and not comp.name.startswith("worker-"):

@@ -212,7 +212,9 @@ def test_rates_trend_and_causes_add_up(planted: dict[str, Any]) -> None:
 def test_backfilled_month_is_reached_with_since_at_newest_or_dates(planted: dict[str, Any]) -> None:
     settings = planted["settings"]
     today = journey_cli(settings, "report", "--since", "7d", "--store", "busan-01", "--json")
-    assert json.loads(today.stdout)["recovery_paradox"]["overall"]["groups"]["recovered"]["customers"] == 0
+    # the window counts back from today: it cannot reach the planted 2013 month (the shared ClickHouse
+    # may hold other tests' recent busan-01 rows, so the window's own figures are not asserted here)
+    assert json.loads(today.stdout)["since_ms"] > int(START.timestamp() * 1000) + 100 * 86_400_000
     if json.loads(today.stdout)["newest_data_ms"] < json.loads(today.stdout)["since_ms"]:  # only 2013 data so far
         assert "add --at-newest" in today.stderr
     newest = json.loads(journey_cli(settings, "report", "--since", "30d", "--at-newest", "--json").stdout)

@@ -136,7 +136,8 @@ def test_each_process_gets_only_the_secrets_it_uses(secured_stack: dict[str, Any
     uses = {"broker": set(), "clickhouse": {"CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD"},
             "sink": {"CLICKHOUSE_PASSWORD"},
             # the managers' dashboard it serves reads ClickHouse (the read-only user when there is one)
-            "notifier": {"JOURNEY_ONCALL_TOKEN", "JOURNEY_WEBHOOKS", "CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD"},
+            "notifier": {"JOURNEY_ONCALL_TOKEN", "JOURNEY_WEBHOOKS", "CLICKHOUSE_PASSWORD",
+                         "CLICKHOUSE_READONLY_PASSWORD"},
             "collector": set()}
     seen = {}
     for proc in processes.tracked(home / "pids"):

@@ -19,6 +19,7 @@ import pytest
 
 from infra import processes
 from infra.clickhouse import get_client
+from infra.config import CLICKHOUSE_PASSWORD_FILE
 from tests.integration.own_stack import own_stack_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,7 +47,8 @@ class Stack:
         before = _now()
         self.journey("up", "-d")
         after = _now()
-        self.client = get_client(f"http://127.0.0.1:{self.env['JOURNEY_CLICKHOUSE_PORT']}")
+        password = (Path(self.env["JOURNEY_HOME"]) / CLICKHOUSE_PASSWORD_FILE).read_text().strip()  # generated
+        self.client = get_client(f"http://127.0.0.1:{self.env['JOURNEY_CLICKHOUSE_PORT']}", password=password)
         status = json.loads(self.journey("status", "--json").stdout)
         return before, after, status["restart"]
 

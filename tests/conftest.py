@@ -26,6 +26,10 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         kafka_port=processes.free_port(),
         clickhouse_port=processes.free_port(),
         schema_registry_port=processes.free_port(),
+        # services a test starts from these settings (notifier, collector) never take a default
+        # port that a stack of the user's (or a demo) may hold
+        web_port=processes.free_port(),
+        collector_port=processes.free_port(),
         startup_timeout_s=60,
     )
     stack.start(settings, stack.plan(settings, with_services=False), echo=lambda _line: None)

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -99,29 +100,45 @@ def test_events_become_rows_and_a_replay_changes_no_count(pipeline: Settings) ->
 
 
 def test_sink_killed_mid_batch_loses_and_duplicates_nothing(unique_topics: Settings, tmp_path) -> None:
-    # small batches, so the kill lands between the first batch's insert and the last one
+    # small batches, so the kill lands between one batch's insert and its commit
     settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}", sink_batch_rows=3000)
     settings.home.mkdir(parents=True)
     tag = uuid.uuid4().hex[:6]
     t = int(time.time() * 1000) - 3_600_000
-    total = 30_000
-    sink = start_sink(settings)
+    total, chunk = 30_000, 1000
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
-    for i in range(total):
-        e = {"event_id": f"{tag}-{i}", "journey_id": f"{tag}-j{i % 500}", "customer_id": None, "type": "VISIT",
-             "stage": "before", "channel": "web", "occurred_at": t + i, "store_id": None, "staff_id": None,
-             "request_id": None, "promised_within_s": None, "incident_id": None, "attrs": {}, "source": None}
-        producer.send(settings.topics.touchpoints, key=e["journey_id"].encode(), value=encode("touchpoint", e))
-    producer.flush()
-    producer.close()
+
+    def produce_chunk(start: int) -> None:
+        for i in range(start, start + chunk):
+            e = {"event_id": f"{tag}-{i}", "journey_id": f"{tag}-j{i % 500}", "customer_id": None, "type": "VISIT",
+                 "stage": "before", "channel": "web", "occurred_at": t + i, "store_id": None, "staff_id": None,
+                 "request_id": None, "promised_within_s": None, "incident_id": None, "attrs": {}, "source": None}
+            producer.send(settings.topics.touchpoints, key=e["journey_id"].encode(), value=encode("touchpoint", e))
+        producer.flush()
+
     count = "SELECT count(), uniqExact(event_id) FROM journey.touchpoints WHERE journey_id LIKE {p:String}"
     client = admin_client(settings)
-    # kill -9 as soon as the first rows are in: the sink dies between inserts and commits
-    assert wait_until(lambda: client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0][0] > 0, 60, 0.05)
-    os.kill(sink.pid, signal.SIGKILL)
-    sink.wait()
-    raw_rows = client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0][0]
-    assert raw_rows < total, "the kill came too late to interrupt the run"
+    rows = lambda: client.query(count, parameters={"p": f"{tag}-%"}).result_rows[0][0]  # noqa: E731
+    sink = start_sink(settings)
+    produce_chunk(0)
+    assert wait_until(lambda: rows() >= chunk, 60, 0.05)  # the sink is up and inserting
+    # the rest arrives paced (>= 5.8 s), so the sink is busy inserting and committing when it is killed;
+    # a sink fast enough to drain a burst before the first count returned cannot dodge the kill this way
+    def produce_paced() -> None:
+        for start in range(chunk, total, chunk):
+            produce_chunk(start)
+            time.sleep(0.2)
+
+    paced = threading.Thread(target=produce_paced)
+    paced.start()
+    try:
+        assert wait_until(lambda: rows() > chunk, 60, 0.05)
+        os.kill(sink.pid, signal.SIGKILL)
+        sink.wait()
+        assert paced.is_alive(), "the kill came too late to interrupt the run"
+    finally:
+        paced.join()
+        producer.close()
     sink = start_sink(settings)
     try:
         final = "SELECT count(), uniqExact(event_id) FROM journey.touchpoints FINAL WHERE journey_id LIKE {p:String}"

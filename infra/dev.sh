@@ -48,8 +48,9 @@ case "$job" in
     fi
     "$VENV/bin/ruff" check streams schemas consumers infra tests
     if [ $# -eq 0 ]; then
-      echo "dev.sh: lint, then the whole suite: about 20 minutes on 2 cores. Quicker: -m \"not slow\" leaves" \
-           "out ~8 minutes of crash scenarios; -m \"not integration\" runs the unit tests alone (~3 minutes)." >&2
+      echo "dev.sh: lint, then the whole suite: about 35 minutes on 2 cores (see README, Tests). Quicker:" \
+           "-m \"not slow\" leaves out the long crash/restart scenarios; -m \"not integration\" runs the unit" \
+           "tests alone (~1 minute)." >&2
     fi
     exec "$VENV/bin/pytest" -q "$@"
     ;;

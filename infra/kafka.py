@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
@@ -104,6 +105,25 @@ def consumer(settings: Settings, *topics: str, group_id: str | None = None, **kw
     return KafkaConsumer(*topics, **defaults)
 
 
+def _read_each(settings: Settings, starts: dict[TopicPartition, int],
+               take: Callable[[TopicPartition, list[Any]], bool], timeout_s: float) -> None:
+    """Read every partition of `starts` from its offset, handing each fetched run of records to `take`
+    until it says it has enough (True) or `timeout_s` passes."""
+    reader = KafkaConsumer(**client_args(settings), enable_auto_commit=False)
+    try:
+        reader.assign(list(starts))
+        for tp, start in starts.items():
+            reader.seek(tp, start)
+        pending = set(starts)
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            for tp, records in reader.poll(timeout_ms=200).items():
+                if tp in pending and take(tp, records):
+                    pending.discard(tp)
+    finally:
+        reader.close()
+
+
 def last_offsets_from(settings: Settings, starts: dict[tuple[str, int], int], timeout_s: float = 10.0) -> dict[
         tuple[str, int], int]:
     """The offset of the last record of each (topic, partition), reading from `starts` (-1: empty).
@@ -113,23 +133,15 @@ def last_offsets_from(settings: Settings, starts: dict[tuple[str, int], int], ti
     returns the whole batch (a fetch never splits one) and with it the real last offset.
     """
     result = dict(starts)
+
+    def take(tp: TopicPartition, records: list[Any]) -> bool:
+        key = (tp.topic, tp.partition)
+        result[key] = max(result[key], records[-1].offset)
+        return True
+
     wanted = {TopicPartition(t, p): start for (t, p), start in starts.items() if start >= 0}
-    if not wanted:
-        return result
-    reader = KafkaConsumer(**client_args(settings), enable_auto_commit=False)
-    try:
-        reader.assign(list(wanted))
-        for tp, start in wanted.items():
-            reader.seek(tp, start)
-        pending = set(wanted)
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            for tp, records in reader.poll(timeout_ms=200).items():
-                key = (tp.topic, tp.partition)
-                result[key] = max(result[key], records[-1].offset)
-                pending.discard(tp)
-    finally:
-        reader.close()
+    if wanted:
+        _read_each(settings, wanted, take, timeout_s)
     return result
 
 
@@ -137,23 +149,12 @@ def values_before(settings: Settings, topic: str, positions: dict[int, int], loo
                   timeout_s: float = 10.0) -> dict[int, list[bytes]]:
     """Per partition, the values of (up to `lookback`) records just before `positions` (offset order)."""
     result: dict[int, list[bytes]] = {p: [] for p in positions}
-    wanted = {TopicPartition(topic, p): pos for p, pos in positions.items() if pos > 0}
-    if not wanted:
-        return result
-    reader = KafkaConsumer(**client_args(settings), enable_auto_commit=False)
-    try:
-        reader.assign(list(wanted))
-        for tp, pos in wanted.items():
-            reader.seek(tp, max(0, pos - lookback))
-        pending = set(wanted)
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            for tp, records in reader.poll(timeout_ms=200).items():
-                if tp not in pending:
-                    continue
-                result[tp.partition] += [r.value for r in records if r.offset < wanted[tp] and r.value is not None]
-                if records[-1].offset >= wanted[tp] - 1:
-                    pending.discard(tp)
-    finally:
-        reader.close()
+    ends = {TopicPartition(topic, p): pos for p, pos in positions.items() if pos > 0}
+
+    def take(tp: TopicPartition, records: list[Any]) -> bool:
+        result[tp.partition] += [r.value for r in records if r.offset < ends[tp] and r.value is not None]
+        return records[-1].offset >= ends[tp] - 1
+
+    if ends:
+        _read_each(settings, {tp: max(0, pos - lookback) for tp, pos in ends.items()}, take, timeout_s)
     return result

@@ -24,7 +24,7 @@ from streams.domain.processor import Detector, ProcessResult
 from streams.intake.marks import Mark, is_mark
 from streams.journeys.low_watermark import LowWatermark
 from streams.stage import Stage
-from streams.state_codec import decode_journey, encode_journey
+from streams.state_codec import decode_journey, encode_journey, encode_tombstone
 
 log = logging.getLogger("journey.journeys")
 
@@ -112,17 +112,21 @@ class JourneysStage(Stage):
         return futures
 
     def snapshot(self) -> list[tuple[bytes, int, bytes | None]]:
-        """The journeys this batch changed, encoded now (None: expired)."""
+        """The journeys this batch changed, encoded now (an expired one: its tombstone; None: gone)."""
         out = []
         for journey_id, partition in self.detector.take_dirty().items():
             state = self.detector.journeys.get(journey_id)
-            out.append((journey_id.encode(), partition, None if state is None else encode_journey(state)))
+            if state is not None:
+                out.append((journey_id.encode(), partition, encode_journey(state)))
+                continue
+            tomb = self.detector.tombstone(journey_id, partition)
+            out.append((journey_id.encode(), partition, None if tomb is None else encode_tombstone(tomb)))
         return out
 
     async def persist(self, snapshot: list[tuple[bytes, int, bytes | None]]) -> None:
         for key, partition, value in snapshot:
             with writing_partition(self.topic, partition):
-                if value is None:  # expired: a tombstone in the changelog, gone from RocksDB
+                if value is None:  # gone (its tombstone ran out): a deletion in the changelog and RocksDB
                     self.table.pop(key, None)
                 else:
                     self.table[key] = value

@@ -174,6 +174,8 @@ def create_app(settings: Settings) -> faust.App:
                 "customer_partitions": sorted(customers_stage.loaded),
                 "watermarks": {str(p): w for p, w in detector.watermarks.items()},
                 "deadline_index": detector.deadline_index_size(), "open_journeys": len(detector.journeys),
+                "late_events": {str(p): n for p, n in detector.late_by_partition.items()},
+                "tombstones": detector.tombstone_count(), "withdrawn": journeys_stage.withdrawn,
                 "customers": len(book.customers), **asdict(stats),
             })
 

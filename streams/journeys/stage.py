@@ -40,6 +40,7 @@ class JourneysStage(Stage):
         self.customers_topic = customers_topic
         self.incidents = incidents
         self.low: dict[int, LowWatermark] = {}
+        self.withdrawn = 0  # breaches withdrawn since start (on-time fulfilments reported late)
 
     async def load(self, partitions: set[int]) -> None:
         states = ((k.decode(), decode_journey(v)) for k, v in self.table.items() if v is not None)
@@ -76,6 +77,7 @@ class JourneysStage(Stage):
                                         lambda: self.persist(snapshot)):
             self.stats.events += n_events
             self.stats.duplicates += result.duplicates
+            self.withdrawn += result.withdrawn
             self.stats.last_batch_at = _now_ms()
         else:
             self.detector.take_dirty()

@@ -52,11 +52,12 @@ def test_on_time_delivery_uploaded_late_withdraws_the_page_and_leaves_the_report
     tag = uuid.uuid4().hex[:6]
     store = f"late-{tag}"
     water, soup = f"{tag}-water", f"{tag}-soup"
+    soup_store = f"{store}-b"  # another store: its page is not grouped with the water's
     now = int(time.time() * 1000)
     # Water promised in 4 s and delivered at 3 s, but the POS was offline: the delivery is uploaded
     # after the breach paged. Soup: the same, uploaded after the allowed lateness.
     produce(pipeline, [event("ITEM_REQUESTED", now, water, request_id="water", promised_within_s=4, store_id=store),
-                       event("ITEM_REQUESTED", now, soup, request_id="soup", promised_within_s=4, store_id=store)])
+                       event("ITEM_REQUESTED", now, soup, request_id="soup", promised_within_s=4, store_id=soup_store)])
     water_id, soup_id = incident_id(water, "promise_breach", "water"), incident_id(soup, "promise_breach", "soup")
     paged = alerts_of(pipeline, water_id, lambda found: "triggered" in [a["kind"] for a in found])
     assert [a["kind"] for a in paged] == ["triggered"] and paged[0]["paged"]
@@ -71,7 +72,7 @@ def test_on_time_delivery_uploaded_late_withdraws_the_page_and_leaves_the_report
 
     # the soup's deadline is final once the watermark is 8 s past it: its on-time delivery no longer withdraws
     assert wait_until(lambda: time.time() * 1000 > now + 4000 + LATENESS_S * 1000 + 3000, 30)
-    produce(pipeline, [event("ITEM_DELIVERED", now + 3000, soup, request_id="soup", store_id=store)])
+    produce(pipeline, [event("ITEM_DELIVERED", now + 3000, soup, request_id="soup", store_id=soup_store)])
     latest = incidents_until(pipeline, lambda got: got.get(soup_id, {}).get("late_fulfilment_at") is not None)
     assert latest[soup_id]["status"] == "open" and latest[soup_id]["late_fulfilment_at"] == iso_from_ms(now + 3000)
 
@@ -84,9 +85,15 @@ def test_on_time_delivery_uploaded_late_withdraws_the_page_and_leaves_the_report
     # ClickHouse: the withdrawn incident is left out of the report's figures and counted apart
     client = admin_client(pipeline)
     window = Window(now - 60_000, now + 3_600_000, store)
-    assert wait_until(lambda: recovery_report(client, window)["withdrawn"] == 1, 60, 0.5)
+    soup_window = Window(now - 60_000, now + 3_600_000, soup_store)
+    assert wait_until(lambda: recovery_report(client, window)["withdrawn"] == 1
+                      and recovery_report(client, soup_window)["total_incidents"] == 1, 60, 0.5)
     report = recovery_report(client, window)
-    assert report["total_incidents"] == 1 and [r["rule"] for r in report["by_rule"]] == ["promise_breach"]
-    hourly = client.query("SELECT sum(incidents) FROM journey.incidents_hourly WHERE store_id = {s:String}",
-                          parameters={"s": store}).result_rows[0][0]
-    assert hourly == 1
+    assert report["total_incidents"] == 0 and report["by_rule"] == [] and report["worst_stores"] == []
+    assert recovery_report(client, soup_window)["withdrawn"] == 0
+
+    def hourly(store_id: str) -> int:
+        sql = "SELECT sum(incidents) FROM journey.incidents_hourly WHERE store_id = {s:String}"
+        return int(client.query(sql, parameters={"s": store_id}).result_rows[0][0])
+
+    assert hourly(store) == 0 and hourly(soup_store) == 1

@@ -401,8 +401,13 @@ class Detector:
         if journey.req or self.keep_until(journey) > due:
             self._schedule_expiry(journey_id, journey, after=due)  # still active (or waiting on a request)
             return
-        del self.journeys[journey_id]  # persisted as a tombstone by the adapter (dirty, now absent)
-        self._tombstones(journey.p).add(journey_id, journey.first, bool(journey.inc or journey.old), due)
+        del self.journeys[journey_id]  # persisted by the adapter (dirty, now absent): its tombstone, or a deletion
+        if journey.inc or journey.old:
+            # Only a journey with an incident leaves a tombstone (~150 B; a month of them for every
+            # journey would outweigh the open ones): its late feedback is not a new failure. Any
+            # journey's late event is no return of the customer all the same: the customers stage
+            # keeps every journey's start for its 90 days.
+            self._tombstones(journey.p).add(journey_id, journey.first, True, due)
 
     def _schedule(self, journey_id: str, journey: Journey, due: int, kind: str, ref: str) -> None:
         journey.add_deadline((due, kind, ref))

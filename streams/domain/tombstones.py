@@ -6,8 +6,9 @@ event time (its start stays where it was) and whether it had an incident (feedba
 that incident, not a new one): one int per journey, `first_ms * 2 + had_incident`.
 
 Tombstones live `life_ms` of event time after their journey expired, in one bucket per day of
-their end, so dropping a day's worth is one dict freed (no heap entry per tombstone). Measured
-cost: see BENCHMARKS.md (memory).
+their end, so dropping a day's worth is one dict freed (no heap entry per tombstone). Measured:
+~150 B each (500k tombstones of 11-character ids, RSS), which is why only journeys that had an
+incident leave one (`Detector._expire`).
 """
 
 from __future__ import annotations

@@ -170,19 +170,20 @@ def test_an_expired_journey_is_not_new_when_a_late_event_of_it_arrives() -> None
 
 
 def test_a_tombstone_survives_a_restart_and_runs_out() -> None:
-    d = run([ev("VISIT", 0, journey="quiet", customer_id="c-7")])
-    d.tick(T0 + 3 * DAY)
-    assert "quiet" in d.take_dirty()
-    tomb = d.tombstone("quiet", 0)
-    assert tomb is not None
+    d = run([ev("SERVICE_ERROR", 0, journey="broken", customer_id="c-7"), ev("VISIT", 0, journey="quiet")])
+    d.tick(T0 + 31 * DAY)
+    assert {"broken", "quiet"} <= set(d.take_dirty())
+    assert d.tombstone("quiet", 0) is None  # no incident: a deletion (the customers stage knows its start)
+    tomb = d.tombstone("broken", 0)
+    assert tomb is not None and d.tombstone_count() == 1
     restored = Detector(CONFIG)
-    restored.load([("quiet", decode_journey(encode_tombstone(tomb)))], now_ms=T0)
-    late = restored.process([(0, ev("FEEDBACK_SUBMITTED", 4 * 86_400, journey="quiet", customer_id="c-7",
-                                    attrs={"score": "5"}))], T0)
-    assert late.journey_starts == [] and restored.journeys["quiet"].first == T0
-    # unrevived tombstones run out after `tombstone_days` (60) and are persisted as deletions
-    d.tick(T0 + 70 * DAY)
-    assert d.tombstone_count() == 0 and "quiet" in d.take_dirty() and d.tombstone("quiet", 0) is None
+    restored.load([("broken", decode_journey(encode_tombstone(tomb)))], now_ms=T0)
+    late = restored.process([(0, ev("FEEDBACK_SUBMITTED", 40 * 86_400, journey="broken", customer_id="c-7",
+                                    attrs={"score": "1"}))], T0)
+    assert late.journey_starts == [] and late.incident_changes == [] and restored.journeys["broken"].first == T0
+    # unrevived tombstones run out `tombstone_days` (60) after the expiry and are persisted as deletions
+    d.tick(T0 + 92 * DAY)
+    assert d.tombstone_count() == 0 and "broken" in d.take_dirty() and d.tombstone("broken", 0) is None
 
 
 def test_revived_journey_state_round_trips() -> None:

@@ -28,6 +28,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_TOPIC_SILENCES | alerts.silences | alert silences as events (created, expired), so they survive restarts |
 | JOURNEY_PARTITIONS | 4 | partitions of the topics the tracker creates |
 | JOURNEY_TOPIC_CUSTOMERS | customers | customer profiles (customers stage -> ClickHouse `customers`) |
+| JOURNEY_TOPIC_LATE | touchpoints.late | events later than the allowed lateness (-> ClickHouse `late_touchpoints`) |
 | JOURNEY_TOPIC_BY_JOURNEY | (app id).touchpoints.by-journey | internal: touchpoints by journey (our partitioner) |
 | JOURNEY_TOPIC_BY_CUSTOMER | (app id).incidents.by-customer | internal: incident changes, journey starts by customer |
 | JOURNEY_INTERNAL_PARTITIONS | 4 | partitions of the internal topics and tables (ours, whatever the source topic has) |
@@ -250,9 +251,10 @@ class Topics:
     alerts: str = "alerts"
     silences: str = "alerts.silences"
     customers: str = "customers"
+    late: str = "touchpoints.late"
 
     def all(self) -> list[str]:
-        return [self.touchpoints, self.dlq, self.incidents, self.alerts, self.silences, self.customers]
+        return [self.touchpoints, self.dlq, self.incidents, self.alerts, self.silences, self.customers, self.late]
 
 
 @dataclass(frozen=True)
@@ -325,6 +327,7 @@ class Settings:
             alerts=env.get("JOURNEY_TOPIC_ALERTS", Topics.alerts),
             silences=env.get("JOURNEY_TOPIC_SILENCES", Topics.silences),
             customers=env.get("JOURNEY_TOPIC_CUSTOMERS", Topics.customers),
+            late=env.get("JOURNEY_TOPIC_LATE", Topics.late),
         )
         rules = env.get("JOURNEY_RULES_FILE")
         if env.get("JOURNEY_SQUARE_SIGNATURE_KEY") and not env.get("JOURNEY_SQUARE_NOTIFICATION_URL"):
@@ -425,7 +428,7 @@ class Settings:
             "JOURNEY_MAX_PROMISE_DAYS": str(self.max_promise_days),
             "JOURNEY_SCHEMA_REGISTRY_PORT": str(self.schema_registry_port),
             **self.kafka.to_env(),
-            "JOURNEY_TOPIC_CUSTOMERS": self.topics.customers,
+            "JOURNEY_TOPIC_CUSTOMERS": self.topics.customers, "JOURNEY_TOPIC_LATE": self.topics.late,
             "JOURNEY_INTERNAL_PARTITIONS": str(self.internal_partitions),
             "JOURNEY_TOPIC_BY_JOURNEY": self.by_journey_topic, "JOURNEY_TOPIC_BY_CUSTOMER": self.by_customer_topic,
         }

@@ -126,7 +126,8 @@ def create_app(settings: Settings) -> faust.App:
                          settings)
     detector = Detector(config, clock="marks")
     journeys_stage = JourneysStage(app, by_journey.get_topic_name(), journeys, detector,
-                                   by_customer.get_topic_name(), internal, settings.topics.incidents, stats)
+                                   by_customer.get_topic_name(), internal, settings.topics.incidents, stats,
+                                   late_topic=settings.topics.late)
     book = CustomerBook(CustomerRules(repeat_window_days=config.repeat_window_days,
                                       recovered_window_days=config.recovered_window_days))
     customers_stage = CustomersStage(app, by_customer.get_topic_name(), customers, book, internal,

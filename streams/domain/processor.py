@@ -82,6 +82,7 @@ class ProcessResult:
     fired_deadlines: int = 0
     late_events: int = 0  # events older than their partition's watermark less the allowed lateness
     withdrawn: int = 0  # breaches withdrawn by an on-time fulfilment reported late
+    late: list[tuple[str, str, int]] = field(default_factory=list)  # (event id, journey id, ms behind the mark)
     # (journey id, customer id, first event time): a journey seen for the first time, or its first
     # event moved earlier (an out-of-order event), or its customer became known
     journey_starts: list[tuple[str, str, int]] = field(default_factory=list)
@@ -93,6 +94,7 @@ class ProcessResult:
         self.duplicates += other.duplicates
         self.fired_deadlines += other.fired_deadlines
         self.late_events += other.late_events
+        self.late += other.late
         self.withdrawn += other.withdrawn
 
 
@@ -227,6 +229,7 @@ class Detector:
         if mark is not None and mark - at > self.config.allowed_lateness_s * 1000:
             self._out.late_events += 1  # applied all the same: nothing is dropped
             self.late_by_partition[partition] = self.late_by_partition.get(partition, 0) + 1
+            self._out.late.append((event["event_id"], journey_id, mark - at))
         if self.marks_clock:
             self._fire_own(partition, journey_id, journey, at)
         else:

@@ -33,12 +33,13 @@ class JourneysStage(Stage):
     name = "journeys"
 
     def __init__(self, app: Any, topic: str, table: Any, detector: Detector, customers_topic: str,
-                 internal_partitions: int, incidents: str, stats: Any) -> None:
+                 internal_partitions: int, incidents: str, stats: Any, late_topic: str = "") -> None:
         super().__init__(app, topic, internal_partitions, stats)
         self.table = table
         self.detector = detector
         self.customers_topic = customers_topic
         self.incidents = incidents
+        self.late_topic = late_topic  # events later than the allowed lateness (-> ClickHouse), if set
         self.low: dict[int, LowWatermark] = {}
         self.withdrawn = 0  # breaches withdrawn since start (on-time fulfilments reported late)
 
@@ -104,6 +105,11 @@ class JourneysStage(Stage):
             to_customers.append((self.partition_of(key), key, orjson.dumps(
                 {"k": "s", "journey_id": journey_id, "customer_id": customer, "at": first})))
         futures = await send_records(self.app, self.customers_topic, to_customers)
+        if self.late_topic:  # the touchpoint rows' flag (ClickHouse `late_touchpoints`, read by `late_by_s`)
+            for event_id, journey_id, behind_ms in result.late:
+                value = orjson.dumps({"event_id": event_id, "journey_id": journey_id, "late_by_s": behind_ms / 1000})
+                sent = await self.app.producer.send(self.late_topic, event_id.encode(), value, None, None, None)
+                futures.append(sent)
         for _, key, value in to_incidents:
             futures.append(await self.app.producer.send(self.incidents, key, value, None, None, None))
         self.stats.incident_changes += len(result.incident_changes)

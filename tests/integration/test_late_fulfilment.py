@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from consumers.pipeline_health import probe
 from consumers.report import Window, recovery_report
 from infra.clickhouse import admin_client
 from infra.config import Settings
+from infra.kafka import ensure_topics
 from infra.processes import wait_until
 from schemas.contract import iso_from_ms
 from streams.domain.config import DEFAULT_RULES_FILE
@@ -35,7 +37,10 @@ def pipeline(unique_topics: Settings, tmp_path: Path) -> Iterator[Settings]:
     text = DEFAULT_RULES_FILE.read_text()
     assert "allowed_lateness_s = 300 " in text
     rules.write_text(text.replace("allowed_lateness_s = 300 ", f"allowed_lateness_s = {LATENESS_S} ", 1))
-    settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}", rules_file=rules)
+    topics = replace(unique_topics.topics, late=f"{unique_topics.topics.touchpoints}.late")
+    ensure_topics(unique_topics, [topics.late])
+    settings = unique_topics.with_(home=tmp_path / "home", app_id=f"jt-{uuid.uuid4().hex[:8]}", rules_file=rules,
+                                   topics=topics)
     settings.home.mkdir(parents=True)
     worker = start_worker(settings)
     sink = start_sink(settings)
@@ -97,3 +102,13 @@ def test_on_time_delivery_uploaded_late_withdraws_the_page_and_leaves_the_report
         return int(client.query(sql, parameters={"s": store_id}).result_rows[0][0])
 
     assert hourly(store) == 0 and hourly(soup_store) == 1
+
+    # the touchpoint rows: the soup's delivery is flagged late (by ~12 s), the water's is not
+    def late_by(journey: str) -> list[float | None]:
+        sql = ("SELECT late_by_s FROM journey.touchpoints FINAL WHERE journey_id = {j:String} "
+               "AND type = 'ITEM_DELIVERED'")
+        return [row[0] for row in client.query(sql, parameters={"j": journey}).result_rows]
+
+    assert wait_until(lambda: late_by(soup) != [] and late_by(soup)[0] is not None, 30, 0.5)
+    [soup_late] = late_by(soup)
+    assert LATENESS_S < soup_late < 60 and late_by(water) == [None]

@@ -238,3 +238,23 @@ def test_a_resent_request_is_not_a_new_watch_but_one_asked_after_fulfilment_is()
              ev("ITEM_REQUESTED", 100, request_id="spoon", promised_within_s=20)])
     [breach] = f.tick(T0 + 120 * S).incident_changes
     assert breach["failed_at"] == T0 + 120 * S
+
+
+# ---- late events flagged on the touchpoint row ---------------------------------------------------
+
+def test_late_events_are_reported_for_the_touchpoint_rows_flag() -> None:
+    from consumers.sink import LATE_COLUMNS, to_rows
+    from tests.unit.test_sink_rows import SETTINGS, Message
+
+    d = Detector(CONFIG, clock="marks")
+    d.advance(1, T0 + 1000 * S, T0 + 1000 * S)
+    result = d.process([(1, ev("VISIT", 700, journey="a", event_id="on-time")),
+                        (1, ev("VISIT", 600, journey="b", event_id="late-one"))], T0 + 1000 * S)
+    assert result.late == [("late-one", "b", 400 * S)]  # 400 s behind, 100 s beyond the allowed 300
+    messages = [Message(SETTINGS.topics.late, 0, 0, json.dumps({"event_id": "late-one", "journey_id": "b",
+                                                                  "late_by_s": 400.0}).encode()),
+                Message(SETTINGS.topics.late, 0, 1, b"not json")]
+    batch = to_rows(SETTINGS, messages, T0)
+    assert dict(zip(LATE_COLUMNS, [c[0] for c in batch.late], strict=True)) == {"event_id": "late-one",
+                                                                               "late_by_s": 400.0}
+    assert batch.skipped == 1 and ("late_touchpoints", batch.late, LATE_COLUMNS) in batch.tables()

@@ -133,7 +133,15 @@ def test_the_promise_limit_is_configurable_and_refused_beyond_it() -> None:
                         "occurred_at": "2026-11-23T12:00:00Z", "promised_within_s": MAX_PROMISE_S + 1})
 
 
-def test_a_23_day_promise_breaches_on_day_23_and_keeps_its_links() -> None:
+def test_platform_orders_keep_a_23_day_promise() -> None:
+    from streams.platforms.common import promise_s
+
+    placed = 1_700_000_000_000
+    assert promise_s(until_ms=placed + 23 * DAY, from_ms=placed) == 23 * 86_400  # "promised by" in 23 days
+    assert promise_s(str(400 * 86_400)) == MAX_PROMISE_S  # beyond the limit: clamped, the order kept
+
+
+def test_a_23_day_promise_breaches_on_day_23() -> None:
     d = run([ev("ORDER_PLACED", 0, journey="order", request_id="o", promised_within_s=23 * 86_400)])
     assert d.tick(T0 + 23 * DAY - 1).incident_changes == []
     [breach] = d.tick(T0 + 23 * DAY).incident_changes
@@ -258,3 +266,16 @@ def test_late_events_are_reported_for_the_touchpoint_rows_flag() -> None:
     assert dict(zip(LATE_COLUMNS, [c[0] for c in batch.late], strict=True)) == {"event_id": "late-one",
                                                                                "late_by_s": 400.0}
     assert batch.skipped == 1 and ("late_touchpoints", batch.late, LATE_COLUMNS) in batch.tables()
+
+
+def test_journey_status_shows_late_events_per_partition_and_withdrawals() -> None:
+    from rich.console import Console
+
+    from infra.cli.stack_cmds import _pipeline_table
+
+    worker = {"watermark_lag_s": {"0": 1.0}, "pending_deadlines": 3, "late_events": {"2": 4, "0": 1}, "withdrawn": 2}
+    console = Console(width=200, record=True)
+    console.print(_pipeline_table({"workers": {"worker-0": worker}, "problems": {}}))
+    text = console.export_text()
+    assert "events later than the allowed lateness" in text and "p0: 1, p2: 4" in text
+    assert "incidents withdrawn" in text and "│ 2" in text

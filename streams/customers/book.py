@@ -195,7 +195,9 @@ class CustomerBook:
             old_incidents = [iid for iid, inc in customer.incidents.items() if inc["failed_at"] < horizon]
             if not old_journeys and not old_incidents:
                 continue
-            for iid in old_incidents:
+            # a withdrawn incident counts for nothing, expired or not
+            counted = [iid for iid in old_incidents if customer.incidents[iid].get("status") != WITHDRAWN]
+            for iid in counted:
                 customer.expired_recovered += bool(decide(customer, customer.incidents[iid], self.rules)["recovered"])
             for jid in old_journeys:
                 del customer.journeys[jid]
@@ -204,7 +206,7 @@ class CustomerBook:
                 customer.published.pop(iid, None)
                 customer.back.discard(iid)
             customer.expired_journeys += len(old_journeys)
-            customer.expired_incidents += len(old_incidents)
+            customer.expired_incidents += len(counted)
             self.dirty.add(cid)
             if not customer.journeys and not customer.incidents:
                 gone.append(cid)

@@ -111,6 +111,9 @@ def test_a_withdrawn_incident_makes_no_repeat_customer_and_is_not_counted() -> N
                        "status": "open"})
     assert row["repeat_customer"] is False and row["severity"] == "medium"
     assert book.profile("c-1")["incidents"] == 1
+    book.take({"k": "s", "journey_id": "j-later", "customer_id": "c-1", "at": T0 + 100 * DAY})
+    book.expire(T0 + 100 * DAY)  # both incidents expire from the book: still one counted
+    assert book.profile("c-1")["incidents"] == 1
 
 
 # ---- case 4: long promises ---------------------------------------------------------------------

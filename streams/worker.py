@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> faust.App:
     internal = settings.internal_partitions
     # Ours, created here with our partition count (not Faust's, nor the source topic's).
     ensure_topics(settings, [settings.topic_by_journey, settings.topic_by_customer], partitions=internal)
+    ensure_topics(settings, [settings.topics.late])  # late events (-> ClickHouse): newer than most stacks' topics
     app = BatchApp(
         settings.app_id,
         **faust_broker(settings),

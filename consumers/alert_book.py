@@ -31,6 +31,7 @@ from streams.history_import import is_imported
 
 Alert = dict[str, Any]  # a record of schemas/alert.avsc
 PIPELINE_RULE = "pipeline_stalled"
+CLOSING = ("resolved", "withdrawn")  # alert kinds that close an incident's page
 CLOSED_MEMORY = 100_000  # resolved incident ids remembered, so later changes (feedback...) page nobody
 DAY_MS = 86_400_000
 FOLDED = "summarised in the group's next page"
@@ -94,7 +95,7 @@ class AlertBook:
             else:
                 self.stalls[component] = Tracked(_incident_of(alert), paged=True, reason=alert["reason"])
             return
-        if kind == "resolved":
+        if kind in CLOSING:
             self._close(iid)
             return
         if iid in self._closed:
@@ -150,6 +151,11 @@ class AlertBook:
         if record["status"] == "resolved":
             out += self._notify(tracked, "resolved", now,
                                 reason=f"resolved after {_duration(record['time_to_resolve_s'])}")
+            self._close(iid)
+        elif record["status"] == "withdrawn":  # the page clears: fulfilled on time, only reported late
+            out += self._notify(tracked, "withdrawn", now, reason=(
+                f"fulfilled on time ({_clock(record['late_fulfilment_at'])}), reported within the allowed "
+                "lateness: no breach"))
             self._close(iid)
         elif record["sla_acknowledge_breached"] and tracked.paged and not tracked.acknowledged and tracked.level == 0:
             out += self._escalate(tracked, now)
@@ -304,7 +310,7 @@ class AlertBook:
         if not tracked.paged or tracked.incident.get("rule") == PIPELINE_RULE:
             return [self._alert(tracked, kind, now, reason=reason, suffix=suffix)]
         group = self._group(tracked)
-        if kind == "resolved":
+        if kind in CLOSING:
             group.members.pop(tracked.incident["incident_id"], None)
         if group.next_page_at <= now and not group.pending:
             group.next_page_at = now + self._interval_ms()
@@ -352,7 +358,7 @@ class AlertBook:
                 and (action != "ack" or not self.open[iid].acknowledged)]
 
     def is_closed(self, iid: str) -> bool:
-        """True when the incident was resolved (as far as this book remembers)."""
+        """True when the incident was resolved or withdrawn (as far as this book remembers)."""
         return iid in self._closed
 
     def _close(self, iid: str) -> None:
@@ -479,7 +485,7 @@ def delivery_failed_alert(alert: Alert, webhook: str, error: str, attempts: int,
 
 
 _KIND_WORD = {"triggered": "new", "escalated": "escalated", "reminded": "reminders", "acknowledged": "acknowledged",
-              "resolved": "resolved"}
+              "resolved": "resolved", "withdrawn": "withdrawn"}
 
 
 def _held_by(reason: str | None) -> str:

@@ -84,7 +84,7 @@ class Notifier:
 
     def incident_state(self, incident_id: str) -> dict[str, Any]:
         if self.book.is_closed(incident_id):
-            raise ActionRefused(f"incident {incident_id} is already resolved", 409)
+            raise ActionRefused(f"incident {incident_id} is already resolved (or withdrawn)", 409)
         tracked = self.book.open.get(incident_id)
         if tracked is None or "version" not in tracked.incident:
             raise ActionRefused(f"unknown incident {incident_id}: no open incident has this id "

@@ -51,7 +51,8 @@ def probe(settings: Settings, now_ms: int) -> dict[str, Any]:
             "heartbeat_age_s": round((now_ms - beat.get("at", 0)) / 1000, 1), "watermarks": marks,
             "watermark_lag_s": {p: round((now_ms - w) / 1000, 1) for p, w in marks.items()},
             "pending_deadlines": beat.get("deadline_index"), "open_journeys": beat.get("open_journeys"),
-            "events": beat.get("events"),
+            "events": beat.get("events"), "late_events": beat.get("late_events") or {},
+            "withdrawn": beat.get("withdrawn", 0),
         }
     sink = read_heartbeat(settings, "sink")
     if sink is not None:

@@ -25,7 +25,7 @@ def check_action(action: str, incident_id: str, state: dict[str, Any] | None, cl
     if action not in ACTIONS:
         raise ActionRefused(f"unknown action {action!r}: use ack or resolve", 400)
     if closed:
-        raise ActionRefused(f"incident {incident_id} is already resolved", 409)
+        raise ActionRefused(f"incident {incident_id} is already resolved (or withdrawn)", 409)
     if state is None:
         raise ActionRefused(f"unknown incident {incident_id}: no open incident has this id "
                             "(`journey alerts` or the on-call page list them)", 404)

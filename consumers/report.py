@@ -24,7 +24,10 @@ from streams.domain.config import load_detection_config
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
-_FILTER = insight_queries.WINDOW
+# a withdrawn incident never failed (an on-time fulfilment reported late): left out of every
+# figure, and counted apart (`withdrawn`)
+_FILTER = "status != 'withdrawn' AND " + insight_queries.WINDOW
+WITHDRAWN = "SELECT count() FROM journey.incidents FINAL WHERE status = 'withdrawn' AND " + insight_queries.WINDOW
 
 BY_RULE = f"""
 SELECT rule, servqual, count() AS incidents,
@@ -134,6 +137,7 @@ def recovery_report(client: Client, window: Window, zones: dict[str, str] | None
     paradox = recovery_paradox(overall, per_store)
     return {"since_ms": since_ms, "until_ms": window.until_ms, "store": store, "newest_data_ms": newest,
             "total_incidents": sum(r["incidents"] for r in rules),
+            "withdrawn": int(client.query(WITHDRAWN, parameters=params).result_rows[0][0]),
             "by_rule": rules, "by_servqual": servqual, "worst_stores": stores,
             "by_local_hour": incidents_by_local_hour(client, window, zones or {}),
             "targets": sla_targets(rules_file), "sla_goal": sla_goal,

@@ -82,6 +82,7 @@ INCIDENT_COLUMNS = [
 ]
 CUSTOMER_COLUMNS = ["customer_id", "version", "first_seen", "last_visit", "journeys", "incidents", "recovered",
                     "regular"]
+LATE_COLUMNS = ["event_id", "late_by_s"]  # an event later than the allowed lateness (the worker decides)
 ALERT_COLUMNS = [
     "alert_id", "incident_id", "kind", "level", "severity", "rule", "store_id", "journey_id", "customer_id",
     "at", "failed_at", "paged", "reason", "message", "channels",
@@ -96,11 +97,12 @@ class Batch:
     incidents: list[list[Any]] = field(default_factory=list)
     alerts: list[list[Any]] = field(default_factory=list)
     customers: list[list[Any]] = field(default_factory=list)
+    late: list[list[Any]] = field(default_factory=list)
     skipped: int = 0
 
     def __len__(self) -> int:
         return sum(len(columns[0]) if columns else 0
-                   for columns in (self.touchpoints, self.incidents, self.alerts, self.customers))
+                   for columns in (self.touchpoints, self.incidents, self.alerts, self.customers, self.late))
 
     def tables(self) -> list[tuple[str, list[list[Any]], list[str]]]:
         """(table, columns, column names) for each table with rows."""
@@ -108,7 +110,8 @@ class Batch:
             ("touchpoints", self.touchpoints, TOUCHPOINT_COLUMNS),
             ("incidents", self.incidents, INCIDENT_COLUMNS),
             ("alerts", self.alerts, ALERT_COLUMNS),
-            ("customers", self.customers, CUSTOMER_COLUMNS)) if columns and columns[0]]
+            ("customers", self.customers, CUSTOMER_COLUMNS),
+            ("late_touchpoints", self.late, LATE_COLUMNS)) if columns and columns[0]]
 
 
 @dataclass
@@ -169,16 +172,23 @@ def to_rows(settings: Settings, messages: list[Any], now_ms: int,
                 setattr(batch, target, _columns(records, names))
     if by_topic.get(topics.customers):
         batch.customers = _columns(_profiles(by_topic[topics.customers], batch), CUSTOMER_COLUMNS)
+    if by_topic.get(topics.late):
+        batch.late = _columns(_json_rows(by_topic[topics.late], LATE_COLUMNS, batch), LATE_COLUMNS)
     return batch
 
 
 def _profiles(messages: list[Any], batch: Batch) -> list[dict[str, Any]]:
     """Customer profiles (JSON from the customers stage); what does not parse is skipped."""
+    return _json_rows(messages, CUSTOMER_COLUMNS, batch)
+
+
+def _json_rows(messages: list[Any], columns: list[str], batch: Batch) -> list[dict[str, Any]]:
+    """JSON rows from the worker (profiles, late events); what does not parse is skipped."""
     out = []
     for message in messages:
         try:
-            profile = orjson.loads(message.value)
-            out.append({name: profile[name] for name in CUSTOMER_COLUMNS})
+            row = orjson.loads(message.value)
+            out.append({name: row[name] for name in columns})
         except (orjson.JSONDecodeError, KeyError, TypeError):
             batch.skipped += 1
     return out
@@ -326,7 +336,7 @@ class ClickHouseSink:
         settings, topics = self.settings, self.settings.topics
         await self.insert_with_retry(Batch())  # connects and applies migrations (retrying while ClickHouse is down)
         reader = AIOKafkaConsumer(
-            topics.touchpoints, topics.incidents, topics.alerts, topics.customers, **client_args(settings),
+            topics.touchpoints, topics.incidents, topics.alerts, topics.customers, topics.late, **client_args(settings),
             group_id=f"{settings.app_id}-sink", enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(100, settings.session_timeout_ms // 3),

@@ -28,6 +28,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_TOPIC_SILENCES | alerts.silences | alert silences as events (created, expired), so they survive restarts |
 | JOURNEY_PARTITIONS | 4 | partitions of the topics the tracker creates |
 | JOURNEY_TOPIC_CUSTOMERS | customers | customer profiles (customers stage -> ClickHouse `customers`) |
+| JOURNEY_TOPIC_LATE | touchpoints.late | events later than the allowed lateness (-> ClickHouse `late_touchpoints`) |
 | JOURNEY_TOPIC_BY_JOURNEY | (app id).touchpoints.by-journey | internal: touchpoints by journey (our partitioner) |
 | JOURNEY_TOPIC_BY_CUSTOMER | (app id).incidents.by-customer | internal: incident changes, journey starts by customer |
 | JOURNEY_INTERNAL_PARTITIONS | 4 | partitions of the internal topics and tables (ours, whatever the source topic has) |
@@ -58,6 +59,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_SQUARE_SIGNATURE_KEY | (unset: 404) | Square webhook subscription's signature key; secret: never logged |
 | JOURNEY_SQUARE_NOTIFICATION_URL | (unset) | the notification URL exactly as registered with Square (Square signs it) |
 | JOURNEY_WOOCOMMERCE_WEBHOOK_SECRET | (unset: 404) | WooCommerce webhooks' secret; secret: never logged |
+| JOURNEY_MAX_PROMISE_DAYS | 365 | longest `promised_within_s` the event contract accepts (every process) |
 | JOURNEY_PLATFORM_PROMISE_S | 0 | promise of a platform order that states none (0: the rules' ORDER_PLACED default) |
 | KAFKA_SECURITY_PROTOCOL | PLAINTEXT | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (every Kafka client) |
 | KAFKA_SASL_MECHANISM | PLAIN | with SASL_*: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 |
@@ -122,6 +124,22 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer; set it to a number or unset it") from None
+
+
+DEFAULT_MAX_PROMISE_DAYS = 365  # real promises: a delivery in three weeks, a repair in 30 days, a year's warranty
+AVRO_INT_MAX_S = 2**31 - 1  # promised_within_s is an Avro int
+
+
+def max_promise_s(env: Mapping[str, str] | None = None) -> int:
+    """JOURNEY_MAX_PROMISE_DAYS in seconds: the longest promise the event contract accepts.
+
+    Read by `schemas.contract` at import, so every process of a stack (they share its
+    environment) holds the same limit."""
+    env = os.environ if env is None else env
+    days = _int(env, "JOURNEY_MAX_PROMISE_DAYS", DEFAULT_MAX_PROMISE_DAYS)
+    if not 1 <= days * 86_400 <= AVRO_INT_MAX_S:
+        raise ConfigError(f"JOURNEY_MAX_PROMISE_DAYS={days} must be between 1 and {AVRO_INT_MAX_S // 86_400} days")
+    return days * 86_400
 
 
 def _share(env: Mapping[str, str], name: str, default: float) -> float:
@@ -233,9 +251,10 @@ class Topics:
     alerts: str = "alerts"
     silences: str = "alerts.silences"
     customers: str = "customers"
+    late: str = "touchpoints.late"
 
     def all(self) -> list[str]:
-        return [self.touchpoints, self.dlq, self.incidents, self.alerts, self.silences, self.customers]
+        return [self.touchpoints, self.dlq, self.incidents, self.alerts, self.silences, self.customers, self.late]
 
 
 @dataclass(frozen=True)
@@ -288,6 +307,7 @@ class Settings:
     square_notification_url: str = ""
     woocommerce_webhook_secret: str = field(default="", repr=False)
     platform_promise_s: int = 0
+    max_promise_days: int = DEFAULT_MAX_PROMISE_DAYS
     kafka: KafkaConnection = field(default_factory=KafkaConnection)
     external_schema_registry: str | None = None
     schema_registry_auth: str = field(default="", repr=False)
@@ -307,6 +327,7 @@ class Settings:
             alerts=env.get("JOURNEY_TOPIC_ALERTS", Topics.alerts),
             silences=env.get("JOURNEY_TOPIC_SILENCES", Topics.silences),
             customers=env.get("JOURNEY_TOPIC_CUSTOMERS", Topics.customers),
+            late=env.get("JOURNEY_TOPIC_LATE", Topics.late),
         )
         rules = env.get("JOURNEY_RULES_FILE")
         if env.get("JOURNEY_SQUARE_SIGNATURE_KEY") and not env.get("JOURNEY_SQUARE_NOTIFICATION_URL"):
@@ -359,6 +380,7 @@ class Settings:
             square_notification_url=env.get("JOURNEY_SQUARE_NOTIFICATION_URL", ""),
             woocommerce_webhook_secret=env.get("JOURNEY_WOOCOMMERCE_WEBHOOK_SECRET", ""),
             platform_promise_s=max(0, _int(env, "JOURNEY_PLATFORM_PROMISE_S", 0)),
+            max_promise_days=max_promise_s(env) // 86_400,
             kafka=KafkaConnection.from_env(env),
             external_schema_registry=_http_url(env, "SCHEMA_REGISTRY_URL"),
             schema_registry_auth=env.get("SCHEMA_REGISTRY_BASIC_AUTH", ""),
@@ -403,9 +425,10 @@ class Settings:
             "JOURNEY_SQUARE_NOTIFICATION_URL": self.square_notification_url,
             "JOURNEY_WOOCOMMERCE_WEBHOOK_SECRET": self.woocommerce_webhook_secret,
             "JOURNEY_PLATFORM_PROMISE_S": str(self.platform_promise_s),
+            "JOURNEY_MAX_PROMISE_DAYS": str(self.max_promise_days),
             "JOURNEY_SCHEMA_REGISTRY_PORT": str(self.schema_registry_port),
             **self.kafka.to_env(),
-            "JOURNEY_TOPIC_CUSTOMERS": self.topics.customers,
+            "JOURNEY_TOPIC_CUSTOMERS": self.topics.customers, "JOURNEY_TOPIC_LATE": self.topics.late,
             "JOURNEY_INTERNAL_PARTITIONS": str(self.internal_partitions),
             "JOURNEY_TOPIC_BY_JOURNEY": self.by_journey_topic, "JOURNEY_TOPIC_BY_CUSTOMER": self.by_customer_topic,
         }

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from infra.config import DEFAULT_MAX_PROMISE_DAYS, ConfigError, max_promise_s
 from schemas.event_types import CHANNELS, EVENT_TYPES, STAGE_OF_TYPE
 
 MAX_FUTURE_MS = 24 * 3600 * 1000  # an event more than a day ahead of now is a broken clock
@@ -24,7 +25,10 @@ MAX_ID_LEN = 256
 MAX_ATTRS = 64
 MAX_ATTR_KEY_LEN = 128
 MAX_ATTR_VALUE_LEN = 1024
-MAX_PROMISE_S = 7 * 24 * 3600
+try:
+    MAX_PROMISE_S = max_promise_s()  # JOURNEY_MAX_PROMISE_DAYS (infra/config.py), default 365 days
+except ConfigError:  # reported as one line by `Settings.from_env()`, which every command and service reads
+    MAX_PROMISE_S = DEFAULT_MAX_PROMISE_DAYS * 86_400
 
 REQUIRED = ("event_id", "journey_id", "type", "channel", "occurred_at")
 ID_FIELDS = ("event_id", "journey_id", "customer_id", "store_id", "staff_id", "request_id", "incident_id", "source")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 from streams.domain.journey import Journey
+from streams.domain.tombstones import Tombstone
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 _decode = json.JSONDecoder().decode
@@ -21,6 +22,15 @@ def encode_journey(journey: Journey) -> bytes:
     return _encode(journey.to_state()).encode()
 
 
-def decode_journey(data: bytes) -> Journey:
-    """The journey from `encode_journey` (or from Faust's json codec)."""
-    return Journey.from_state(_decode(data.decode()))
+def decode_journey(data: bytes) -> Journey | Tombstone:
+    """The journey from `encode_journey` (or from Faust's json codec), or an expired journey's
+    tombstone from `encode_tombstone`."""
+    state = _decode(data.decode())
+    if "t" in state:
+        return Tombstone(state["p"], state["t"], state["d"])
+    return Journey.from_state(state)
+
+
+def encode_tombstone(tombstone: Tombstone) -> bytes:
+    """Compact JSON bytes of an expired journey's tombstone."""
+    return _encode(tombstone.to_state()).encode()

@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> faust.App:
     internal = settings.internal_partitions
     # Ours, created here with our partition count (not Faust's, nor the source topic's).
     ensure_topics(settings, [settings.topic_by_journey, settings.topic_by_customer], partitions=internal)
+    ensure_topics(settings, [settings.topics.late])  # late events (-> ClickHouse): newer than most stacks' topics
     app = BatchApp(
         settings.app_id,
         **faust_broker(settings),
@@ -126,7 +127,8 @@ def create_app(settings: Settings) -> faust.App:
                          settings)
     detector = Detector(config, clock="marks")
     journeys_stage = JourneysStage(app, by_journey.get_topic_name(), journeys, detector,
-                                   by_customer.get_topic_name(), internal, settings.topics.incidents, stats)
+                                   by_customer.get_topic_name(), internal, settings.topics.incidents, stats,
+                                   late_topic=settings.topics.late)
     book = CustomerBook(CustomerRules(repeat_window_days=config.repeat_window_days,
                                       recovered_window_days=config.recovered_window_days))
     customers_stage = CustomersStage(app, by_customer.get_topic_name(), customers, book, internal,
@@ -174,6 +176,8 @@ def create_app(settings: Settings) -> faust.App:
                 "customer_partitions": sorted(customers_stage.loaded),
                 "watermarks": {str(p): w for p, w in detector.watermarks.items()},
                 "deadline_index": detector.deadline_index_size(), "open_journeys": len(detector.journeys),
+                "late_events": {str(p): n for p, n in detector.late_by_partition.items()},
+                "tombstones": detector.tombstone_count(), "withdrawn": journeys_stage.withdrawn,
                 "customers": len(book.customers), **asdict(stats),
             })
 

@@ -50,7 +50,9 @@ def _returns(label: str) -> list[tuple[str, Callable[[dict[str, Any]], Any]]]:
 
 def print_report(data: dict[str, Any], title: str, console: Console) -> None:
     """The report for a terminal: human units, full names, '-' for missing."""
-    console.print(f"[bold]{title}[/bold]: {data['total_incidents']} incidents, {data['rates']['journeys']} journeys")
+    withdrawn = f" ({data['withdrawn']} withdrawn: fulfilled on time, reported late)" if data.get("withdrawn") else ""
+    console.print(f"[bold]{title}[/bold]: {data['total_incidents']} incidents{withdrawn}, "
+                  f"{data['rates']['journeys']} journeys")
     overall = data["recovery_paradox"]["overall"]
     groups = [{"group": g, **v} for g, v in overall["groups"].items()]
     console.print(_table("Do customers come back? (first failure in the range, or first journey if none)",

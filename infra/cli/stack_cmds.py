@@ -116,6 +116,9 @@ def _pipeline_table(pipeline: dict[str, object]) -> Table:
         lags = ", ".join(f"p{p}: {lag:.0f} s" for p, lag in sorted(worker["watermark_lag_s"].items()))
         table.add_row(f"{name} watermark lag", lags or "no partition has events yet")
         table.add_row(f"{name} pending deadlines", str(worker["pending_deadlines"]))
+        late = ", ".join(f"p{p}: {n}" for p, n in sorted((worker.get("late_events") or {}).items()))
+        table.add_row(f"{name} events later than the allowed lateness", late or "none")
+        table.add_row(f"{name} incidents withdrawn", str(worker.get("withdrawn", 0)))
     for name, problem in (pipeline.get("problems") or {}).items():  # type: ignore[union-attr]
         table.add_row(f"{name} status", f"[red]{problem}[/]" if problem else "[green]ok[/]")
     return table

@@ -5,7 +5,9 @@ The journeys stage reports, keyed by customer, every incident change (its own fi
 first time, or its first event moved earlier). From the whole set of these facts -- never from
 the order they arrived in -- a `Customer` decides for each of its incidents:
 
-- **repeat customer**: another incident of the customer failed in the 30 days before this one.
+- **repeat customer**: another incident of the customer failed in the 30 days before this one
+  (a withdrawn incident never failed: it counts for nothing; a row already published as a repeat
+  because of it stays so, as "came back" does).
   "Before" is by `(failed_at, incident_id)`: of two incidents failing at the same instant the
   one with the smaller incident id is the earlier (ties are broken, never both or neither).
   A repeat is paged one severity level higher than its rule says.
@@ -32,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from streams.domain.incidents import Incident, bump
+from streams.domain.incidents import WITHDRAWN, Incident, bump
 
 DAY_MS = 86_400_000
 
@@ -97,7 +99,8 @@ def decide(customer: Customer, incident: Incident, rules: CustomerRules) -> Inci
     key = (incident["failed_at"], incident["incident_id"])
     since = incident["failed_at"] - int(rules.repeat_window_days * DAY_MS)
     repeat = any(other["failed_at"] >= since and (other["failed_at"], iid) < key
-                 for iid, other in customer.incidents.items() if iid != incident["incident_id"])
+                 for iid, other in customer.incidents.items()
+                 if iid != incident["incident_id"] and other.get("status") != WITHDRAWN)
     until = incident["failed_at"] + int(rules.recovered_window_days * DAY_MS)
     came_back = incident["incident_id"] in customer.back or any(
         jid != incident["journey_id"] and incident["failed_at"] < first <= until
@@ -172,13 +175,13 @@ class CustomerBook:
         last_visit = starts[-1] if starts else None
         window = int(self.rules.regular_window_days * DAY_MS)
         recent = sum(1 for at in starts if last_visit is not None and at >= last_visit - window)
-        recovered = sum(1 for iid, inc in customer.incidents.items()
-                        if decide(customer, inc, self.rules)["recovered"])
+        live = [inc for inc in customer.incidents.values() if inc.get("status") != WITHDRAWN]  # withdrawn: none
+        recovered = sum(1 for inc in live if decide(customer, inc, self.rules)["recovered"])
         customer.profile_version += 1
         return {
             "customer_id": customer_id, "version": customer.profile_version, "first_seen": customer.first_seen,
             "last_visit": last_visit, "journeys": len(starts) + customer.expired_journeys,
-            "incidents": len(customer.incidents) + customer.expired_incidents,
+            "incidents": len(live) + customer.expired_incidents,
             "recovered": recovered + customer.expired_recovered, "regular": recent >= self.rules.regular_visits,
         }
 
@@ -192,7 +195,9 @@ class CustomerBook:
             old_incidents = [iid for iid, inc in customer.incidents.items() if inc["failed_at"] < horizon]
             if not old_journeys and not old_incidents:
                 continue
-            for iid in old_incidents:
+            # a withdrawn incident counts for nothing, expired or not
+            counted = [iid for iid in old_incidents if customer.incidents[iid].get("status") != WITHDRAWN]
+            for iid in counted:
                 customer.expired_recovered += bool(decide(customer, customer.incidents[iid], self.rules)["recovered"])
             for jid in old_journeys:
                 del customer.journeys[jid]
@@ -201,7 +206,7 @@ class CustomerBook:
                 customer.published.pop(iid, None)
                 customer.back.discard(iid)
             customer.expired_journeys += len(old_journeys)
-            customer.expired_incidents += len(old_incidents)
+            customer.expired_incidents += len(counted)
             self.dirty.add(cid)
             if not customer.journeys and not customer.incidents:
                 gone.append(cid)

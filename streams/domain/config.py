@@ -43,6 +43,7 @@ class DetectionConfig:
     seen_event_ids: int = 64
     journey_ttl_days: float = 2
     incident_journey_ttl_days: float = 30
+    tombstone_days: float = 60  # an expired journey's tombstone lives this long (a late event is not new)
     overrides: dict[str, dict[str, RuleConfig]] = field(default_factory=dict)
     sla_clock: str = "business"  # SLA targets count the store's open hours ("calendar": every hour)
     calendars: dict[str, StoreCalendar] = field(default_factory=dict)  # store -> hours (the stores file)
@@ -155,6 +156,7 @@ def load_detection_config(path: Path | None = None, stores_file: Path | None = N
         seen_event_ids=det.get("seen_event_ids", 64),
         journey_ttl_days=det.get("journey_ttl_days", 2),
         incident_journey_ttl_days=det.get("incident_journey_ttl_days", 30),
+        tombstone_days=det.get("tombstone_days", 60),
         overrides=overrides,
         sla_clock=_sla_clock(det.get("sla_clock", "business"), path),
         calendars=load_store_calendars(stores_file),

@@ -81,6 +81,29 @@ WAITING, REPLIED = "WAITING_ON_CUSTOMER", "CUSTOMER_REPLIED"
 WAITING_STATUS = frozenset({"waiting on customer", "waiting on the customer", "pending"})  # CUSTOMER_CONTACTED attrs
 
 
+WITHDRAWN = "withdrawn"  # paged at its deadline, then an on-time fulfilment arrived within the lateness
+
+
+def withdrawable(incident: Incident, fulfilled_at: int, watermark: int, lateness_ms: int) -> bool:
+    """Should a fulfilment that occurred at `fulfilled_at`, read while the watermark stands at
+    `watermark`, withdraw this breach? Only when it was on time (before the deadline) and the
+    deadline was not final yet: the watermark is at most `lateness_ms` past it. Later, the
+    breach stands (and the fulfilment is a late event, counted)."""
+    deadline = incident["failed_at"]
+    return (incident["status"] != WITHDRAWN and fulfilled_at < deadline
+            and watermark - deadline <= lateness_ms)
+
+
+def withdraw(incident: Incident, fulfilled_at: int) -> None:
+    """The breach never happened: status `withdrawn` (the page clears; SLA metrics leave it out).
+
+    `late_fulfilment_at` holds the fulfilment's time (before `failed_at`: it was on time, only
+    reported late)."""
+    incident["status"] = WITHDRAWN
+    incident["late_fulfilment_at"] = fulfilled_at
+    incident["version"] += 1
+
+
 def _seconds(incident: Incident, at: int) -> float:
     return round((at - incident["failed_at"]) / 1000, 3)
 
@@ -102,6 +125,8 @@ def apply_recovery(incident: Incident, event: dict[str, Any], rule: RuleConfig,
     """
     kind, at = event["type"], event["occurred_at"]
     attrs = event.get("attrs") or {}
+    if incident["status"] == WITHDRAWN:
+        return False  # nothing failed: there is nothing to recover
     if kind in (WAITING, REPLIED):
         if not set_waiting(incident, kind == WAITING, at, calendar, rule):
             return False
@@ -179,7 +204,7 @@ def breach_sla(incident: Incident, target: str, at: int) -> bool:
     for at_field, _metric, flag, name in STAGES.values():
         if name == target:
             waiting = name == "resolve_s" and incident.get("waiting_since") is not None
-            if incident[at_field] is not None or incident[flag] or waiting:
+            if incident[at_field] is not None or incident[flag] or waiting or incident["status"] == WITHDRAWN:
                 return False
             incident[flag] = True
             incident["updated_at"] = max(incident["updated_at"], at)

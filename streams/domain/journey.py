@@ -20,7 +20,7 @@ Deadline = tuple[int, str, str]  # (due_ms, kind, ref): a pending request or SLA
 class Journey:
     """Detector state of one journey (see `streams.domain.processor`)."""
 
-    __slots__ = ("p", "c", "seen", "req", "early", "fired", "inc", "dl", "first", "last", "exp")
+    __slots__ = ("p", "c", "seen", "req", "early", "fired", "inc", "dl", "first", "last", "exp", "old")
 
     def __init__(self, partition: int, customer_id: str | None) -> None:
         self.p = partition                         # partition that owns the journey
@@ -35,6 +35,7 @@ class Journey:
         self.first: int | None = None              # oldest event time in the journey (its start)
         self.last: int | None = None               # newest event time in the journey
         self.exp: int | None = None                # due time of its expiry check (one pending at most)
+        self.old: bool | None = None               # revived after expiry, and had an incident then
 
     # ---- seen event ids -------------------------------------------------------------------
 
@@ -137,6 +138,8 @@ class Journey:
             state["first"] = self.first
         state["last"] = self.last
         state["exp"] = self.exp
+        if self.old:
+            state["old"] = 1
         return state
 
     @classmethod
@@ -161,4 +164,5 @@ class Journey:
         journey.last = state.get("last")
         journey.first = state.get("first", journey.last)
         journey.exp = exp
+        journey.old = bool(state.get("old")) or None
         return journey

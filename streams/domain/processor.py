@@ -36,14 +36,18 @@ from streams.domain.incidents import (
     DUE_FIELD,
     REPLIED,
     WAITING,
+    WITHDRAWN,
     Incident,
     apply_recovery,
     breach_sla,
     incident_id,
     new_incident,
     set_waiting,
+    withdraw,
+    withdrawable,
 )
 from streams.domain.journey import Journey
+from streams.domain.tombstones import Tombstone, Tombstones
 
 DAY_MS = 86_400_000
 COMPLAINT_TYPES = frozenset({"COMPLAINT_FILED", "RETURN_REQUESTED", "GUARANTEE_CLAIMED"})
@@ -76,7 +80,9 @@ class ProcessResult:
     unmatched_recovery: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0
     fired_deadlines: int = 0
-    late_events: int = 0
+    late_events: int = 0  # events older than their partition's watermark less the allowed lateness
+    withdrawn: int = 0  # breaches withdrawn by an on-time fulfilment reported late
+    late: list[tuple[str, str, int]] = field(default_factory=list)  # (event id, journey id, ms behind the mark)
     # (journey id, customer id, first event time): a journey seen for the first time, or its first
     # event moved earlier (an out-of-order event), or its customer became known
     journey_starts: list[tuple[str, str, int]] = field(default_factory=list)
@@ -88,6 +94,8 @@ class ProcessResult:
         self.duplicates += other.duplicates
         self.fired_deadlines += other.fired_deadlines
         self.late_events += other.late_events
+        self.late += other.late
+        self.withdrawn += other.withdrawn
 
 
 class Detector:
@@ -105,12 +113,18 @@ class Detector:
         self._idle_base: dict[int, tuple[int, int]] = {}  # partition -> (watermark, wall ms at arrival)
         self._now = 0
         self._out: ProcessResult = ProcessResult()
+        self._tombs: dict[int, Tombstones] = {}  # partition -> expired journeys (a late event is not new)
+        self._applying: str | None = None  # the journey whose event is being applied (it never expires itself)
+        self.late_by_partition: dict[int, int] = {}  # events later than the allowed lateness, since start
 
     # ---- restart --------------------------------------------------------------------------
 
-    def load(self, journeys: Iterable[tuple[str, Journey]], now_ms: int) -> None:
-        """Rebuild indexes from persisted journey states (after a restart or rebalance)."""
+    def load(self, journeys: Iterable[tuple[str, Journey | Tombstone]], now_ms: int) -> None:
+        """Rebuild indexes from persisted journey states and tombstones (after a restart or rebalance)."""
         for journey_id, journey in journeys:
+            if isinstance(journey, Tombstone):
+                self._tombstones(journey.p).put(journey_id, journey.packed, journey.day)
+                continue
             self.journeys[journey_id] = journey
             partition = journey.p
             heap = self._heaps.setdefault(partition, [])
@@ -131,6 +145,7 @@ class Detector:
         for jid in gone:
             del self.journeys[jid]
         self._heaps.pop(partition, None)
+        self._tombs.pop(partition, None)
         self.watermarks.pop(partition, None)
         self._idle_base.pop(partition, None)
 
@@ -138,6 +153,20 @@ class Detector:
         """Journeys changed since the last call (the adapter persists them)."""
         dirty, self.dirty = self.dirty, {}
         return dirty
+
+    def tombstone(self, journey_id: str, partition: int) -> Tombstone | None:
+        """The persisted form of an expired journey's tombstone (None: none, so a deletion)."""
+        found = self._tombstones(partition).find(journey_id)
+        return None if found is None else Tombstone(partition, *found)
+
+    def tombstone_count(self) -> int:
+        return sum(len(t) for t in self._tombs.values())
+
+    def _tombstones(self, partition: int) -> Tombstones:
+        tombs = self._tombs.get(partition)
+        if tombs is None:
+            tombs = self._tombs[partition] = Tombstones(int(self.config.tombstone_days * DAY_MS))
+        return tombs
 
     def deadline_index_size(self) -> int:
         """Entries in the deadline heaps (pending deadlines, expiry checks, cancelled ones not yet popped)."""
@@ -190,22 +219,27 @@ class Detector:
         journey = self.journeys.get(journey_id)
         is_new = journey is None
         if journey is None:
-            journey = self.journeys[journey_id] = Journey(partition, event.get("customer_id"))
+            journey = self.journeys[journey_id] = self._revive(partition, journey_id, event)
+            is_new = journey.first is None  # a late event of an expired journey: not a new journey
         elif journey.has_seen(event["event_id"]):
             self._out.duplicates += 1
             return
         at = event["occurred_at"]
         mark = self.watermarks.get(partition)
+        if mark is not None and mark - at > self.config.allowed_lateness_s * 1000:
+            self._out.late_events += 1  # applied all the same: nothing is dropped
+            self.late_by_partition[partition] = self.late_by_partition.get(partition, 0) + 1
+            self._out.late.append((event["event_id"], journey_id, mark - at))
         if self.marks_clock:
-            if mark is not None and mark - at > self.config.allowed_lateness_s * 1000:
-                self._out.late_events += 1
             self._fire_own(partition, journey_id, journey, at)
         else:
             if mark is None or at > mark:
                 self.watermarks[partition] = mark = at
-            elif mark - at > self.config.allowed_lateness_s * 1000:
-                self._out.late_events += 1  # applied all the same: nothing is dropped
-            self._fire_due(partition, mark)
+            self._applying = journey_id  # its own event moves the watermark: it must not expire the journey
+            try:
+                self._fire_due(partition, mark)
+            finally:
+                self._applying = None
         journey.remember(event["event_id"], self.config.seen_event_ids)
         customer_known = journey.c is None and bool(event.get("customer_id"))
         if customer_known:
@@ -220,6 +254,19 @@ class Detector:
         self._apply(journey_id, journey, event)
         if journey.exp is None:
             self._schedule_expiry(journey_id, journey)
+
+    def _revive(self, partition: int, journey_id: str, event: dict[str, Any]) -> Journey:
+        """A journey's state for an event of a journey not held: fresh, or from its tombstone
+        (then it keeps its first event time, and knows it had an incident)."""
+        journey = Journey(partition, event.get("customer_id"))
+        tomb = self._tombs.get(partition)
+        found = tomb.take(journey_id) if tomb is not None else None
+        if found is not None:
+            journey.first, had_incident = found
+            journey.last = journey.first
+            journey.old = had_incident or None
+            self.dirty[journey_id] = partition
+        return journey
 
     def _apply(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
         kind = event["type"]
@@ -250,8 +297,8 @@ class Detector:
         return float(rule.window_s or 0)
 
     def _open_request(self, journey_id: str, journey: Journey, event: dict[str, Any]) -> None:
-        ref = event.get("request_id") or event["event_id"]
-        if (journey.req and ref in journey.req) or (journey.fired and ref in journey.fired):
+        ref = self._request_ref(journey, event)
+        if ref is None:
             return  # the same request again (a re-sent event with a new id) opens nothing new
         due = event["occurred_at"] + int(self._window_s(event) * 1000)
         early = self._take_early(journey, REQUEST_FULFILMENT[event["type"]], event.get("request_id"))
@@ -261,6 +308,29 @@ class Detector:
         journey.add_request(ref, [event["type"], due, event["occurred_at"], event.get("request_id"),
                                   event["event_id"], late_at, event.get("store_id"), event.get("channel")])
         self._schedule(journey_id, journey, due, "req", ref)
+
+    def _request_ref(self, journey: Journey, event: dict[str, Any]) -> str | None:
+        """The key of a new watch for this request, or None when it is one already watched.
+
+        Pending with the same request id: the same request (a reminder, a re-send). Breached
+        before: asked again once it failed (occurred at or after that breach) is a new watch, with
+        a ref of its own (`spoon#2`: another incident id); occurred before it, a re-send. Fulfilled
+        before: nothing of it is pending, so it is a new watch anyway.
+        """
+        rid = event.get("request_id")
+        if rid is None:
+            ref = event["event_id"]
+            return None if (journey.req and ref in journey.req) or (journey.fired and ref in journey.fired) else ref
+        if any(req[3] == rid for req in (journey.req or {}).values()):
+            return None
+        incs = journey.inc or {}
+        breaches = [incs[iid] for iid in (journey.fired or {}).values()
+                    if iid in incs and incs[iid]["request_id"] == rid]
+        if not breaches:
+            return None if journey.fired and rid in journey.fired else rid
+        if event["occurred_at"] < max(i["failed_at"] for i in breaches):
+            return None
+        return f"{rid}#{len(breaches) + 1}"
 
     def _take_early(self, journey: Journey, fulfil_type: str, request_id: str | None) -> list[Any] | None:
         for i, (kind, rid, _at) in enumerate(journey.early or ()):
@@ -272,48 +342,75 @@ class Detector:
         request_type = FULFILMENT_OF[event["type"]]
         rid = event.get("request_id")
         reqs = journey.req or {}
-        open_refs = [r for r, req in reqs.items() if req[0] == request_type and (rid is None or r == rid)]
+        open_refs = [r for r, req in reqs.items() if req[0] == request_type and (rid is None or req[3] == rid)]
         if open_refs:
             ref = min(open_refs, key=lambda r: reqs[r][2])  # oldest open request of that kind
             req = journey.pop_request(ref)
             journey.drop_deadline((req[1], "req", ref))
             return
         incs = journey.inc or {}
-        fired = [r for r, iid in (journey.fired or {}).items()
-                 if (rid is None or r == rid) and incs.get(iid, {}).get("late_fulfilment_at") is None
-                 and RULE_OF_REQUEST[request_type] == incs.get(iid, {}).get("rule")]
+        fired = [incs[iid] for iid in (journey.fired or {}).values()
+                 if iid in incs and (rid is None or incs[iid]["request_id"] == rid)
+                 and incs[iid]["late_fulfilment_at"] is None and RULE_OF_REQUEST[request_type] == incs[iid]["rule"]]
         if fired:
-            incident = incs[journey.fired[fired[0]]]  # type: ignore[index]
-            incident["late_fulfilment_at"] = event["occurred_at"]
-            incident["updated_at"] = max(incident["updated_at"], event["occurred_at"])
-            incident["version"] += 1
+            incident, at = fired[0], event["occurred_at"]
+            watermark = max(self.watermarks.get(journey.p, 0), journey.last or 0)
+            if withdrawable(incident, at, watermark, int(self.config.allowed_lateness_s * 1000)):
+                withdraw(incident, at)
+                for target in SLA_TARGETS:
+                    self._cancel_sla(journey, incident, target)
+                self._out.withdrawn += 1
+            else:
+                incident["late_fulfilment_at"] = at
+                incident["updated_at"] = max(incident["updated_at"], at)
+                incident["version"] += 1
             self._emit(incident)
             return
         journey.add_early([event["type"], rid, event["occurred_at"]])
 
-    def _ttl_ms(self, journey: Journey) -> int:
-        days = self.config.incident_journey_ttl_days if journey.inc else self.config.journey_ttl_days
-        return int(days * DAY_MS)
+    def keep_until(self, journey: Journey) -> int:
+        """Until when (event time) a journey's state must stay: what can still arrive for it.
 
-    def _schedule_expiry(self, journey_id: str, journey: Journey) -> None:
-        """Journey state is bounded: it goes once its last event is older than the TTL (event time).
-
-        One expiry entry per journey; when it comes due with newer events seen, it moves on.
-        A pending request keeps the journey: the check moves to just after the latest request's
-        deadline (which breaches or was fulfilled by then). Rescheduling at the same due time
-        would pop the same entry again at once and never leave the firing loop.
+        - its last event + `journey_ttl_days`;
+        - a pending request: until just after its deadline (it breaches or is fulfilled by then);
+        - each incident: its last change + `incident_journey_ttl_days`, or + as long as the journey
+          had been running when it failed if that is longer (a breached 60-day promise keeps its
+          links 60 days after the breach): follow-up, feedback and a late fulfilment still match.
         """
-        due = journey.last + self._ttl_ms(journey)  # type: ignore[operator]
+        due = journey.last + int(self.config.journey_ttl_days * DAY_MS)  # type: ignore[operator]
         if journey.req:
             due = max(due, max(req[1] for req in journey.req.values()) + 1)
+        incident_ttl = int(self.config.incident_journey_ttl_days * DAY_MS)
+        for incident in (journey.inc or {}).values():
+            keep = max(incident_ttl, incident["failed_at"] - journey.first)  # type: ignore[operator]
+            due = max(due, incident["updated_at"] + keep)
+        return due
+
+    def _schedule_expiry(self, journey_id: str, journey: Journey, after: int = 0) -> None:
+        """Journey state is bounded: one expiry check per journey, at `keep_until` (event time).
+
+        When it comes due with newer activity seen, it moves on. It always moves past `after`
+        (the check that just fired): rescheduling at the same due time would pop the same entry
+        again at once and never leave the firing loop.
+        """
+        due = max(self.keep_until(journey), after + 1)
         journey.exp = due
         heapq.heappush(self._heaps.setdefault(journey.p, []), (due, journey_id))
 
     def _expire(self, journey_id: str, journey: Journey, due: int) -> None:
-        if journey.req or journey.last + self._ttl_ms(journey) > due:  # type: ignore[operator]
-            self._schedule_expiry(journey_id, journey)  # still active (or waiting on a request)
+        if journey_id == self._applying:
+            journey.exp = None  # scheduled again once its event is applied (its last moves on)
             return
-        del self.journeys[journey_id]  # persisted as a deletion by the adapter (dirty, now absent)
+        if journey.req or self.keep_until(journey) > due:
+            self._schedule_expiry(journey_id, journey, after=due)  # still active (or waiting on a request)
+            return
+        del self.journeys[journey_id]  # persisted by the adapter (dirty, now absent): its tombstone, or a deletion
+        if journey.inc or journey.old:
+            # Only a journey with an incident leaves a tombstone (~150 B; a month of them for every
+            # journey would outweigh the open ones): its late feedback is not a new failure. Any
+            # journey's late event is no return of the customer all the same: the customers stage
+            # keeps every journey's start for its 90 days.
+            self._tombstones(journey.p).add(journey_id, journey.first, True, due)
 
     def _schedule(self, journey_id: str, journey: Journey, due: int, kind: str, ref: str) -> None:
         journey.add_deadline((due, kind, ref))
@@ -345,6 +442,10 @@ class Detector:
                 self._emit(incident)
 
     def _fire_due(self, partition: int, mark: int) -> None:
+        tombs = self._tombs.get(partition)
+        if tombs is not None:
+            for journey_id in tombs.expire(mark):
+                self.dirty[journey_id] = partition  # a deletion, unless it came back meanwhile
         heap = self._heaps.get(partition)
         # A cancelled deadline (fulfilled, acknowledged, ...) stays in the heap and is skipped
         # when it comes up: lazy deletion keeps cancelling O(1).
@@ -399,8 +500,9 @@ class Detector:
         self._out.incident_changes.append(dict(incident))
 
     def _newest(self, journey: Journey, open_only: bool) -> Incident | None:
+        """The newest incident (not resolved, with `open_only`); a withdrawn one never."""
         for incident in reversed((journey.inc or {}).values()):
-            if not open_only or incident["status"] != "resolved":
+            if incident["status"] != WITHDRAWN and (not open_only or incident["status"] != "resolved"):
                 return incident
         return None
 
@@ -458,6 +560,10 @@ class Detector:
             rule = self.config.rule(newest["rule"], newest["store_id"], newest["channel"])
             if apply_recovery(newest, event, rule):
                 self._emit(newest)
+            return
+        if newest is None and journey.old:
+            # feedback on an incident of this journey that expired: its score, not a new failure
+            self._out.unmatched_recovery.append(event)
             return
         rule = self.config.rule("negative_feedback", event.get("store_id"), event.get("channel"))
         if score is not None and score <= (rule.max_score or 2):

@@ -24,7 +24,7 @@ from streams.domain.processor import Detector, ProcessResult
 from streams.intake.marks import Mark, is_mark
 from streams.journeys.low_watermark import LowWatermark
 from streams.stage import Stage
-from streams.state_codec import decode_journey, encode_journey
+from streams.state_codec import decode_journey, encode_journey, encode_tombstone
 
 log = logging.getLogger("journey.journeys")
 
@@ -33,13 +33,15 @@ class JourneysStage(Stage):
     name = "journeys"
 
     def __init__(self, app: Any, topic: str, table: Any, detector: Detector, customers_topic: str,
-                 internal_partitions: int, incidents: str, stats: Any) -> None:
+                 internal_partitions: int, incidents: str, stats: Any, late_topic: str = "") -> None:
         super().__init__(app, topic, internal_partitions, stats)
         self.table = table
         self.detector = detector
         self.customers_topic = customers_topic
         self.incidents = incidents
+        self.late_topic = late_topic  # events later than the allowed lateness (-> ClickHouse), if set
         self.low: dict[int, LowWatermark] = {}
+        self.withdrawn = 0  # breaches withdrawn since start (on-time fulfilments reported late)
 
     async def load(self, partitions: set[int]) -> None:
         states = ((k.decode(), decode_journey(v)) for k, v in self.table.items() if v is not None)
@@ -76,6 +78,7 @@ class JourneysStage(Stage):
                                         lambda: self.persist(snapshot)):
             self.stats.events += n_events
             self.stats.duplicates += result.duplicates
+            self.withdrawn += result.withdrawn
             self.stats.last_batch_at = _now_ms()
         else:
             self.detector.take_dirty()
@@ -102,6 +105,11 @@ class JourneysStage(Stage):
             to_customers.append((self.partition_of(key), key, orjson.dumps(
                 {"k": "s", "journey_id": journey_id, "customer_id": customer, "at": first})))
         futures = await send_records(self.app, self.customers_topic, to_customers)
+        if self.late_topic:  # the touchpoint rows' flag (ClickHouse `late_touchpoints`, read by `late_by_s`)
+            for event_id, journey_id, behind_ms in result.late:
+                value = orjson.dumps({"event_id": event_id, "journey_id": journey_id, "late_by_s": behind_ms / 1000})
+                sent = await self.app.producer.send(self.late_topic, event_id.encode(), value, None, None, None)
+                futures.append(sent)
         for _, key, value in to_incidents:
             futures.append(await self.app.producer.send(self.incidents, key, value, None, None, None))
         self.stats.incident_changes += len(result.incident_changes)
@@ -112,17 +120,21 @@ class JourneysStage(Stage):
         return futures
 
     def snapshot(self) -> list[tuple[bytes, int, bytes | None]]:
-        """The journeys this batch changed, encoded now (None: expired)."""
+        """The journeys this batch changed, encoded now (an expired one: its tombstone; None: gone)."""
         out = []
         for journey_id, partition in self.detector.take_dirty().items():
             state = self.detector.journeys.get(journey_id)
-            out.append((journey_id.encode(), partition, None if state is None else encode_journey(state)))
+            if state is not None:
+                out.append((journey_id.encode(), partition, encode_journey(state)))
+                continue
+            tomb = self.detector.tombstone(journey_id, partition)
+            out.append((journey_id.encode(), partition, None if tomb is None else encode_tombstone(tomb)))
         return out
 
     async def persist(self, snapshot: list[tuple[bytes, int, bytes | None]]) -> None:
         for key, partition, value in snapshot:
             with writing_partition(self.topic, partition):
-                if value is None:  # expired: a tombstone in the changelog, gone from RocksDB
+                if value is None:  # gone (its tombstone ran out): a deletion in the changelog and RocksDB
                     self.table.pop(key, None)
                 else:
                     self.table[key] = value

@@ -17,7 +17,7 @@ def test_defaults_bind_loopback_and_use_local_servers() -> None:
     assert s.clickhouse_url == "http://127.0.0.1:8123"
     assert s.runs_local_broker and s.runs_local_clickhouse
     assert s.topics.all() == ["touchpoints", "touchpoints.dlq", "incidents", "alerts", "alerts.silences",
-                              "customers"]
+                              "customers", "touchpoints.late"]
 
 
 def test_external_servers_replace_the_local_ones() -> None:

@@ -5,8 +5,8 @@ validating and encoding (all holding the GIL), so a single process tops out belo
 producer's rate (22-30k/s on the 2-core sandbox).
 Here the parent reads lines and routes each one by a hash of its journey id; it produces one
 share itself and hands the others to worker processes; each share is validated, encoded and
-produced by its own idempotent, acks=all producer. One journey always goes to the same worker, and a worker
-produces in file order, so each journey's events keep their order in their partition.
+produced by its own batch producer (`streams.emit_batches`, acks=all). One journey always goes
+to the same worker, and a worker produces in file order, so each journey's events keep their order in their partition.
 Lines without a readable journey id go to worker 0, which rejects them with the reason.
 Rejects are reported by line number, in line order, once every worker is done.
 """
@@ -66,11 +66,11 @@ class Share:
     """One process's share of the lines: validated, encoded and produced by its own emitter."""
 
     def __init__(self, settings: Settings, source: str) -> None:
-        from streams.emitter import TouchpointEmitter
+        from streams.emit_batches import BatchEmitter
 
         self.source = source
         self.result = WorkerResult()
-        self.emitter = TouchpointEmitter(settings)  # JourneyError when the broker is unreachable
+        self.emitter = BatchEmitter(settings)  # JourneyError when the broker is unreachable
 
     def add(self, number: int, line: str) -> None:
         reason = take_line(self.emitter, number, line, self.source)

@@ -79,10 +79,13 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
     try:
         return KafkaProducer(**producer_config(settings, **overrides))
     except KafkaError:
-        raise JourneyError(
-            f"Kafka broker not reachable at {settings.bootstrap_servers}: start the stack with "
-            "`journey up -d` or set KAFKA_BOOTSTRAP_SERVERS"
-        ) from None
+        raise unreachable(settings) from None
+
+
+def unreachable(settings: Settings) -> JourneyError:
+    """The one-line error for a broker no producer could reach."""
+    return JourneyError(f"Kafka broker not reachable at {settings.bootstrap_servers}: start the stack with "
+                        "`journey up -d` or set KAFKA_BOOTSTRAP_SERVERS")
 
 
 class KeyPartitioner:

@@ -1,8 +1,8 @@
 """`journey emit` on several cores: lines split by journey over producer processes.
 
-Profiled, one process spends ~25-30 µs per line in kafka-python's send path and ~15 µs parsing,
-validating and encoding (all holding the GIL), so a single process tops out below the bare
-producer's rate (22-30k/s on the 2-core sandbox).
+One process spends ~15 µs per line parsing, validating and encoding and a few µs handing records
+to its batch producer, all holding the GIL; with spare cores (JOURNEY_EMIT_PROCESSES, auto: one
+per core beyond the first) more processes share that work.
 Here the parent reads lines and routes each one by a hash of its journey id; it produces one
 share itself and hands the others to worker processes; each share is validated, encoded and
 produced by its own batch producer (`streams.emit_batches`, acks=all). One journey always goes

@@ -46,7 +46,7 @@ from infra.heartbeat import write_heartbeat
 from infra.kafka_clients import client_args
 from infra.migrations import apply_migrations
 from infra.quarantine import publish as publish_quarantined
-from infra.restore import keep_first_detection, restored_incident_versions
+from infra.restart_record import keep_first_detection, restored_incident_versions
 from infra.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode_many
 from schemas.contract import ContractError, check_contract
@@ -137,7 +137,7 @@ def to_rows(settings: Settings, messages: list[Any], now_ms: int,
     Each topic's values are decoded in one `decode_many` call; what does not decode, and
     touchpoints that break the contract (the worker dead-letters those), are skipped and counted.
     `restored`: incidents ClickHouse had when the embedded broker was re-seeded
-    (`infra.restore.keep_first_detection`).
+    (`infra.restart_record.keep_first_detection`).
     """
     batch = Batch()
     topics = settings.topics

@@ -23,8 +23,9 @@ back, from ClickHouse:
 Nothing is written to ClickHouse twice: the sink's consumer group is committed past what was
 re-seeded (those rows are in ClickHouse already), and the incident changes the replay emits
 again (same ids and versions) are dropped by the sink when ClickHouse has that version already;
-newer versions of those incidents keep their first `detected_at` (`keep_first_detection`). What `journey status` says
-about the restart is in `$JOURNEY_HOME/restore.json`.
+newer versions of those incidents keep their first `detected_at`
+(`infra.restart_record.keep_first_detection`). What `journey status` says about the restart
+is in `$JOURNEY_HOME/restore.json`.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from infra.clickhouse import get_client
 from infra.config import Settings
 from infra.errors import JourneyError
 from infra.processes import private_dir, write_private
+from infra.restart_record import versions_path
 from schemas.codec import encode
 from streams.domain.config import DetectionConfig, load_detection_config
 
@@ -279,36 +281,6 @@ def archive_silence(settings: Settings, record: dict[str, Any]) -> None:
 
 def restore_path(settings: Settings) -> Path:
     return settings.home.resolve() / "restore.json"
-
-
-def versions_path(settings: Settings) -> Path:
-    return settings.home.resolve() / "run-restore" / "incident_versions.json"
-
-
-def restored_incident_versions(settings: Settings) -> dict[str, tuple[int, int]]:
-    """Incidents ClickHouse held when the stack last re-seeded: id -> (newest version, first
-    detected_at). The sink skips those versions and keeps that detected_at on newer ones."""
-    try:
-        data = json.loads(versions_path(settings).read_text())
-        return {str(k): (int(v[0]), int(v[1])) for k, v in data.items()}
-    except (OSError, ValueError, TypeError, IndexError, AttributeError):
-        return {}
-
-
-def keep_first_detection(records: list[dict[str, Any]], restored: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
-    """Incident changes the sink writes after a re-seed: versions ClickHouse has already are
-    dropped (the replay emits them again), and newer ones keep the incident's first `detected_at`
-    (the replay detected it anew at the restart: its detection lag would be the downtime)."""
-    kept = []
-    for record in records:
-        known = restored.get(record["incident_id"])
-        if known is None:
-            kept.append(record)
-        elif record["version"] > known[0]:
-            detected = min(known[1], record["detected_at"])
-            kept.append({**record, "detected_at": detected,
-                         "detection_lag_s": round(max(0, detected - record["failed_at"]) / 1000, 3)})
-    return kept
 
 
 def read_restart(settings: Settings) -> dict[str, Any] | None:

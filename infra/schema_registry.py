@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -124,20 +123,6 @@ def connect(settings: Settings, registry: Registry | None = None) -> Registry:
     registry.resolver = RegistryResolver(url, topic_subjects(settings), settings.schema_registry_auth)
     _connected.add(url)
     return registry
-
-
-def registry_component(settings: Settings) -> Any:
-    """The stack's schema registry process (none when SCHEMA_REGISTRY_URL points at one)."""
-    from infra.stack import Component
-
-    url = settings.schema_registry_url
-    argv = None
-    if settings.runs_local_schema_registry:
-        argv = [sys.executable, "-m", "infra.schema_registry_server", "--host", settings.host,
-                "--port", str(settings.schema_registry_port)]
-    return Component(name="registry", address=f"{url} (Confluent Schema Registry API)",
-                     ready=lambda: reachable(url, settings.schema_registry_auth),
-                     argv=argv, port=settings.schema_registry_port if argv else None)
 
 
 def reachable(url: str, auth: str = "") -> bool:

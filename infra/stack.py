@@ -25,7 +25,7 @@ from infra.config import CLICKHOUSE_PASSWORD_FILE, CLICKHOUSE_READONLY_PASSWORD_
 from infra.errors import JourneyError
 from infra.kafka import broker_reachable, ensure_topics
 from infra.migrations import apply_migrations
-from infra.schema_registry import registry_component
+from infra.schema_registry import reachable as registry_reachable
 
 TANSU_ENV = "JOURNEY_TANSU_BIN"
 
@@ -125,6 +125,18 @@ def clickhouse_component(settings: Settings) -> Component:
         port=settings.clickhouse_port if settings.runs_local_clickhouse else None,
         secrets=("CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD"),
     )
+
+
+def registry_component(settings: Settings) -> Component:
+    """The stack's schema registry process (none when SCHEMA_REGISTRY_URL points at one)."""
+    url = settings.schema_registry_url
+    argv = None
+    if settings.runs_local_schema_registry:
+        argv = [sys.executable, "-m", "infra.schema_registry_server", "--host", settings.host,
+                "--port", str(settings.schema_registry_port)]
+    return Component(name="registry", address=f"{url} (Confluent Schema Registry API)",
+                     ready=lambda: registry_reachable(url, settings.schema_registry_auth),
+                     argv=argv, port=settings.schema_registry_port if argv else None)
 
 
 PORT_VARIABLES = {"broker": "JOURNEY_KAFKA_PORT", "clickhouse": "JOURNEY_CLICKHOUSE_PORT",

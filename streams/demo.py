@@ -19,7 +19,6 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
-from infra import stack
 from infra.config import Settings
 from infra.kafka_clients import client_args
 from schemas.codec import DecodeError, decode
@@ -128,47 +127,41 @@ def send(settings: Settings, sim: Simulation, speed: float, on_sent: Callable[[i
 
 def run_demo(settings: Settings, duration_s: float, rate: float, speed: float, seed: int,
              progress: Callable[[str, dict[str, Any]], None]) -> dict[str, Any]:
-    """Bring the stack up if needed, run the day, compare with the truth, stop what we started."""
-    started_here = not stack.running(settings)
-    if started_here:
-        stack.start(settings, stack.plan(settings), echo=lambda line: progress("stack", {"line": line}))
-    try:
-        span_s = duration_s * speed
-        journeys = max(10, int(rate * duration_s / EVENTS_PER_JOURNEY))
-        # The day ends now: the last hour's failures are paged live; older ones are past the
-        # notifier's paging horizon by the time they are sent, so they are recorded, not paged.
-        now = int(time.time() * 1000)
-        sim = simulate(seed, journeys, start_ms=now - int(span_s * 1000), span_s=span_s)
-        prefix = sim.events[0]["event_id"].rsplit("-", 1)[0]
-        follower = RunFollower(settings, prefix)
-        follower.start()
-        progress("start", {"events": len(sim.events), "journeys": journeys, "span_s": span_s})
-        send(settings, sim, speed, lambda n: progress("sent", {"sent": n, "incidents": len(follower.latest),
-                                                               "alerts": _paged(follower.alerts)}))
-        expected = len(sim.truth)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            found = {(i["journey_id"], i["rule"]) for i in follower.latest.values()}
-            done = all((t.journey_id, t.rule) in found for t in sim.truth)
-            if done and time.monotonic() - follower.last_change > SETTLE_S:
-                break
-            progress("wait", {"incidents": len(follower.latest), "expected": expected,
-                              "alerts": _paged(follower.alerts)})
-            time.sleep(0.5)
-        follower.stop()
-        incidents = list(follower.latest.values())
-        result = {"events": len(sim.events), "journeys": journeys, "simulated_hours": round(span_s / 3600, 2),
-                  **compare(sim, incidents, load_detection_config(settings.rules_file)),
-                  "recovery_metrics": recovery_metrics(incidents),
-                  "truth_metrics": recovery_metrics([
-                      {"time_to_acknowledge_s": t.acknowledge_s, "time_to_first_response_s": t.first_response_s,
-                       "time_to_resolve_s": t.resolve_s} for t in sim.truth])}
-        result["by_rule"] = _by_rule(incidents)
-        result["alerts"] = dict(follower.alerts)
-        return result
-    finally:
-        if started_here:
-            progress("stopped", {"stopped": stack.stop(settings)})
+    """Run the day through the running stack and compare with the truth (`journey demo` starts
+    the stack first when it is not up, and stops what it started)."""
+    span_s = duration_s * speed
+    journeys = max(10, int(rate * duration_s / EVENTS_PER_JOURNEY))
+    # The day ends now: the last hour's failures are paged live; older ones are past the
+    # notifier's paging horizon by the time they are sent, so they are recorded, not paged.
+    now = int(time.time() * 1000)
+    sim = simulate(seed, journeys, start_ms=now - int(span_s * 1000), span_s=span_s)
+    prefix = sim.events[0]["event_id"].rsplit("-", 1)[0]
+    follower = RunFollower(settings, prefix)
+    follower.start()
+    progress("start", {"events": len(sim.events), "journeys": journeys, "span_s": span_s})
+    send(settings, sim, speed, lambda n: progress("sent", {"sent": n, "incidents": len(follower.latest),
+                                                           "alerts": _paged(follower.alerts)}))
+    expected = len(sim.truth)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        found = {(i["journey_id"], i["rule"]) for i in follower.latest.values()}
+        done = all((t.journey_id, t.rule) in found for t in sim.truth)
+        if done and time.monotonic() - follower.last_change > SETTLE_S:
+            break
+        progress("wait", {"incidents": len(follower.latest), "expected": expected,
+                          "alerts": _paged(follower.alerts)})
+        time.sleep(0.5)
+    follower.stop()
+    incidents = list(follower.latest.values())
+    result = {"events": len(sim.events), "journeys": journeys, "simulated_hours": round(span_s / 3600, 2),
+              **compare(sim, incidents, load_detection_config(settings.rules_file)),
+              "recovery_metrics": recovery_metrics(incidents),
+              "truth_metrics": recovery_metrics([
+                  {"time_to_acknowledge_s": t.acknowledge_s, "time_to_first_response_s": t.first_response_s,
+                   "time_to_resolve_s": t.resolve_s} for t in sim.truth])}
+    result["by_rule"] = _by_rule(incidents)
+    result["alerts"] = dict(follower.alerts)
+    return result
 
 
 def _paged(alerts: Counter[str]) -> int:

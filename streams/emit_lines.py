@@ -9,11 +9,16 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from infra.config import Settings
 from schemas.contract import ContractError, parse_json_line
 from streams.emitter import TouchpointEmitter, delivery_error
+
+if TYPE_CHECKING:
+    from streams.emit_batches import BatchEmitter
+
+    Emitter = TouchpointEmitter | BatchEmitter
 
 GC_FIRST_GENERATION = 50_000  # allocations between collections while emitting (Python's default: 700)
 
@@ -50,6 +55,7 @@ def emit_lines(
     emitter: TouchpointEmitter | None = None,
     processes: int = 1,
     source: str = "journey emit",
+    bulk: bool = False,
 ) -> EmitSummary:
     """Validate each line; produce the valid ones; call `on_reject(line_number, reason)` for others.
 
@@ -59,6 +65,8 @@ def emit_lines(
     counts an event that was not written.
     With `processes` > 1 the lines are split by journey over that many producer processes
     (`streams.emit_parallel`); rejects are then reported at the end, still in line order.
+    `bulk`: all lines are there already (a file): events go out in chunks of record batches
+    (`streams.emit_batches`) instead of one by one as they are read.
     """
     if processes > 1 and emitter is None:
         from streams.emit_parallel import emit_lines_parallel
@@ -70,7 +78,8 @@ def emit_lines(
         return EmitSummary(accepted, rejected)
     summary = EmitSummary()
     own = emitter is None
-    emitter = emitter or TouchpointEmitter(settings)
+    if emitter is None:
+        emitter = new_emitter(settings, bulk)
     try:
         with fewer_gc_passes():
             for number, line in enumerate(lines, start=1):
@@ -89,7 +98,16 @@ def emit_lines(
     return summary
 
 
-def take_line(emitter: TouchpointEmitter, number: int, line: str, source: str) -> str | None:
+def new_emitter(settings: Settings, bulk: bool) -> Emitter:
+    """The producer for `journey emit`: batches in chunks for a file, one by one for a stream."""
+    if bulk:
+        from streams.emit_batches import BatchEmitter
+
+        return BatchEmitter(settings)
+    return TouchpointEmitter(settings)
+
+
+def take_line(emitter: Emitter, number: int, line: str, source: str) -> str | None:
     """Validate one input line and send it; a refused line goes to the dead-letter topic exactly
     as it was read. Returns why it was refused, or None when it was sent."""
     try:
@@ -113,8 +131,8 @@ def is_regular_file(stream: TextIO) -> bool:
 def emit_stream(settings: Settings, stream: TextIO, on_reject: Callable[[int, str], None]) -> EmitSummary:
     """What `journey emit` runs: a file uses `emit_processes` producers; a pipe or terminal one.
 
-    Why not a pipe: lines may trickle in (`tail -f | journey emit`), and the parallel path
-    hands lines over in chunks; one producer sends each line as soon as it is read.
+    Why not a pipe: lines may trickle in (`tail -f | journey emit`), and the file path hands
+    events over in chunks; for a stream one producer sends each line as soon as it is read.
     """
-    processes = settings.emit_processes if is_regular_file(stream) else 1
-    return emit_lines(settings, stream, on_reject, processes=processes)
+    bulk = is_regular_file(stream)
+    return emit_lines(settings, stream, on_reject, processes=settings.emit_processes if bulk else 1, bulk=bulk)

@@ -1,12 +1,12 @@
 """`journey emit` on several cores: lines split by journey over producer processes.
 
-Profiled, one process spends ~25-30 µs per line in kafka-python's send path and ~15 µs parsing,
-validating and encoding (all holding the GIL), so a single process tops out below the bare
-producer's rate (22-30k/s on the 2-core sandbox).
+One process spends ~15 µs per line parsing, validating and encoding and a few µs handing records
+to its batch producer, all holding the GIL; with spare cores (JOURNEY_EMIT_PROCESSES, auto: one
+per core beyond the first) more processes share that work.
 Here the parent reads lines and routes each one by a hash of its journey id; it produces one
 share itself and hands the others to worker processes; each share is validated, encoded and
-produced by its own idempotent, acks=all producer. One journey always goes to the same worker, and a worker
-produces in file order, so each journey's events keep their order in their partition.
+produced by its own batch producer (`streams.emit_batches`, acks=all). One journey always goes
+to the same worker, and a worker produces in file order, so each journey's events keep their order in their partition.
 Lines without a readable journey id go to worker 0, which rejects them with the reason.
 Rejects are reported by line number, in line order, once every worker is done.
 """
@@ -66,11 +66,11 @@ class Share:
     """One process's share of the lines: validated, encoded and produced by its own emitter."""
 
     def __init__(self, settings: Settings, source: str) -> None:
-        from streams.emitter import TouchpointEmitter
+        from streams.emit_batches import BatchEmitter
 
         self.source = source
         self.result = WorkerResult()
-        self.emitter = TouchpointEmitter(settings)  # JourneyError when the broker is unreachable
+        self.emitter = BatchEmitter(settings)  # JourneyError when the broker is unreachable
 
     def add(self, number: int, line: str) -> None:
         reason = take_line(self.emitter, number, line, self.source)

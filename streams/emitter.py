@@ -75,14 +75,22 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
-    """A kafka-python producer, or a one-line `JourneyError` when the broker is unreachable."""
+    """A kafka-python producer, or a one-line `JourneyError` when the broker is unreachable.
+
+    What it writes is encoded with the configured registry's ids (SCHEMA_REGISTRY_URL's when set):
+    `journey silence add`, the re-seed of `journey up` and the replay use it, not only the emitter.
+    """
+    connect_schema_registry(settings)
     try:
         return KafkaProducer(**producer_config(settings, **overrides))
     except KafkaError:
-        raise JourneyError(
-            f"Kafka broker not reachable at {settings.bootstrap_servers}: start the stack with "
-            "`journey up -d` or set KAFKA_BOOTSTRAP_SERVERS"
-        ) from None
+        raise unreachable(settings) from None
+
+
+def unreachable(settings: Settings) -> JourneyError:
+    """The one-line error for a broker no producer could reach."""
+    return JourneyError(f"Kafka broker not reachable at {settings.bootstrap_servers}: start the stack with "
+                        "`journey up -d` or set KAFKA_BOOTSTRAP_SERVERS")
 
 
 class KeyPartitioner:

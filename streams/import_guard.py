@@ -16,6 +16,7 @@ from kafka import TopicPartition
 
 from infra.config import Settings
 from infra.kafka import consumer
+from infra.schema_registry import connect as connect_schema_registry
 from schemas.codec import DecodeError, decode
 
 LOOKBACK = 500  # records read back from each partition's end (the newest event times live there)
@@ -24,6 +25,7 @@ BUDGET_S = 10.0
 
 def newest_event_times(settings: Settings) -> dict[int, int]:
     """Partition -> the newest `occurred_at` among its last records (empty partitions left out)."""
+    connect_schema_registry(settings)  # events another producer wrote with an external registry's ids
     topic = settings.topics.touchpoints
     reader = consumer(settings, group_id=None, consumer_timeout_ms=1000)
     newest: dict[int, int] = {}

@@ -12,6 +12,7 @@ from kafka import KafkaConsumer, TopicPartition
 from infra.config import Settings
 from infra.errors import JourneyError
 from infra.kafka_clients import client_args
+from infra.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode
 from schemas.contract import event_to_json, iso_from_ms
 from schemas.dead_letter import parse_dead_letter_headers
@@ -33,7 +34,12 @@ def subject_of(settings: Settings, topic: str) -> str | None:
 
 
 def assigned_consumer(settings: Settings, topic: str, from_beginning: bool) -> KafkaConsumer:
-    """A group-less consumer assigned every partition of `topic` (reading never moves offsets)."""
+    """A group-less consumer assigned every partition of `topic` (reading never moves offsets).
+
+    The process then decodes with the configured registry's ids (an external registry's, and
+    versions producers registered), as the worker and sink do.
+    """
+    connect_schema_registry(settings)
     reader = KafkaConsumer(**client_args(settings), enable_auto_commit=False)
     partitions = reader.partitions_for_topic(topic)
     if not partitions:

@@ -22,6 +22,7 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="One JSON object at the end, no live view."),
 ) -> None:
     """Simulate stores and a web shop, detect failures live, report, and check against ground truth."""
+    from infra import stack
     from streams.demo import run_demo, to_json
 
     console = Console(stderr=True, quiet=as_json)
@@ -43,8 +44,16 @@ def demo(
         elif kind == "stopped":
             console.print(f"stopped: {', '.join(data['stopped'])}")
 
+    settings = Settings.from_env()
+    started_here = not stack.running(settings)
     try:
-        result = run_demo(Settings.from_env(), duration, rate, speed, seed, progress)
+        if started_here:
+            stack.start(settings, stack.plan(settings), echo=lambda line: progress("stack", {"line": line}))
+        try:
+            result = run_demo(settings, duration, rate, speed, seed, progress)
+        finally:
+            if started_here:
+                progress("stopped", {"stopped": stack.stop(settings)})
     finally:
         status.stop()
     if as_json:

@@ -93,7 +93,11 @@ class PartitionFeeds:
         by_partition: dict[int, list[Record]] = {}
         for key, value in records:
             by_partition.setdefault(PARTITIONER(key, partitions, partitions), []).append((key, value))
-        return [self._feed(p).add(items) for p, items in by_partition.items()]
+        return [self.send_to(p, items) for p, items in by_partition.items()]
+
+    def send_to(self, partition: int, records: list[Record]) -> asyncio.Future[None]:
+        """Records the caller already assigned to `partition` (`journey emit --file`: its own cached murmur2)."""
+        return self._feed(partition).add(records)
 
     def _feed(self, partition: int) -> _Feed:
         feed = self.feeds.get(partition)

@@ -26,7 +26,8 @@ def start_endpoint(data_dir: Path, port: int, *extra: str, env: dict[str, str] |
 
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.clickhouse_server", "--port", str(port), "--data-dir", str(data_dir), *extra],
+        [sys.executable, "-m", "infra.clickhouse_server", "--port", str(port), "--data-dir", str(data_dir),
+         *extra],
         env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
     )
     try:

@@ -220,3 +220,30 @@ def test_an_emit_worker_that_dies_is_a_one_line_error_not_a_hang(unique_topics: 
 
     with pytest.raises(JourneyError, match="an emit worker process died"):
         emit_lines_parallel(unique_topics, lines(), lambda number, reason: None, processes=2)
+
+
+def test_a_file_in_one_process_goes_out_in_chunks_in_order_and_each_line_once(
+    unique_topics: Settings, tmp_path: Path
+) -> None:
+    """The file path hands events to the batch producer in chunks: order must hold across them."""
+    from streams.emit_batches import CHUNK
+    from streams.emit_lines import emit_stream
+
+    total = 2 * CHUNK + 500
+    lines = [json.dumps(_event(i) | {"journey_id": f"j-{i % 30}", "attrs": {"seq": str(i)}}) for i in range(total)]
+    lines[CHUNK + 3] = "{not json"
+    path = tmp_path / "chunks.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    rejects: list[tuple[int, str]] = []
+    with open(path, encoding="utf-8") as stream:
+        summary = emit_stream(unique_topics.with_(emit_processes=1), stream, lambda n, r: rejects.append((n, r)))
+    assert (summary.accepted, summary.rejected) == (total - 1, 1)
+    assert [n for n, _ in rejects] == [CHUNK + 4]
+    got = _read_all(unique_topics, unique_topics.topics.touchpoints, total)
+    seqs = [int(g["attrs"]["seq"]) for g in got]
+    assert sorted(seqs) == sorted(set(range(total)) - {CHUNK + 3})
+    by_journey: dict[str, list[int]] = {}
+    for g in got:
+        by_journey.setdefault(g["journey_id"], []).append(int(g["attrs"]["seq"]))
+    assert all(s == sorted(s) for s in by_journey.values())
+    assert [d.value.decode() for d in read_dead_letters(unique_topics)] == ["{not json"]

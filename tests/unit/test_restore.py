@@ -7,15 +7,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from infra.config import Settings
+from infra.restart_record import keep_first_detection, restored_incident_versions, versions_path
 from infra.restore import (
     alert_record,
     clock_events,
     describe,
-    keep_first_detection,
     order_alerts,
-    restored_incident_versions,
     touchpoint_record,
-    versions_path,
 )
 from schemas.codec import decode, encode
 from schemas.contract import check_contract

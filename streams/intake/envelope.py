@@ -19,7 +19,6 @@ in the journeys stage (measured, BENCHMARKS.md).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -33,18 +32,16 @@ _COUNT = struct.Struct(">H")
 Entry = tuple[int, dict[str, Any]]  # (source record timestamp ms or -1, event)
 
 
-def _chunks(parts: list[bytes], limit: int) -> Iterator[list[bytes]]:
-    """`parts` in order, in runs of at most ~`limit` bytes (a larger part goes alone)."""
-    chunk: list[bytes] = []
-    size = 0
-    for part in parts:
-        if chunk and size + len(part) + 1 > limit:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(part)
-        size += len(part) + 1
-    if chunk:
-        yield chunk
+def _arrays(entries: list[Entry], limit: int) -> list[bytes]:
+    """`entries` as JSON arrays of at most ~`limit` bytes each, in order (one larger entry goes
+    alone). Encoded whole first: a share over the limit is cut into as many equal runs as its size
+    needs, each encoded again (orjson's one call per run costs less than one per entry)."""
+    whole = orjson.dumps(entries)
+    if len(whole) <= limit or len(entries) == 1:
+        return [whole]
+    runs = min(len(entries), len(whole) // limit + 1)
+    step = -(-len(entries) // runs)
+    return [array for start in range(0, len(entries), step) for array in _arrays(entries[start:start + step], limit)]
 
 
 def pack(entries: list[Entry], marks: list[Mark], limit: int = ENVELOPE_MAX_BYTES) -> list[bytes]:
@@ -52,11 +49,7 @@ def pack(entries: list[Entry], marks: list[Mark], limit: int = ENVELOPE_MAX_BYTE
     envelope). At least one envelope when there are marks; none for neither."""
     if not entries and not marks:
         return []
-    whole = orjson.dumps(entries)
-    if len(whole) <= limit:
-        arrays = [whole]
-    else:  # rare (a batch is at most a few MiB over all partitions): split by entry
-        arrays = [b"[" + b",".join(c) + b"]" for c in _chunks([orjson.dumps(e) for e in entries], limit)]
+    arrays = _arrays(entries, limit)
     head = ENVELOPE_PREFIX + _COUNT.pack(0)
     tail = ENVELOPE_PREFIX + _COUNT.pack(len(marks)) + b"".join(m.encode()[1:] for m in marks)
     return [head + a for a in arrays[:-1]] + [tail + arrays[-1]]

@@ -180,7 +180,8 @@ def forget(
     customer_id: str = typer.Argument(..., help="The customer whose data ClickHouse should drop."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object."),
 ) -> None:
-    """Remove one customer's touchpoints, incidents and alerts from ClickHouse (says what stays in Kafka)."""
+    """Remove one customer's rows from ClickHouse and their table states from the workers' changelogs
+    (tombstones); says what stays in Kafka until retention."""
     from consumers.forget import forget_customer
 
     if not customer_id.strip():
@@ -194,6 +195,8 @@ def forget(
     typer.echo(f"removed customer {customer_id} from ClickHouse: {removed} rows")
     if any(done.left.values()):
         typer.echo(f"written again meanwhile (run forget again): {done.left}", err=True)
+    gone = ", ".join(f"{n} in {topic}" for topic, n in done.tombstoned.items()) or "none (no worker tables yet)"
+    typer.echo(f"tombstones in the workers' compacted changelogs: {gone}")
     typer.echo("still in Kafka until the topics' retention expires (a replay into ClickHouse would bring them "
                f"back): {', '.join(done.still_in_kafka)}; open journeys stay in the workers' state until they "
                "expire (2 days, 30 with an incident)")

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
 
-MARK_PREFIX = b"W"  # internal-topic values: an event is a JSON object (b"{"), a mark starts with this
+MARK_PREFIX = b"W"  # internal-topic values: a mark alone starts with this, an envelope with b"E"
 _MARK = struct.Struct(">iiq?")  # source partition, sources in all, watermark ms (-1: none yet), caught up
 
 
@@ -32,6 +33,11 @@ class Mark:
         wm = -1 if self.watermark is None else self.watermark
         return MARK_PREFIX + _MARK.pack(self.source, self.sources, wm, self.caught_up)
 
+    @staticmethod
+    def size() -> int:
+        """Bytes of an encoded mark after its prefix."""
+        return _MARK.size
+
     @classmethod
     def decode(cls, value: bytes) -> Mark:
         source, sources, wm, caught_up = _MARK.unpack(value[1:])
@@ -40,6 +46,12 @@ class Mark:
 
 def is_mark(value: bytes) -> bool:
     return value[:1] == MARK_PREFIX
+
+
+def record_time(event: dict[str, Any], received_at: int | None) -> int:
+    """How far one source record moves its partition's mark: the event's time. (The one place
+    that decides it; `received_at` is the source record's timestamp, ms, None when unknown.)"""
+    return int(event["occurred_at"])
 
 
 class SourceClocks:

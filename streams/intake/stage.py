@@ -4,8 +4,10 @@ Reads the source topic however it was partitioned (any producer's partitioner, a
 count), sorts each batch into events and dead letters (`sort_batch`), and sends the events, in
 event-time order within the batch, to the internal topic at the partition OUR partitioner gives
 their journey (murmur2, as Java and kafka-python): one journey's events meet in one partition of
-a topic whose partition count we own. After each batch, and on every tick, each internal
-partition gets a mark of every source partition this worker reads (`streams.intake.marks`).
+a topic whose partition count we own. A batch's events go as one envelope per internal partition
+(`streams.intake.envelope`), each event next to its source record's timestamp, with a mark of
+every source partition of the batch folded in; on every tick each internal partition gets a mark
+of every source partition this worker reads (`streams.intake.marks`).
 Stateless: nothing to restore; a re-read batch sends the same events again (the journeys stage
 drops repeated event ids).
 """
@@ -17,14 +19,13 @@ import logging
 import time
 from typing import Any
 
-import orjson
-
 from infra.config import Settings
 from infra.kafka import values_before
 from schemas.dead_letter import dead_letter_headers
 from streams.batch_consumer import partition_count, position, send_records
 from streams.intake.batch import sort_batch
-from streams.intake.marks import SourceClocks
+from streams.intake.envelope import Entry, pack
+from streams.intake.marks import Mark, SourceClocks, record_time
 from streams.stage import Stage
 
 log = logging.getLogger("journey.intake")
@@ -57,27 +58,28 @@ class IntakeStage(Stage):
         for partition, values in before.items():
             valid = sort_batch(values, now).valid
             if valid:
-                self.clocks.saw(partition, max(event["occurred_at"] for _, event in valid), now)
+                self.clocks.saw(partition, max(record_time(event, None) for _, event in valid), now)
 
-    def _marks(self, partitions: set[int] | list[int], now: int) -> list[tuple[int, bytes | None, bytes]]:
+    def _marks(self, partitions: set[int] | list[int], now: int) -> list[Mark]:
         sources = max(partition_count(self.app, self.topic) or 0, max(self.loaded | set(partitions), default=-1) + 1)
-        out = []
-        for source in sorted(partitions):
-            value = self.clocks.mark(source, sources, self.caught_up(source), now).encode()
-            out += [(internal, None, value) for internal in range(self.internal_partitions)]
-        return out
+        return [self.clocks.mark(source, sources, self.caught_up(source), now) for source in sorted(partitions)]
 
     async def handle(self, generation: int, messages: list[Any]) -> None:
         now = _now_ms()
         self.stats.first_batch_at = self.stats.first_batch_at or now
         sorted_ = sort_batch([m.value for m in messages], now)
         valid = sorted(sorted_.valid, key=lambda item: item[1]["occurred_at"])  # stable: ties keep offset order
-        records: list[tuple[int, bytes | None, bytes]] = []
+        shares: dict[int, list[Entry]] = {p: [] for p in range(self.internal_partitions)}
+        partition_of = self.partition_of
         for index, event in valid:
-            self.clocks.saw(messages[index].partition, event["occurred_at"], now)
-            key = event["journey_id"].encode()
-            records.append((self.partition_of(key), key, orjson.dumps(event)))
-        records += self._marks({m.partition for m in messages}, now)
+            message = messages[index]
+            received_at = _timestamp_ms(message)
+            self.clocks.saw(message.partition, record_time(event, received_at), now)
+            shares[partition_of(event["journey_id"].encode())].append((received_at, event))
+        # one envelope per internal partition (split when large), the batch's marks folded in
+        marks = self._marks({m.partition for m in messages}, now)
+        records = [(partition, None, value) for partition, entries in shares.items()
+                   for value in pack(entries, marks)]
 
         async def publish() -> list[Any]:
             # Intake holds no state that could get ahead of what it sent: its dead letters need not
@@ -102,8 +104,15 @@ class IntakeStage(Stage):
     async def tick(self, generation: int) -> None:
         """Every source partition's progress, so idle ones advance with the wall clock downstream."""
         if self.loaded:  # delivered with the next flush (marks are only progress reports)
-            await send_records(self.app, self.internal_topic, self._marks(self.loaded, _now_ms()))
+            marks = [mark.encode() for mark in self._marks(self.loaded, _now_ms())]
+            await send_records(self.app, self.internal_topic,
+                               [(internal, None, m) for m in marks for internal in range(self.internal_partitions)])
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _timestamp_ms(message: Any) -> int:
+    """The source record's timestamp (ms; -1 when it has none)."""
+    return -1 if message.timestamp is None else round(message.timestamp * 1000)

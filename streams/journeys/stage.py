@@ -1,7 +1,8 @@
 """The journeys stage: the detector over the internal topic keyed by journey (Faust adapter).
 
 Each internal partition carries the events of its journeys (from every source partition, in
-arrival order) and the marks of every source partition (`streams.intake.marks`). Events go to
+arrival order) and the marks of every source partition (`streams.intake.marks`), packed as
+envelopes (`streams.intake.envelope`) unpacked here in order. Events go to
 the `Detector` (marks clock): each fires only its own journey's deadlines; the low watermark of
 the marks fires the rest. Incident changes of a known customer and journey starts go to the
 customers stage, keyed by customer with our partitioner; incidents without a customer are
@@ -21,6 +22,7 @@ from schemas.codec import encode
 from streams.batch_consumer import send_records, writing_partition
 from streams.customers.book import published_version
 from streams.domain.processor import Detector, ProcessResult
+from streams.intake.envelope import is_envelope, unpack
 from streams.intake.marks import Mark, is_mark
 from streams.journeys.low_watermark import LowWatermark
 from streams.stage import Stage
@@ -58,21 +60,34 @@ class JourneysStage(Stage):
         now = _now_ms()
         result = ProcessResult()
         events: list[tuple[int, dict[str, Any]]] = []
+        n_events = 0
+
+        def apply(partition: int, mark: Mark) -> None:
+            nonlocal events
+            if events:  # the events before the mark first
+                result.merge(self.detector.process(events, now))
+                events = []
+            low = self.low.setdefault(partition, LowWatermark())
+            low.update(mark)
+            at = low.low()
+            if at is not None:
+                result.merge(self.detector.advance(partition, at, now))
+
         for message in messages:
-            if is_mark(message.value):
-                if events:
-                    result.merge(self.detector.process(events, now))
-                    events = []
-                low = self.low.setdefault(message.partition, LowWatermark())
-                low.update(Mark.decode(message.value))
-                mark = low.low()
-                if mark is not None:
-                    result.merge(self.detector.advance(message.partition, mark, now))
-            else:
-                events.append((message.partition, orjson.loads(message.value)))
+            partition, value = message.partition, message.value
+            if is_envelope(value):
+                entries, marks = unpack(value)
+                n_events += len(entries)
+                events += [(partition, event) for _, event in entries]
+                for mark in marks:
+                    apply(partition, mark)
+            elif is_mark(value):
+                apply(partition, Mark.decode(value))
+            else:  # one event per record (written before envelopes)
+                n_events += 1
+                events.append((partition, orjson.loads(value)))
         if events:
             result.merge(self.detector.process(events, now))
-        n_events = sum(not is_mark(m.value) for m in messages)
         snapshot = self.snapshot()
         if await self.checkpoint.commit(generation, messages, lambda: self.publish(result),
                                         lambda: self.persist(snapshot)):

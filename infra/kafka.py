@@ -134,9 +134,10 @@ def last_offsets_from(settings: Settings, starts: dict[tuple[str, int], int], ti
 
 
 def values_before(settings: Settings, topic: str, positions: dict[int, int], lookback: int = 64,
-                  timeout_s: float = 10.0) -> dict[int, list[bytes]]:
-    """Per partition, the values of (up to `lookback`) records just before `positions` (offset order)."""
-    result: dict[int, list[bytes]] = {p: [] for p in positions}
+                  timeout_s: float = 10.0) -> dict[int, list[tuple[bytes, int]]]:
+    """Per partition, (value, timestamp ms) of (up to `lookback`) records just before `positions`
+    (offset order)."""
+    result: dict[int, list[tuple[bytes, int]]] = {p: [] for p in positions}
     wanted = {TopicPartition(topic, p): pos for p, pos in positions.items() if pos > 0}
     if not wanted:
         return result
@@ -151,7 +152,8 @@ def values_before(settings: Settings, topic: str, positions: dict[int, int], loo
             for tp, records in reader.poll(timeout_ms=200).items():
                 if tp not in pending:
                     continue
-                result[tp.partition] += [r.value for r in records if r.offset < wanted[tp] and r.value is not None]
+                result[tp.partition] += [(r.value, r.timestamp) for r in records
+                                         if r.offset < wanted[tp] and r.value is not None]
                 if records[-1].offset >= wanted[tp] - 1:
                     pending.discard(tp)
     finally:

@@ -18,7 +18,8 @@ import struct
 from dataclasses import dataclass
 
 MARK_PREFIX = b"W"  # internal-topic values: an event is a JSON object (b"{"), a mark starts with this
-_MARK = struct.Struct(">iiq?")  # source partition, sources in all, watermark ms (-1: none yet), caught up
+_MARK = struct.Struct(">iiq??")  # source partition, sources in all, watermark ms (-1: none yet), caught up, idle
+_MARK_V1 = struct.Struct(">iiq?")  # before `idle` (a mark still in the topic from an older intake)
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,19 @@ class Mark:
     sources: int
     watermark: int | None
     caught_up: bool
+    idle: bool = False  # caught up and no event for a while (JOURNEY_SOURCE_IDLE_S): its data may have ended
 
     def encode(self) -> bytes:
         wm = -1 if self.watermark is None else self.watermark
-        return MARK_PREFIX + _MARK.pack(self.source, self.sources, wm, self.caught_up)
+        return MARK_PREFIX + _MARK.pack(self.source, self.sources, wm, self.caught_up, self.idle)
 
     @classmethod
     def decode(cls, value: bytes) -> Mark:
-        source, sources, wm, caught_up = _MARK.unpack(value[1:])
-        return cls(source, sources, None if wm < 0 else wm, caught_up)
+        if len(value) - 1 == _MARK_V1.size:
+            source, sources, wm, caught_up = _MARK_V1.unpack(value[1:])
+            return cls(source, sources, None if wm < 0 else wm, caught_up)
+        source, sources, wm, caught_up, idle = _MARK.unpack(value[1:])
+        return cls(source, sources, None if wm < 0 else wm, caught_up, idle)
 
 
 def is_mark(value: bytes) -> bool:
@@ -58,9 +63,11 @@ class SourceClocks:
     def forget(self, partition: int) -> None:
         self._base.pop(partition, None)
 
-    def mark(self, partition: int, sources: int, caught_up: bool, now_ms: int) -> Mark:
+    def mark(self, partition: int, sources: int, caught_up: bool, now_ms: int, idle_after_ms: int | None = None) -> Mark:
+        """`idle`: caught up, and no event for `idle_after_ms` of wall time (None: never idle)."""
         base = self._base.get(partition)
         if base is None:
             return Mark(partition, sources, None, caught_up)
         at, wall = base
-        return Mark(partition, sources, at + max(0, now_ms - wall) if caught_up else at, caught_up)
+        idle = caught_up and idle_after_ms is not None and now_ms - wall >= idle_after_ms
+        return Mark(partition, sources, at + max(0, now_ms - wall) if caught_up else at, caught_up, idle)

@@ -40,6 +40,7 @@ class JourneysStage(Stage):
         self.customers_topic = customers_topic
         self.incidents = incidents
         self.low: dict[int, LowWatermark] = {}
+        self.lateness_ms = int(detector.config.allowed_lateness_s * 1000)
 
     async def load(self, partitions: set[int]) -> None:
         states = ((k.decode(), decode_journey(v)) for k, v in self.table.items() if v is not None)
@@ -61,7 +62,7 @@ class JourneysStage(Stage):
                 if events:
                     result.merge(self.detector.process(events, now))
                     events = []
-                low = self.low.setdefault(message.partition, LowWatermark())
+                low = self.low.setdefault(message.partition, LowWatermark(self.lateness_ms))
                 low.update(Mark.decode(message.value))
                 mark = low.low()
                 if mark is not None:

@@ -155,7 +155,7 @@ def clock_events(touchpoints: list[dict[str, Any]], open_incident_journeys: set[
             "customer_id": newest["customer_id"], "type": "VISIT", "stage": "before", "channel": newest["channel"],
             "occurred_at": max(now_ms, newest["occurred_at"]), "store_id": newest["store_id"], "staff_id": None,
             "request_id": None, "promised_within_s": None, "incident_id": None,
-            "attrs": {"restore": "clock"}, "source": CLOCK_SOURCE,
+            "attrs": {"restore": "clock"}, "source": CLOCK_SOURCE, "sent_at": None, "received_at": None,
         })
     return clocks
 

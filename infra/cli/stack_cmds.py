@@ -116,8 +116,10 @@ def _pipeline_table(pipeline: dict[str, object]) -> Table:
         lags = ", ".join(f"p{p}: {lag:.0f} s" for p, lag in sorted(worker["watermark_lag_s"].items()))
         table.add_row(f"{name} watermark lag", lags or "no partition has events yet")
         table.add_row(f"{name} pending deadlines", str(worker["pending_deadlines"]))
+    busy = pipeline.get("busy") or {}
     for name, problem in (pipeline.get("problems") or {}).items():  # type: ignore[union-attr]
-        table.add_row(f"{name} status", f"[red]{problem}[/]" if problem else "[green]ok[/]")
+        state = f"[red]{problem}[/]" if problem else f"[yellow]{busy[name]}[/]" if name in busy else "[green]ok[/]"
+        table.add_row(f"{name} status", state)
     return table
 
 

@@ -47,5 +47,8 @@ class LowWatermark:
         if not known:
             return None
         follow = max(known) - self.lateness_ms  # where an idle source stands at least (see module doc)
-        return min(max(wm, follow) if source in self._idle else wm
-                   for source, (wm, _) in self._marks.items() if wm is not None)
+        for source in self._idle:
+            wm, caught_up = self._marks[source]
+            if wm is not None and wm < follow:
+                self._marks[source] = (follow, caught_up)  # kept: it never goes back from there
+        return min(wm for wm, _ in self._marks.values() if wm is not None)

@@ -77,7 +77,7 @@ _FIELD_TYPES: dict[str, tuple[Any, str]] = {
     "attrs": ({"type": "map", "values": "string"}, "Map(String, String)"),
     **{name: (_NULLABLE_STRING, "String") for name in
        ("customer_id", "store_id", "staff_id", "request_id", "incident_id", "source")},
-    **{name: (_NULLABLE_TIME, "Int64") for name in _TIMES},
+    **{name: (_NULLABLE_TIME, "DateTime64(3)") for name in _TIMES},  # ClickHouse reads the logical type
 }
 # Why a (null, T) union is declared (null, T, boolean) in the envelope and read as
 # Variant(Bool, T): ClickHouse reads any union index but T's into a Nullable as NULL, where
@@ -102,8 +102,6 @@ def _value(name: str) -> str:
     """The SQL expression of a field's value as the table takes it."""
     if name == "occurred_at":
         return "fromUnixTimestamp64Milli(occurred_at, 'UTC')"
-    if name in _TIMES:
-        return f"fromUnixTimestamp64Milli(variantElement({name}, 'Int64'), 'UTC')"
     if _is_union(name):
         return f"variantElement({name}, '{_FIELD_TYPES[name][1]}')"  # NULL for the null branch
     return name
@@ -129,7 +127,7 @@ def _field_checks(name: str) -> list[str]:
     elif name == "occurred_at":
         checks += [f"occurred_at >= {MIN_TIME_MS}", "occurred_at <= {max_ms}"]
     elif name in _TIMES:
-        raw = f"variantElement({name}, 'Int64')"
+        raw = f"toUnixTimestamp64Milli(variantElement({name}, 'DateTime64(3)'))"
         checks.append(f"({raw} IS NULL OR ({raw} >= {MIN_TIME_MS} AND {raw} <= {{max_ms}}))")
     elif name == "promised_within_s":
         checks.append(f"({value} IS NULL OR {value} BETWEEN 1 AND {MAX_PROMISE_S})")

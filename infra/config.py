@@ -42,8 +42,8 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_EMIT_PROCESSES | auto | `journey emit` producers for a file (auto: one per core beyond the first, max 4) |
 | JOURNEY_SINK_PROCESSES | 1 | ClickHouse sink processes in one group (a join is a rebalance pause on Tansu) |
 | JOURNEY_SINK_BATCH_ROWS | 50000 | most rows in one sink insert (a batch also closes after 0.5 s) |
-| JOURNEY_CLOCK_TOLERANCE_S | 5 | device clock skew (received - sent) beyond this is corrected; no event time passes its receive time by more |
-| JOURNEY_SOURCE_IDLE_S | 10 | a source partition caught up with no event for this long is idle: its event time follows the topic's, less the allowed lateness (backfills) |
+| JOURNEY_CLOCK_TOLERANCE_S | 5 | device skew (received - sent) beyond this is corrected; event time <= receive + this |
+| JOURNEY_SOURCE_IDLE_S | 10 | a caught-up source without events this long follows the topic, less the lateness |
 | JOURNEY_WEB_PORT | 8088 | the live on-call page (served by the notifier) |
 | JOURNEY_ONCALL_TOKEN | (generated) | on-call page token; unset: a random one kept in `$JOURNEY_HOME/oncall.token` |
 | JOURNEY_MANAGER_TOKEN | unset | read-only token of the managers' dashboard (`/dashboard`); the on-call one works too |

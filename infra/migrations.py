@@ -44,6 +44,15 @@ def _only_comments(part: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in part.splitlines())
 
 
+def apply_sql(client: Client, sql: str) -> None:
+    """Run one migration's statements, skipping those whose `-- skip-if:` query answers non-zero."""
+    for statement in statements(sql):
+        guard = re.match(r"\s*-- skip-if: (.+)\n", statement)
+        if guard and client.command(guard.group(1)) not in (0, "0", None):
+            continue
+        client.command(statement)
+
+
 def apply_migrations(client: Client, retention_days: int | None = None) -> list[str]:
     """Apply pending migrations; returns the names applied now."""
     client.command("CREATE DATABASE IF NOT EXISTS journey")
@@ -58,11 +67,7 @@ def apply_migrations(client: Client, retention_days: int | None = None) -> list[
         version = int(path.name[:4])
         if version in done:
             continue
-        for statement in statements(render(path.read_text(), retention_days)):
-            guard = re.match(r"\s*-- skip-if: (.+)\n", statement)
-            if guard and client.command(guard.group(1)) not in (0, "0", None):
-                continue
-            client.command(statement)
+        apply_sql(client, render(path.read_text(), retention_days))
         client.insert("journey.schema_migrations", [[version, path.stem]], column_names=["version", "name"])
         applied.append(path.stem)
         log.info("applied migration %s", path.stem)

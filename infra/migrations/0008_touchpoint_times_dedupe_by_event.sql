@@ -2,7 +2,7 @@
 -- received_at: the collector's stamp or the Kafka record timestamp) and the device's skew
 -- (received_at - sent_at, NULL without sent_at). They deduplicate by event_id ALONE: a retry that
 -- re-stamps occurred_at (same event_id) is one row in FINAL (the old key included the time, and the
--- old partition key the month). Rows of an existing data directory are copied over (received_at NULL:
+-- old partition key the month); of two writes of one event the newest stored wins. Rows of an existing data directory are copied over (received_at NULL:
 -- not known then), then the tables are swapped. Each step can be repeated after a failure: the
 -- copy and the swap are skipped once the table has the new columns.
 CREATE TABLE IF NOT EXISTS journey.touchpoints_by_event
@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS journey.touchpoints_by_event
     ingested_at       DateTime64(3, 'UTC') DEFAULT now64(3),
     INDEX journey_idx journey_id TYPE bloom_filter GRANULARITY 4
 )
-ENGINE = ReplacingMergeTree
+ENGINE = ReplacingMergeTree(ingested_at)
 ORDER BY event_id
 {ttl_touchpoints};
 
@@ -41,7 +41,8 @@ INSERT INTO journey.touchpoints_by_event (event_id, journey_id, customer_id, typ
     ingested_at)
 SELECT event_id, journey_id, customer_id, type, stage, channel, occurred_at, store_id, staff_id, request_id,
     promised_within_s, incident_id, attrs, source, kafka_partition, kafka_offset, ingested_at
-FROM journey.touchpoints;
+FROM journey.touchpoints
+ORDER BY ingested_at;
 
 -- skip-if: SELECT hasColumnInTable('journey', 'touchpoints', 'received_at')
 EXCHANGE TABLES journey.touchpoints AND journey.touchpoints_by_event;

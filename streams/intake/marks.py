@@ -63,7 +63,8 @@ class SourceClocks:
     def forget(self, partition: int) -> None:
         self._base.pop(partition, None)
 
-    def mark(self, partition: int, sources: int, caught_up: bool, now_ms: int, idle_after_ms: int | None = None) -> Mark:
+    def mark(self, partition: int, sources: int, caught_up: bool, now_ms: int,
+             idle_after_ms: int | None = None) -> Mark:
         """`idle`: caught up, and no event for `idle_after_ms` of wall time (None: never idle)."""
         base = self._base.get(partition)
         if base is None:

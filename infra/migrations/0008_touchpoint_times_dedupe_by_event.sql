@@ -26,6 +26,14 @@ CREATE TABLE IF NOT EXISTS journey.touchpoints_by_event
     clock_skew_ms     Nullable(Int64) MATERIALIZED
         if(sent_at IS NULL OR received_at IS NULL, NULL,
            toUnixTimestamp64Milli(assumeNotNull(received_at)) - toUnixTimestamp64Milli(assumeNotNull(sent_at))),
+    -- the flag, judged at the default JOURNEY_CLOCK_TOLERANCE_S (5 s): the worker corrected the skew, or
+    -- capped a device time ahead of its receipt (streams/domain/event_time.py)
+    clock_flag        LowCardinality(String) MATERIALIZED multiIf(
+        received_at IS NULL, '',
+        sent_at IS NOT NULL AND abs(toUnixTimestamp64Milli(assumeNotNull(received_at))
+                                    - toUnixTimestamp64Milli(assumeNotNull(sent_at))) > 5000, 'skew corrected',
+        toUnixTimestamp64Milli(occurred_at) > toUnixTimestamp64Milli(assumeNotNull(received_at)) + 5000,
+        'ahead of receipt: capped', ''),
     kafka_partition   UInt16,
     kafka_offset      UInt64,
     ingested_at       DateTime64(3, 'UTC') DEFAULT now64(3),

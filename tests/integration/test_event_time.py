@@ -53,6 +53,8 @@ def test_touchpoints_of_an_existing_data_dir_move_to_the_event_id_key_and_a_rest
                        "'2026-11-30 12:00:01.500')")
         skew = client.command(f"SELECT clock_skew_ms FROM {database}.touchpoints FINAL WHERE event_id = 'e-2'")
         assert skew == 3 * 3_600_000 + 500  # received - sent: the device runs 3 h slow
+        flag = client.command(f"SELECT clock_flag FROM {database}.touchpoints FINAL WHERE event_id = 'e-2'")
+        assert flag == "skew corrected"
         assert not client.command(f"EXISTS TABLE {database}.touchpoints_by_event")
     finally:
         client.command(f"DROP DATABASE IF EXISTS {database}")

@@ -88,3 +88,14 @@ def test_intake_calls_a_source_idle_only_after_a_quiet_while() -> None:
     assert clocks.mark(0, 1, caught_up=True, now_ms=NOW + 10_000, idle_after_ms=10_000).idle
     assert not clocks.mark(0, 1, caught_up=False, now_ms=NOW + 60_000, idle_after_ms=10_000).idle
     assert Mark.decode(Mark(0, 1, NOW, True, True).encode()).idle
+
+
+def test_a_backlog_of_old_events_does_not_hold_a_caught_up_source_back() -> None:
+    """Case 10's kind: 60 s of history read behind live traffic; caught up again, the source's clock
+    is where the wall clock says, not 60 s behind (and the history kept it from being idle)."""
+    clocks = SourceClocks()
+    clocks.saw(0, at=NOW, now_ms=NOW)
+    for k in range(60):
+        clocks.saw(0, at=NOW - 7 * 24 * H + k, now_ms=NOW + k * 1_000)
+    mark = clocks.mark(0, 1, caught_up=True, now_ms=NOW + 65_000, idle_after_ms=10_000)
+    assert mark.watermark == NOW + 65_000 and not mark.idle

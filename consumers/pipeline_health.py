@@ -113,6 +113,7 @@ class StallDetector:
     dead_letters_per_min: float = 0.0
     _progress: dict[str, tuple[tuple[int, int], int, int]] = field(default_factory=dict)  # -> (counts, grew at, /s)
     busy: dict[str, str] = field(default_factory=dict)  # worker -> what it is working through (not a problem)
+    _lag_seen: dict[str, int | None] = field(default_factory=dict)
 
     def assess(self, snapshot: dict[str, Any]) -> dict[str, str | None]:
         now = snapshot["at"]
@@ -149,6 +150,10 @@ class StallDetector:
         count = worker.get("events") or 0  # detected (journeys stage); intake's count says it is reading
         read = worker.get("intake_events") or 0
         before = self._progress.get(name)
+        lag_before = self._lag_seen.get(name)
+        self._lag_seen[name] = lag
+        if lag is not None and lag_before is not None and lag < lag_before and before is not None:
+            before = self._progress[name] = (before[0], now, before[2])  # committed further: progress too
         if before is None or (count, read) != before[0]:
             rate = round((count - before[0][0]) * 1000 / (now - before[1])) if before and now > before[1] else 0
             self._progress[name] = before = ((count, read), now, max(rate, 0))

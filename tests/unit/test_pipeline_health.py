@@ -48,3 +48,11 @@ def test_busy_ends_when_the_backlog_is_gone() -> None:
     assert "worker-0" in detector.busy
     detector.assess(snapshot(4, lag=0, events=5_000, watermark=T0))
     assert detector.busy == {}
+
+
+def test_a_shrinking_lag_is_progress_while_one_long_batch_runs() -> None:
+    """Counters move only when a batch is committed; the group's lag shrinking says the same sooner."""
+    detector = StallDetector(stall_after_s=30, sink_lag_alert=10_000)
+    for step in range(31):
+        problems = detector.assess(snapshot(step * 2, lag=100_000 - step * 100, events=0))
+        assert problems == {"worker-0": None}

@@ -152,11 +152,11 @@ class StallDetector:
         before = self._progress.get(name)
         lag_before = self._lag_seen.get(name)
         self._lag_seen[name] = lag
-        if lag is not None and lag_before is not None and lag < lag_before and before is not None:
-            before = self._progress[name] = (before[0], now, before[2])  # committed further: progress too
         if before is None or (count, read) != before[0]:
             rate = round((count - before[0][0]) * 1000 / (now - before[1])) if before and now > before[1] else 0
             self._progress[name] = before = ((count, read), now, max(rate, 0))
+        elif lag is not None and lag_before is not None and lag < lag_before:
+            self._progress[name] = before = (before[0], now, before[2])  # committed further: progress too
         progressing = before is not None and now - before[1] <= limit_ms
         if lag and lag > 0 and progressing:
             self.busy[name] = f"busy: {lag} messages behind, working through them at {before[2]} events/s"

@@ -72,7 +72,9 @@ def probe(settings: Settings, now_ms: int) -> dict[str, Any]:
     reader = KafkaConsumer(**client_args(settings), group_id=None, request_timeout_ms=5000)
     try:
         t = settings.topics
-        snapshot["worker_lag"] = _group_lag(admin, reader, settings.app_id, [t.touchpoints])
+        # the stages' internal topics too: intake can be through while the journeys stage works on
+        snapshot["worker_lag"] = _group_lag(admin, reader, settings.app_id,
+                                            [t.touchpoints, settings.topic_by_journey, settings.topic_by_customer])
         snapshot["sink_lag"] = _group_lag(admin, reader, f"{settings.app_id}-sink",
                                           [t.touchpoints, t.incidents, t.alerts])
         dlq = [TopicPartition(t.dlq, p) for p in reader.partitions_for_topic(t.dlq) or ()]

@@ -17,17 +17,14 @@ import pytest
 
 from infra.clickhouse import get_client
 from infra.config import Settings
-from infra.heartbeat import service_ready
-from infra.kafka import ensure_topics
-from infra.processes import free_port, wait_until
+from infra.processes import wait_until
 from schemas.contract import event_to_json
 from streams.emitter import KeyPartitioner
 from streams.ground_truth import compare
 from streams.simulator import Injected, Simulation, simulate
 from streams.topic_reader import follow
 from tests.integration.faults import INCIDENT_QUERY
-from tests.integration.test_detection import start_worker, stop_worker
-from tests.integration.test_sink import start_sink
+from tests.integration.pipeline_processes import own_topics, pipeline_processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,28 +34,9 @@ H = 3_600_000
 
 @pytest.fixture
 def pipeline(stack_settings: Settings, tmp_path: Path) -> Iterator[Settings]:
-    suffix = uuid.uuid4().hex[:8]
-    t = stack_settings.topics
-    settings = stack_settings.with_(
-        home=tmp_path / "home", app_id=f"jt-{suffix}", web_port=free_port(),
-        emit_processes=1,  # one producer: the file's event-time order is the topic's
-        topics=type(t)(*(f"{name}-{suffix}" for name in (t.touchpoints, t.dlq, t.incidents, t.alerts, t.silences,
-                                                          t.customers))))
-    settings.home.mkdir(parents=True)
-    ensure_topics(settings, settings.topics.all())
-    log = open(settings.home / "notifier.log", "ab")  # noqa: SIM115 - closed below
-    worker, sink = start_worker(settings), start_sink(settings)
-    notifier = subprocess.Popen([sys.executable, "-m", "consumers.notifier"], env={**os.environ, **settings.to_env()},
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
-        assert wait_until(lambda: service_ready(settings, "notifier") or notifier.poll() is not None, 60)
+    # one producer: the file's event-time order is the topic's
+    with pipeline_processes(own_topics(stack_settings, home=tmp_path / "home", emit_processes=1)) as settings:
         yield settings
-    finally:
-        for proc in (notifier, sink):
-            proc.terminate()
-            proc.wait(timeout=30)
-        log.close()
-        stop_worker(worker)
 
 
 def on_source_partition(journey: str, partitions: int) -> int:

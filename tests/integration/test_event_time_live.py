@@ -4,9 +4,6 @@ worker, sink, notifier and collector on topics of their own."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -18,8 +15,7 @@ import pytest
 from consumers.alert_book import PIPELINE_RULE
 from infra.clickhouse import get_client
 from infra.config import Settings
-from infra.heartbeat import read_heartbeat, service_ready
-from infra.kafka import ensure_topics
+from infra.heartbeat import read_heartbeat
 from infra.processes import free_port, wait_until
 from schemas.contract import iso_from_ms, ms_from_iso
 from streams.domain.config import DEFAULT_RULES_FILE as RULES_FILE
@@ -27,8 +23,8 @@ from streams.domain.incidents import incident_id
 from streams.emitter import TouchpointEmitter
 from streams.topic_reader import follow
 from tests.collector_process import collector_process, request
-from tests.integration.test_detection import event, incidents_until, produce, start_worker, stop_worker
-from tests.integration.test_sink import start_sink
+from tests.integration.pipeline_processes import own_topics, pipeline_processes
+from tests.integration.test_detection import event, incidents_until, produce
 
 pytestmark = pytest.mark.integration
 
@@ -42,32 +38,13 @@ def _now() -> int:
 
 @pytest.fixture(scope="module")
 def live(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    suffix = uuid.uuid4().hex[:8]
     home = tmp_path_factory.mktemp("event-time")
     rules = home / "rules.toml"
     rules.write_text(RULES_FILE.read_text().replace("stall_after_s = 30", f"stall_after_s = {STALL_AFTER_S}"))
-    t = stack_settings.topics
-    settings = stack_settings.with_(
-        home=home, app_id=f"jt-{suffix}", rules_file=rules, web_port=free_port(), collector_port=free_port(),
-        collector_keys={"web-shop": "k-web"},
-        topics=type(t)(*(f"{name}-{suffix}" for name in (t.touchpoints, t.dlq, t.incidents, t.alerts, t.silences,
-                                                          t.customers))))
-    ensure_topics(settings, settings.topics.all())
-    log = open(home / "notifier.log", "ab")  # noqa: SIM115 - closed below
-    worker = start_worker(settings)
-    sink = start_sink(settings)
-    notifier = subprocess.Popen([sys.executable, "-m", "consumers.notifier"], env={**os.environ, **settings.to_env()},
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
-        assert wait_until(lambda: service_ready(settings, "notifier") or notifier.poll() is not None, 60)
-        with collector_process(settings):
-            yield settings
-    finally:
-        for proc in (notifier, sink):
-            proc.terminate()
-            proc.wait(timeout=30)
-        log.close()
-        stop_worker(worker)
+    settings = own_topics(stack_settings, home=home, rules_file=rules, collector_port=free_port(),
+                          collector_keys={"web-shop": "k-web"})
+    with pipeline_processes(settings), collector_process(settings):
+        yield settings
 
 
 def _alerts(settings: Settings) -> list[dict[str, Any]]:

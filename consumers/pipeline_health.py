@@ -87,6 +87,7 @@ def probe(settings: Settings, now_ms: int) -> dict[str, Any]:
     return snapshot
 
 
+BACKLOG_MIN = 1_000  # messages behind that make a backlog: the stages' progress marks alone keep a few in flight
 QUARANTINE_PAGE_S = 900  # a quarantined batch keeps its page open this long after the last one
 
 
@@ -160,7 +161,7 @@ class StallDetector:
         elif lag is not None and lag_before is not None and lag < lag_before:
             self._progress[name] = before = (before[0], now, before[2])  # committed further: progress too
         progressing = before is not None and now - before[1] <= limit_ms
-        if lag and lag > 0 and progressing:
+        if lag is not None and lag > BACKLOG_MIN and progressing:
             self.busy[name] = f"busy: {lag} messages behind, working through them at {before[2]} events/s"
             return self.busy[name]
         self.busy.pop(name, None)

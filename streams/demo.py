@@ -132,11 +132,15 @@ def run_demo(settings: Settings, duration_s: float, rate: float, speed: float, s
     """Bring the stack up if needed, run the day, compare with the truth, stop what we started."""
     started_here = not stack.running(settings)
     if started_here:
-        # A simulated day in a minute runs a fast clock on purpose: its closing visits, 2 h after
-        # the day that ends now, fire the day's last deadlines. The stack it starts believes device
-        # clocks that far ahead (`streams.domain.event_time`; a stack already running keeps its own).
-        settings = settings.with_(clock_tolerance_s=max(settings.clock_tolerance_s, CLOSING_AHEAD_S + 600))
-        stack.start(settings, stack.plan(settings), echo=lambda line: progress("stack", {"line": line}))
+        # A simulated day in a minute runs a fast clock on purpose: its journeys' last events and its
+        # closing visits (2 h after the day that ends now) are ahead of the wall clock. The stack it
+        # starts believes device clocks that far ahead (`streams.domain.event_time`); a stack already
+        # running keeps its own tolerance.
+        tolerance = str(max(settings.clock_tolerance_s, CLOSING_AHEAD_S + 2 * 3600))  # + the day's last events
+        components = stack.plan(settings)
+        for component in components:  # (frozen dataclasses; their env is a dict, read at spawn)
+            component.env["JOURNEY_CLOCK_TOLERANCE_S"] = tolerance
+        stack.start(settings, components, echo=lambda line: progress("stack", {"line": line}))
     try:
         span_s = duration_s * speed
         journeys = max(10, int(rate * duration_s / EVENTS_PER_JOURNEY))

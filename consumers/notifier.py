@@ -219,7 +219,7 @@ class Notifier:
             else:
                 self.problems = self.stalls.assess(snapshot)
                 self.health = {**snapshot, "dead_letters_per_min": self.stalls.dead_letters_per_min,
-                               "problems": self.problems}
+                               "problems": self.problems, "busy": dict(self.stalls.busy)}
                 alerts: list[Alert] = []
                 for component, problem in self.problems.items():
                     alerts += self.book.on_pipeline(component, problem, snapshot["at"])

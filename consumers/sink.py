@@ -64,7 +64,7 @@ T = TypeVar("T")
 
 TOUCHPOINT_COLUMNS = [
     "event_id", "journey_id", "customer_id", "type", "stage", "channel", "occurred_at", "store_id",
-    "staff_id", "request_id", "promised_within_s", "incident_id", "attrs", "source",
+    "staff_id", "request_id", "promised_within_s", "incident_id", "attrs", "source", "sent_at", "received_at",
     "kafka_partition", "kafka_offset",
 ]
 INCIDENT_COLUMNS = [
@@ -155,6 +155,9 @@ def to_rows(settings: Settings, messages: list[Any], now_ms: int,
             except ContractError:
                 batch.skipped += 1
                 continue
+            if record.get("received_at") is None:  # a Kafka producer's: the record timestamp is its receive time
+                stamp = getattr(message, "timestamp", None)
+                record["received_at"] = stamp if stamp is not None and stamp > 0 else None
             kept.append(record)
             partitions.append(message.partition)
             offsets.append(message.offset)

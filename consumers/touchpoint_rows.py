@@ -56,12 +56,17 @@ from schemas.registry import Registry, get_registry
 
 SUBJECT = "touchpoint"
 TABLE = "journey.touchpoints"
-_HEAD = struct.Struct("<HQ")  # kafka_partition (UInt16), kafka_offset (UInt64)
+_HEAD = struct.Struct("<HQq")  # kafka_partition (UInt16), kafka_offset (UInt64), record timestamp ms (-1: none)
 _NONCE = os.urandom(8)  # secret per process: a producer cannot write a tail that passes
 _SYNC = os.urandom(16)
 REFUSED = "touchpoint refused by the Avro fast path"  # throwIf's message
 
 _NULLABLE_STRING = ["null", "string"]
+_NULLABLE_TIME = ["null", {"type": "long", "logicalType": "timestamp-millis"}]
+_TIMES = ("sent_at", "received_at")
+# received_at when the writer left it out (a Kafka producer): the record's timestamp, from _head
+_RECORD_TS = "reinterpretAsInt64(substring(_head, 11, 8))"
+_RECORD_TIME = f"if({_RECORD_TS} > 0, fromUnixTimestamp64Milli({_RECORD_TS}, 'UTC'), NULL)"
 # field -> (Avro writer type it must have, input() type). Fields not listed, or with another
 # type, send that writer version to the Python decoder.
 _FIELD_TYPES: dict[str, tuple[Any, str]] = {
@@ -72,6 +77,7 @@ _FIELD_TYPES: dict[str, tuple[Any, str]] = {
     "attrs": ({"type": "map", "values": "string"}, "Map(String, String)"),
     **{name: (_NULLABLE_STRING, "String") for name in
        ("customer_id", "store_id", "staff_id", "request_id", "incident_id", "source")},
+    **{name: (_NULLABLE_TIME, "DateTime64(3)") for name in _TIMES},  # ClickHouse reads the logical type
 }
 # Why a (null, T) union is declared (null, T, boolean) in the envelope and read as
 # Variant(Bool, T): ClickHouse reads any union index but T's into a Nullable as NULL, where
@@ -120,6 +126,9 @@ def _field_checks(name: str) -> list[str]:
         checks += [f"{name} != ''", _string_ok(name, MAX_ID_LEN, is_id=True)]
     elif name == "occurred_at":
         checks += [f"occurred_at >= {MIN_TIME_MS}", "occurred_at <= {max_ms}"]
+    elif name in _TIMES:
+        raw = f"toUnixTimestamp64Milli(variantElement({name}, 'DateTime64(3)'))"
+        checks.append(f"({raw} IS NULL OR ({raw} >= {MIN_TIME_MS} AND {raw} <= {{max_ms}}))")
     elif name == "promised_within_s":
         checks.append(f"({value} IS NULL OR {value} BETWEEN 1 AND {MAX_PROMISE_S})")
     elif name == "attrs":
@@ -194,12 +203,14 @@ def fast_schema(schema_id: int, registry: Registry | None = None) -> FastSchema 
     envelope.pop("doc", None)
     structure = ", ".join([f"_head FixedString({_HEAD.size})", *(f"{n} {_input_type(n)}" for n in fields),
                            f"_tail FixedString({len(_NONCE) + _HEAD.size})"])
-    select = [_value(n) for n in fields]
+    columns = [n for n in fields if n != "received_at"] + ["received_at"]
+    select = [_value(n) for n in columns[:-1]]
+    select.append(f"coalesce({_value('received_at')}, {_RECORD_TIME})" if "received_at" in fields else _RECORD_TIME)
     select += ["reinterpretAsUInt16(substring(_head, 1, 2))", "reinterpretAsUInt64(substring(_head, 3, 8))"]
     checks = [f"_tail = concat(unhex('{_NONCE.hex()}'), _head)"]
     for name in fields:
         checks += _field_checks(name)
-    sql = (f"INSERT INTO {TABLE} ({', '.join([*fields, 'kafka_partition', 'kafka_offset'])}) "
+    sql = (f"INSERT INTO {TABLE} ({', '.join([*columns, 'kafka_partition', 'kafka_offset'])}) "
            f"SELECT {', '.join(select)} FROM input('{structure}') "
            f"WHERE throwIf(NOT ({' AND '.join(checks)}), '{REFUSED}') = 0 FORMAT Avro")
     return FastSchema(schema_id, header(envelope, _SYNC), sql)
@@ -250,7 +261,8 @@ def build_insert(group: FastGroup, now_ms: int) -> tuple[str, bytes]:
     parts: list[Any] = []
     pack, nonce = _HEAD.pack, _NONCE
     for message in group.messages:
-        head = pack(message.partition, message.offset)
+        stamp = getattr(message, "timestamp", None)
+        head = pack(message.partition, message.offset, stamp if stamp is not None and stamp > 0 else -1)
         parts += (head, message.value[5:], nonce, head)  # slices: joining memoryviews is 4x slower
     body = group.schema.header + block(len(group.messages), b"".join(parts), _SYNC)
     return group.schema.sql.replace("{max_ms}", str(now_ms + MAX_FUTURE_MS)), body

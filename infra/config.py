@@ -43,6 +43,8 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_EMIT_PROCESSES | auto | `journey emit` producers for a file (auto: one per core beyond the first, max 4) |
 | JOURNEY_SINK_PROCESSES | 1 | ClickHouse sink processes in one group (a join is a rebalance pause on Tansu) |
 | JOURNEY_SINK_BATCH_ROWS | 50000 | most rows in one sink insert (a batch also closes after 0.5 s) |
+| JOURNEY_CLOCK_TOLERANCE_S | 5 | device skew (received - sent) beyond this is corrected; event time <= receive + this |
+| JOURNEY_SOURCE_IDLE_S | 10 | a caught-up source without events this long follows the topic, less the lateness |
 | JOURNEY_WEB_PORT | 8088 | the live on-call page (served by the notifier) |
 | JOURNEY_ONCALL_TOKEN | (generated) | on-call page token; unset: a random one kept in `$JOURNEY_HOME/oncall.token` |
 | JOURNEY_MANAGER_TOKEN | unset | read-only token of the managers' dashboard (`/dashboard`); the on-call one works too |
@@ -140,6 +142,14 @@ def max_promise_s(env: Mapping[str, str] | None = None) -> int:
     if not 1 <= days * 86_400 <= AVRO_INT_MAX_S:
         raise ConfigError(f"JOURNEY_MAX_PROMISE_DAYS={days} must be between 1 and {AVRO_INT_MAX_S // 86_400} days")
     return days * 86_400
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; set it to one or unset it") from None
 
 
 def _share(env: Mapping[str, str], name: str, default: float) -> float:
@@ -290,6 +300,8 @@ class Settings:
     emit_processes: int = 1
     sink_processes: int = 1
     sink_batch_rows: int = 50_000
+    clock_tolerance_s: float = 5.0  # see streams.domain.event_time
+    source_idle_s: float = 10.0  # see streams.journeys.low_watermark
     web_port: int = 8088
     oncall_token: str = field(default="", repr=False)
     manager_token: str = field(default="", repr=False)
@@ -361,6 +373,8 @@ class Settings:
             emit_processes=_int(env, "JOURNEY_EMIT_PROCESSES", 0) or _spare_cores(),
             sink_processes=max(1, _int(env, "JOURNEY_SINK_PROCESSES", 1)),
             sink_batch_rows=max(1, _int(env, "JOURNEY_SINK_BATCH_ROWS", 50_000)),
+            clock_tolerance_s=max(0.0, _float(env, "JOURNEY_CLOCK_TOLERANCE_S", 5.0)),
+            source_idle_s=max(0.0, _float(env, "JOURNEY_SOURCE_IDLE_S", 10.0)),
             app_id=env.get("JOURNEY_APP_ID", "journey-tracker") or "journey-tracker",
             retention_days=_int(env, "JOURNEY_RETENTION_DAYS", 0) or None,
             web_port=_int(env, "JOURNEY_WEB_PORT", 8088),
@@ -403,6 +417,8 @@ class Settings:
             "JOURNEY_APP_ID": self.app_id, "JOURNEY_WORKERS": str(self.workers),
             "JOURNEY_EMIT_PROCESSES": str(self.emit_processes),
             "JOURNEY_SINK_PROCESSES": str(self.sink_processes), "JOURNEY_SINK_BATCH_ROWS": str(self.sink_batch_rows),
+            "JOURNEY_CLOCK_TOLERANCE_S": str(self.clock_tolerance_s),
+            "JOURNEY_SOURCE_IDLE_S": str(self.source_idle_s),
             "JOURNEY_TOPIC_SILENCES": self.topics.silences, "JOURNEY_WEB_PORT": str(self.web_port),
             "JOURNEY_ONCALL_TOKEN": self.oncall_token, "JOURNEY_MANAGER_TOKEN": self.manager_token,
             "JOURNEY_SLA_GOAL": str(self.sla_goal),
@@ -494,6 +510,10 @@ class Settings:
     @property
     def runs_local_schema_registry(self) -> bool:
         return self.external_schema_registry is None
+
+    @property
+    def clock_tolerance_ms(self) -> int:
+        return int(self.clock_tolerance_s * 1000)
 
     @property
     def topic_by_journey(self) -> str:

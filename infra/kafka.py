@@ -146,13 +146,15 @@ def last_offsets_from(settings: Settings, starts: dict[tuple[str, int], int], ti
 
 
 def values_before(settings: Settings, topic: str, positions: dict[int, int], lookback: int = 64,
-                  timeout_s: float = 10.0) -> dict[int, list[bytes]]:
-    """Per partition, the values of (up to `lookback`) records just before `positions` (offset order)."""
-    result: dict[int, list[bytes]] = {p: [] for p in positions}
+                  timeout_s: float = 10.0) -> dict[int, list[tuple[bytes, int]]]:
+    """Per partition, (value, timestamp ms) of (up to `lookback`) records just before `positions`
+    (offset order)."""
+    result: dict[int, list[tuple[bytes, int]]] = {p: [] for p in positions}
     ends = {TopicPartition(topic, p): pos for p, pos in positions.items() if pos > 0}
 
     def take(tp: TopicPartition, records: list[Any]) -> bool:
-        result[tp.partition] += [r.value for r in records if r.offset < ends[tp] and r.value is not None]
+        result[tp.partition] += [(r.value, r.timestamp) for r in records
+                                 if r.offset < ends[tp] and r.value is not None]
         return records[-1].offset >= ends[tp] - 1
 
     if ends:

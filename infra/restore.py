@@ -62,7 +62,8 @@ REQUEST_TYPES = ("ITEM_REQUESTED", "ORDER_PLACED", "CHECKOUT_STARTED", "PAYMENT_
 ALERT_ORDER = {"triggered": 0, "suppressed": 0, "escalated": 1, "reminded": 2, "acknowledged": 3, "resolved": 4,
                "delivery_failed": 5}
 TOUCHPOINT_FIELDS = ("event_id", "journey_id", "customer_id", "type", "stage", "channel", "occurred_at", "store_id",
-                     "staff_id", "request_id", "promised_within_s", "incident_id", "attrs", "source")
+                     "staff_id", "request_id", "promised_within_s", "incident_id", "attrs", "source", "sent_at",
+                     "received_at")
 ALERT_FIELDS = ("alert_id", "incident_id", "kind", "level", "severity", "rule", "store_id", "journey_id",
                 "customer_id", "at", "failed_at", "paged", "reason", "message", "channels")
 SILENCE_FIELDS = ("silence_id", "action", "store_id", "rule", "starts_at", "ends_at", "created_by", "comment", "at")
@@ -96,8 +97,10 @@ def _ms(value: Any) -> int:
 
 def touchpoint_record(row: dict[str, Any]) -> dict[str, Any]:
     """A `journey.touchpoints` row as the touchpoint record it was on the topic (same event id)."""
-    record = {name: row[name] for name in TOUCHPOINT_FIELDS}
+    record = {name: row.get(name) for name in TOUCHPOINT_FIELDS}
     record["occurred_at"] = _ms(row["occurred_at"])
+    for name in ("sent_at", "received_at"):  # the same three times: intake derives the same event time
+        record[name] = None if row.get(name) is None else _ms(row[name])
     record["attrs"] = dict(row["attrs"] or {})
     return record
 
@@ -154,7 +157,7 @@ def clock_events(touchpoints: list[dict[str, Any]], open_incident_journeys: set[
             "customer_id": newest["customer_id"], "type": "VISIT", "stage": "before", "channel": newest["channel"],
             "occurred_at": max(now_ms, newest["occurred_at"]), "store_id": newest["store_id"], "staff_id": None,
             "request_id": None, "promised_within_s": None, "incident_id": None,
-            "attrs": {"restore": "clock"}, "source": CLOCK_SOURCE,
+            "attrs": {"restore": "clock"}, "source": CLOCK_SOURCE, "sent_at": None, "received_at": None,
         })
     return clocks
 

@@ -33,7 +33,8 @@ except ConfigError:  # reported as one line by `Settings.from_env()`, which ever
 REQUIRED = ("event_id", "journey_id", "type", "channel", "occurred_at")
 ID_FIELDS = ("event_id", "journey_id", "customer_id", "store_id", "staff_id", "request_id", "incident_id", "source")
 OPTIONAL_NONE = ("customer_id", "store_id", "staff_id", "request_id", "promised_within_s", "incident_id", "source")
-KNOWN_FIELDS = frozenset(REQUIRED + OPTIONAL_NONE + ("stage", "attrs"))
+TIME_FIELDS = ("sent_at", "received_at")  # optional device send time, our receive time (ISO-8601 in JSON)
+KNOWN_FIELDS = frozenset(REQUIRED + OPTIONAL_NONE + TIME_FIELDS + ("stage", "attrs"))
 # C0, DEL, C1 and the Unicode line/paragraph separators: they forge log lines, run terminal escape
 # sequences and break one-line outputs, and no real id needs them.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -54,17 +55,17 @@ def iso_from_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def ms_from_iso(text: str) -> int:
-    """ISO-8601 with a time zone -> epoch ms; ContractError otherwise."""
+def ms_from_iso(text: str, name: str = "occurred_at") -> int:
+    """ISO-8601 with a time zone -> epoch ms; ContractError (naming field `name`) otherwise."""
     try:
         parsed = datetime.fromisoformat(text)  # reads a trailing Z itself (Python 3.11+)
     except ValueError:
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
-            raise ContractError(f"bad timestamp 'occurred_at': {text!r} is not ISO-8601") from None
+            raise ContractError(f"bad timestamp '{name}': {text!r} is not ISO-8601") from None
     if parsed.tzinfo is None:
-        raise ContractError(f"bad timestamp 'occurred_at': {text!r} has no time zone (add Z or +HH:MM)")
+        raise ContractError(f"bad timestamp '{name}': {text!r} has no time zone (add Z or +HH:MM)")
     return int(round(parsed.timestamp() * 1000))
 
 
@@ -147,9 +148,19 @@ def validate_event(obj: Any, now: int | None = None) -> dict[str, Any]:
         "incident_id": _string(obj, "incident_id", False),
         "attrs": attrs if (attrs := obj.get("attrs")) is not None else {},
         "source": _string(obj, "source", False),
+        **{name: _optional_time(obj, name) for name in TIME_FIELDS},
     }
     check_contract(event, now)
     return event
+
+
+def _optional_time(obj: dict[str, Any], name: str) -> int | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ContractError(f"bad timestamp '{name}': must be an ISO-8601 string such as 2026-11-23T12:00:00Z")
+    return ms_from_iso(value, name)
 
 
 def check_contract(event: dict[str, Any], now: int | None = None) -> None:
@@ -177,6 +188,10 @@ def check_contract(event: dict[str, Any], now: int | None = None) -> None:
         raise ContractError(f"occurred_at is {ahead_h:.1f} h in the future (limit 24 h): fix the sender's clock")
     if occurred < MIN_TIME_MS:
         raise ContractError(f"occurred_at {iso_from_ms(occurred)} is before 2000-01-01: fix the sender's clock")
+    for name in TIME_FIELDS:
+        at = event.get(name)
+        if at is not None and not MIN_TIME_MS <= at <= limit:
+            raise ContractError(f"{name} is before 2000-01-01 or more than 24 h ahead: fix the sender's clock")
 
 
 def _check_attrs(attrs: Any) -> None:
@@ -201,5 +216,5 @@ def event_to_json(event: dict[str, Any]) -> dict[str, Any]:
     for key, value in event.items():
         if value is None or (key == "attrs" and not value):
             continue
-        out[key] = iso_from_ms(value) if key == "occurred_at" else value
+        out[key] = iso_from_ms(value) if key == "occurred_at" or key in TIME_FIELDS else value
     return out

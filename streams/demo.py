@@ -30,6 +30,7 @@ from streams.simulator import Simulation, simulate
 EVENTS_PER_JOURNEY = 11  # about what the simulator emits per journey
 SETTLE_S = 4.0  # no new incident change for this long after the last expected one: done
 CLOSING_VISITS = 64  # events at closing time that move every partition's watermark past the day
+CLOSING_AHEAD_S = 2 * 3600  # closing time: this long after the day (past its longest window, 30 min)
 
 
 @dataclass
@@ -116,7 +117,7 @@ def send(settings: Settings, sim: Simulation, speed: float, on_sent: Callable[[i
                 on_sent(n)
         # Store closing time: later traffic on many journeys moves every partition's event-time
         # watermark past the day's last deadlines (the longest window is 30 min).
-        closing = sim.end_ms + 2 * 3_600_000
+        closing = sim.end_ms + CLOSING_AHEAD_S * 1000
         for k in range(CLOSING_VISITS):
             emitter.send({**sim.events[-1], "event_id": f"{sim.events[-1]['event_id']}-close-{k}",
                           "journey_id": f"close-{sim.events[-1]['event_id']}-{k}", "customer_id": None,
@@ -162,6 +163,16 @@ def run_demo(settings: Settings, duration_s: float, rate: float, speed: float, s
     result["by_rule"] = _by_rule(incidents)
     result["alerts"] = dict(follower.alerts)
     return result
+
+
+def clock_tolerance_s(settings: Settings) -> float:
+    """The device-clock tolerance a stack started for the demo needs.
+
+    A simulated day in a minute runs a fast clock on purpose: its journeys' last events and its
+    closing visits (2 h after the day that ends now) are ahead of the wall clock. The stack the
+    demo starts believes device clocks that far ahead (`streams.domain.event_time`); a stack
+    already running keeps its own tolerance."""
+    return max(settings.clock_tolerance_s, CLOSING_AHEAD_S + 2 * 3600)  # + the day's last events
 
 
 def _paged(alerts: Counter[str]) -> int:

@@ -13,6 +13,7 @@ per journey id and pass the partition explicitly.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,7 +132,11 @@ class TouchpointEmitter:
         return self._partition
 
     def send(self, event: dict[str, Any]) -> None:
-        """Queue one event already in the decoded shape (see `schemas.contract.validate_event`)."""
+        """Queue one event already in the decoded shape (see `schemas.contract.validate_event`),
+        stamped with this machine's clock as its `sent_at` unless it has one (the skew a reader
+        derives is then this clock's: `streams.domain.event_time`)."""
+        if event.get("sent_at") is None:
+            event = {**event, "sent_at": int(time.time() * 1000)}
         key = event["journey_id"].encode()
         future = self._producer.send(self.topic, key=key, value=encode(TOUCHPOINT, event),
                                      partition=self._partitioner()(key))

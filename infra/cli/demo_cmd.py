@@ -23,7 +23,7 @@ def demo(
 ) -> None:
     """Simulate stores and a web shop, detect failures live, report, and check against ground truth."""
     from infra import stack
-    from streams.demo import run_demo, to_json
+    from streams.demo import clock_tolerance_s, run_demo, to_json
 
     console = Console(stderr=True, quiet=as_json)
     status = console.status("starting")
@@ -48,7 +48,10 @@ def demo(
     started_here = not stack.running(settings)
     try:
         if started_here:
-            stack.start(settings, stack.plan(settings), echo=lambda line: progress("stack", {"line": line}))
+            components = stack.plan(settings)
+            for component in components:  # (frozen dataclasses; their env is a dict, read at spawn)
+                component.env["JOURNEY_CLOCK_TOLERANCE_S"] = str(clock_tolerance_s(settings))
+            stack.start(settings, components, echo=lambda line: progress("stack", {"line": line}))
         try:
             result = run_demo(settings, duration, rate, speed, seed, progress)
         finally:

@@ -119,8 +119,10 @@ def _pipeline_table(pipeline: dict[str, object]) -> Table:
         late = ", ".join(f"p{p}: {n}" for p, n in sorted((worker.get("late_events") or {}).items()))
         table.add_row(f"{name} events later than the allowed lateness", late or "none")
         table.add_row(f"{name} incidents withdrawn", str(worker.get("withdrawn", 0)))
+    busy = pipeline.get("busy") or {}
     for name, problem in (pipeline.get("problems") or {}).items():  # type: ignore[union-attr]
-        table.add_row(f"{name} status", f"[red]{problem}[/]" if problem else "[green]ok[/]")
+        state = f"[red]{problem}[/]" if problem else f"[yellow]{busy[name]}[/]" if name in busy else "[green]ok[/]"
+        table.add_row(f"{name} status", state)
     return table
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from schemas.codec import encode
 from schemas.contract import ContractError, validate_event
+from schemas.contract import now_ms as contract_now_ms
 from schemas.event_types import RECOVERY_TYPES
 
 TOUCHPOINT = "touchpoint"
@@ -73,6 +74,7 @@ def check_events(items: list[Any], source: str, now_ms: int | None = None, staff
     JOURNEY_COLLECTOR_STAFF_SOURCES), never from a public web key that sits in a shop's page.
     """
     checked = []
+    received = now_ms if now_ms is not None else contract_now_ms()
     for index, item in enumerate(items):
         event_id = item.get("event_id") if isinstance(item, dict) else None
         event_id = event_id if isinstance(event_id, str) else None
@@ -87,6 +89,7 @@ def check_events(items: list[Any], source: str, now_ms: int | None = None, staff
                 raise ContractError(f"source {event['source']!r} does not match the API key's source {source!r} "
                                     "(the collector sets it: leave it out)")
             event["source"] = source
+            event["received_at"] = received  # ours, whatever the client says: the anchor of its clock's skew
             value = encode(TOUCHPOINT, event)
         except (ValueError, TypeError) as exc:
             # ContractError is a ValueError; ValueError/TypeError are also what fastavro raises

@@ -23,9 +23,10 @@ from infra.config import Settings
 from infra.kafka import values_before
 from schemas.dead_letter import dead_letter_headers
 from streams.batch_consumer import partition_count, position, send_records
+from streams.domain.event_time import trusted
 from streams.intake.batch import sort_batch
 from streams.intake.envelope import Entry, pack
-from streams.intake.marks import Mark, SourceClocks, record_time
+from streams.intake.marks import Mark, SourceClocks
 from streams.stage import Stage
 
 log = logging.getLogger("journey.intake")
@@ -55,26 +56,41 @@ class IntakeStage(Stage):
         before = await asyncio.get_running_loop().run_in_executor(None, values_before, self.settings, self.topic,
                                                                   starts)
         now = _now_ms()
-        for partition, values in before.items():
-            valid = sort_batch(values, now).valid
+        for partition, records in before.items():
+            valid = sort_batch([value for value, _ in records], now).valid
             if valid:
-                self.clocks.saw(partition, max(record_time(event, None) for _, event in valid), now)
+                self.clocks.saw(partition, max(self.event_time(event, records[index][1] / 1000, now)
+                                               for index, event in valid), now)
+
+    def event_time(self, event: dict[str, Any], record_ts_s: float | None, now: int) -> int:
+        """The trusted event time of a source record (`streams.domain.event_time`), written into the
+        event as its `occurred_at` for the stages after intake: the device's skew corrected, never
+        later than its receive time (the collector's stamp, else the record timestamp) plus the
+        tolerance, so one fast device clock cannot fire other journeys' deadlines."""
+        record_ts = int(record_ts_s * 1000) if record_ts_s else None
+        at = trusted(event, record_ts, now, self.settings.clock_tolerance_ms).at
+        event["occurred_at"] = at
+        return at
 
     def _marks(self, partitions: set[int] | list[int], now: int) -> list[Mark]:
         sources = max(partition_count(self.app, self.topic) or 0, max(self.loaded | set(partitions), default=-1) + 1)
-        return [self.clocks.mark(source, sources, self.caught_up(source), now) for source in sorted(partitions)]
+        idle_ms = int(self.settings.source_idle_s * 1000)
+        return [self.clocks.mark(source, sources, self.caught_up(source), now, idle_ms)
+                for source in sorted(partitions)]
 
     async def handle(self, generation: int, messages: list[Any]) -> None:
         now = _now_ms()
         self.stats.first_batch_at = self.stats.first_batch_at or now
         sorted_ = sort_batch([m.value for m in messages], now)
+        for index, event in sorted_.valid:
+            self.event_time(event, messages[index].timestamp, now)
         valid = sorted(sorted_.valid, key=lambda item: item[1]["occurred_at"])  # stable: ties keep offset order
         shares: dict[int, list[Entry]] = {p: [] for p in range(self.internal_partitions)}
         partition_of = self.partition_of
         for index, event in valid:
             message = messages[index]
             received_at = _timestamp_ms(message)
-            self.clocks.saw(message.partition, record_time(event, received_at), now)
+            self.clocks.saw(message.partition, event["occurred_at"], now)  # the trusted time (event_time)
             shares[partition_of(event["journey_id"].encode())].append((received_at, event))
         # one envelope per internal partition (split when large), the batch's marks folded in
         marks = self._marks({m.partition for m in messages}, now)

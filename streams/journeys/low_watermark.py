@@ -19,9 +19,11 @@ from streams.intake.marks import Mark
 class LowWatermark:
     """Marks of every source partition seen on one internal partition."""
 
-    def __init__(self) -> None:
+    def __init__(self, lateness_ms: int = 0) -> None:
+        self.lateness_ms = lateness_ms
         self.sources = 0
         self._marks: dict[int, tuple[int | None, bool]] = {}
+        self._idle: set[int] = set()
 
     def update(self, mark: Mark) -> None:
         self.sources = max(self.sources, mark.sources)
@@ -30,6 +32,10 @@ class LowWatermark:
         if known is not None and known[0] is not None and (watermark is None or watermark < known[0]):
             watermark = known[0]  # never back (a restarted intake starts from its commit)
         self._marks[mark.source] = (watermark, mark.caught_up)
+        if mark.idle:
+            self._idle.add(mark.source)
+        else:
+            self._idle.discard(mark.source)
 
     def low(self) -> int | None:
         """How far every source has got, or None while it is not known yet."""
@@ -38,4 +44,11 @@ class LowWatermark:
         if any(wm is None and not caught_up for wm, caught_up in self._marks.values()):
             return None  # a backlog not read yet
         known = [wm for wm, _ in self._marks.values() if wm is not None]
-        return min(known) if known else None
+        if not known:
+            return None
+        follow = max(known) - self.lateness_ms  # where an idle source stands at least (see module doc)
+        for source in self._idle:
+            wm, caught_up = self._marks[source]
+            if wm is not None and wm < follow:
+                self._marks[source] = (follow, caught_up)  # kept: it never goes back from there
+        return min(wm for wm, _ in self._marks.values() if wm is not None)

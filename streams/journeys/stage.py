@@ -44,6 +44,7 @@ class JourneysStage(Stage):
         self.late_topic = late_topic  # events later than the allowed lateness (-> ClickHouse), if set
         self.low: dict[int, LowWatermark] = {}
         self.withdrawn = 0  # breaches withdrawn since start (on-time fulfilments reported late)
+        self.lateness_ms = int(detector.config.allowed_lateness_s * 1000)
 
     async def load(self, partitions: set[int]) -> None:
         states = ((k.decode(), decode_journey(v)) for k, v in self.table.items() if v is not None)
@@ -67,7 +68,7 @@ class JourneysStage(Stage):
             if events:  # the events before the mark first
                 result.merge(self.detector.process(events, now))
                 events = []
-            low = self.low.setdefault(partition, LowWatermark())
+            low = self.low.setdefault(partition, LowWatermark(self.lateness_ms))
             low.update(mark)
             at = low.low()
             if at is not None:

@@ -143,7 +143,9 @@ class Run:
         now = int(time.time() * 1000)
         sample = simulate(self.seed, 500, start_ms=now, span_s=DAY_S)  # events per journey, to hit the size
         journeys = max(10, round(self.events * 500 / len(sample.events)))
-        self.sim = simulate(self.seed, journeys, start_ms=now - DAY_S * 1000, span_s=DAY_S)
+        # The day ends 3 h ago: its closing visits (2 h after it, streams.demo.send) are then in the
+        # past, where a device clock is believed (ahead of its receive time an event time is capped).
+        self.sim = simulate(self.seed, journeys, start_ms=now - DAY_S * 1000 - 3 * 3_600_000, span_s=DAY_S)
         self.prefix = self.sim.events[0]["event_id"].rsplit("-", 1)[0] + "-"  # this run's ids, no other run's
         self.send_s = max(self.min_send_s, len(self.sim.events) / SEND_RATE)
 

@@ -156,7 +156,7 @@ def test_schema_evolution_through_the_broker(unique_topics: Settings) -> None:
     v1 = registry.latest("touchpoint")
     raw = copy.deepcopy(v1.raw)
     raw["fields"].append({"name": "device", "type": ["null", "string"], "default": None})
-    v2 = registry.register(2001, "touchpoint", 2, raw)
+    v2 = registry.register(2001, "touchpoint", v1.version + 1, raw)
     old = _parsed(_event(900))
     new = dict(_parsed(_event(901)), device="kiosk-2")
     producer = KafkaProducer(bootstrap_servers=unique_topics.bootstrap_servers, acks="all")

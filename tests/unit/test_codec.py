@@ -20,7 +20,7 @@ def make_event(type_: str = "ITEM_REQUESTED", **extra: object) -> dict[str, obje
         "event_id": "e-1", "journey_id": "j-1", "customer_id": "c-1", "type": type_,
         "stage": STAGE_OF_TYPE[type_], "channel": "pos", "occurred_at": 1763899200000,
         "store_id": "seoul-01", "staff_id": None, "request_id": "r-3", "promised_within_s": 600,
-        "incident_id": None, "attrs": {"item": "spoon"}, "source": None,
+        "incident_id": None, "attrs": {"item": "spoon"}, "source": None, "sent_at": None, "received_at": None,
     }
     event.update(extra)
     return event
@@ -56,7 +56,7 @@ def v2_registry() -> Iterator[tuple[object, int, int]]:
     raw = copy.deepcopy(v1.raw)
     raw["fields"].append({"name": "device", "type": ["null", "string"], "default": None})
     next(f for f in raw["fields"] if f["name"] == "type")["type"]["symbols"].append("TABLE_RESET")
-    v2 = registry.register(1001, "touchpoint", 2, raw)
+    v2 = registry.register(1001, "touchpoint", v1.version + 1, raw)
     yield registry, v1.id, v2.id
 
 

@@ -43,7 +43,8 @@ def test_container_of_raw_bodies_reads_back_as_the_events_with_their_partition_a
     for record, message in zip(records, messages, strict=True):
         head = record.pop("_head")
         assert int.from_bytes(head[:2], "little") == message.partition
-        assert int.from_bytes(head[2:], "little") == message.offset
+        assert int.from_bytes(head[2:10], "little") == message.offset
+        assert int.from_bytes(head[10:], "little", signed=True) == -1  # no record timestamp: received_at NULL
         assert record.pop("_tail")[-len(head):] == head
         record["occurred_at"] = int(record["occurred_at"].timestamp() * 1000)
         assert record == decode(message.value, "touchpoint")

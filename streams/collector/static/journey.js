@@ -77,7 +77,7 @@
     if (this.sending || !this.queue.length || Date.now() < this.retryAt) return;
     var batch = this.queue.splice(0, this.batchSize), self = this;
     this.sending = true;
-    fetch(this.url, {method: "POST", body: JSON.stringify(batch), keepalive: true})
+    fetch(this.url, {method: "POST", body: JSON.stringify(stampSent(batch)), keepalive: true})
       .then(function (response) {
         if (response.status === 429 || response.status >= 500) {
           self.retryAfter(parseInt(response.headers.get("Retry-After") || "0", 10) * 1000);
@@ -114,10 +114,22 @@
       while (this.queue.length && JSON.stringify(chunk.concat([this.queue[0]])).length < BEACON_BYTES &&
              chunk.length < this.batchSize) chunk.push(this.queue.shift());
       if (!chunk.length) chunk.push(this.queue.shift()); // one oversized event: let the collector judge it
-      var blob = new Blob([JSON.stringify(chunk)], {type: "text/plain"});
+      var blob = new Blob([JSON.stringify(stampSent(chunk))], {type: "text/plain"});
       if (!navigator.sendBeacon(this.url, blob)) { this.queue = chunk.concat(this.queue); return; }
     }
   };
+
+  function stampSent(batch) {
+    // this device's clock when the batch leaves: the collector's receive time minus this is the
+    // device's clock skew, which the tracker corrects (a retry is stamped again: sent anew)
+    var now = new Date().toISOString();
+    return batch.map(function (event) {
+      var copy = {};
+      for (var k in event) if (Object.prototype.hasOwnProperty.call(event, k)) copy[k] = event[k];
+      copy.sent_at = now;
+      return copy;
+    });
+  }
 
   global.JourneyTracker = {init: function (options) { return new Tracker(options); }};
 })(window);

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from clickhouse_connect.driver import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from infra.config import Settings
+from infra.errors import JourneyError
 
 TABLES = ("touchpoints", "incidents", "alerts")  # every table with a customer_id column
 _COUNT = "SELECT count() FROM journey.{table} WHERE customer_id = {{customer:String}}"
@@ -52,5 +54,8 @@ def forget_customer(client: Client, settings: Settings, customer_id: str) -> For
     before = counts()
     for table in TABLES:
         if before[table]:
-            client.command(_DELETE.format(table=table), parameters=params)
+            try:
+                client.command(_DELETE.format(table=table), parameters=params)
+            except DatabaseError as exc:  # e.g. UNFINISHED: the delete goes on in the background, bounded wait
+                raise JourneyError(f"forget: deleting from journey.{table} did not finish: {exc}") from None
     return Forgotten(customer_id, before, counts(), kafka_topics_holding_customers(settings))

@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -62,6 +63,16 @@ BAD_ARGUMENTS = 36  # parseQueryToJSON: this statement has no JSON form
 READONLY_WORKLOAD = "journey_readonly"
 READONLY_PRIORITY = [("os_thread_priority", "19"), ("workload", quote_literal(READONLY_WORKLOAD))]
 _IN_SCOPE = re.compile(r":? In scope SELECT parseQueryToJSON\(.*$", re.DOTALL)
+# Statements that make mutations. The engine waits for a mutation with no bound and no way to cancel
+# it (KILL QUERY does not stop the wait; a mutation held up behind merges on a loaded machine kept a
+# DELETE waiting past the client's 300 s): the endpoint starts them asynchronously and waits itself,
+# bounded, answering UNFINISHED like ClickHouse does when a mutation cannot be awaited.
+MUTATION_KINDS = frozenset({"DeleteQuery", "UpdateQuery", "AlterQuery"})  # ALTER: its DELETE and UPDATE
+ASYNC_MUTATION = [("mutations_sync", "0"), ("lightweight_deletes_sync", "0")]
+MUTATION_WAIT_S = 60.0
+_PENDING_MUTATIONS = ("SELECT mutation_id, parts_to_do, latest_fail_reason FROM system.mutations "
+                      "WHERE database = if({db:String} = '', currentDatabase(), {db:String}) "
+                      "AND table = {table:String} AND NOT is_done")
 
 
 @dataclass
@@ -89,13 +100,16 @@ class Outcome:
 class Engine:
     """chDB on a data directory; `execute` is called from many threads at once."""
 
-    def __init__(self, data_dir: Path, caps: Caps | None = None) -> None:
+    def __init__(self, data_dir: Path, caps: Caps | None = None, mutation_wait_s: float = MUTATION_WAIT_S) -> None:
         import chdb
 
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = str(data_dir / "db")
         self.tmp_dir = Path(tempfile.mkdtemp(prefix="inserts-", dir=data_dir))  # 0700 by mkdtemp
         self.caps = caps or Caps()
+        self.mutation_wait_s = mutation_wait_s
+        self._waiting: set[str] = set()  # endpoint query ids waiting on a mutation
+        self._cancelled: set[str] = set()  # ... of them, those killed meanwhile
         self._connect_lock = threading.Lock()
         self._cache_lock = threading.Lock()
         self._parsed: OrderedDict[str, Statement] = OrderedDict()  # the parse depends on the text only
@@ -195,17 +209,75 @@ class Engine:
             self._prepare(conn, job)
             if req.insert_target is not None:
                 return Outcome(b"", self._insert(conn, req), req.output_format, statement)
+            awaited = self._mutation_to_await(job, statement)
+            if awaited is not None:
+                self._query(conn, "SET " + ", ".join(f"{name} = {value}" for name, value in ASYNC_MUTATION))
             try:
                 result = conn.query(req.sql, req.output_format, params=req.params or None)
             except Exception as exc:
                 code, message = split_engine_error(str(exc))
                 raise RequestError(code, "", message) from None
+            if awaited is not None:
+                self._await_mutations(conn, job.query_id, *awaited)
             body = bytes(result.bytes())
             counters = {"read_rows": result.rows_read(), "read_bytes": result.bytes_read(),
                         "result_rows": result.rows_read(), "result_bytes": len(body)}
             return Outcome(body, counters, result_format(req.sql, req.output_format), statement)
         finally:
             conn.close()
+
+    @staticmethod
+    def _mutation_to_await(job: Job, statement: Statement) -> tuple[str, str] | None:
+        """(database, table) of a mutation the client waits for (ClickHouse's default); None otherwise."""
+        if statement.kind not in MUTATION_KINDS or job.readonly:
+            return None
+        tree = statement.ast or {}
+        commands = ((tree.get("command_list") or {}).get("children") or []) if statement.kind == "AlterQuery" else []
+        if any(c.get("command_type") not in ("DELETE", "UPDATE") for c in commands):
+            return None  # ALTERs of the table itself (ADD COLUMN, ...): the engine's own way
+        asked = dict(statement.settings) | job.request.settings
+        if any(str(asked.get(name, "")) == "0" for name, _ in ASYNC_MUTATION):
+            return None  # the client asked not to wait
+        database, table = tree.get("database"), tree.get("table")
+        if isinstance(database, dict):
+            database = database.get("name")
+        if isinstance(table, dict):
+            table = table.get("name")
+        return (str(database or ""), str(table)) if table else None
+
+    def _await_mutations(self, conn: Any, query_id: str, database: str, table: str) -> None:
+        """Wait, at most `mutation_wait_s`, for the table's mutations unfinished when the statement returned."""
+        self._waiting.add(query_id)
+        try:
+            self._await(conn, query_id, database, table)
+        finally:
+            self._waiting.discard(query_id)
+            self._cancelled.discard(query_id)
+
+    def _await(self, conn: Any, query_id: str, database: str, table: str) -> None:
+        params = {"db": database, "table": table}
+        pending = {row.split("\t", 1)[0] for row in self._rows(conn, _PENDING_MUTATIONS, params)}
+        deadline, pause = time.monotonic() + self.mutation_wait_s, 0.02
+        name = f"{database + '.' if database else ''}{table}"
+        while pending:
+            left = [row.split("\t") + ["", ""] for row in self._rows(conn, _PENDING_MUTATIONS, params)
+                    if row.split("\t", 1)[0] in pending]
+            if not left:
+                return
+            mutation_id, parts_to_do, reason = left[0][:3]
+            if reason:  # ClickHouse's own answer to a failed mutation it was waiting for
+                raise RequestError(341, "UNFINISHED", f"Exception happened during execution of mutation "
+                                   f"'{mutation_id}' of {name}: {reason} (UNFINISHED)")
+            if query_id in self._cancelled:
+                raise RequestError(394, "QUERY_WAS_CANCELLED", "Query was cancelled while it waited for mutation "
+                                   f"'{mutation_id}' of {name}, which goes on in the background")
+            if time.monotonic() >= deadline:
+                raise RequestError(341, "UNFINISHED", (
+                    f"Mutation '{mutation_id}' of {name} is not finished after {self.mutation_wait_s:g} s "
+                    f"({parts_to_do} parts to do); it goes on in the background: see system.mutations, "
+                    "or KILL MUTATION to drop it. (UNFINISHED)"))
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def _prepare(self, conn: Any, job: Job) -> None:
         """The query's tag, read-only caps, session SETs, database, request settings, in that order."""
@@ -246,6 +318,7 @@ class Engine:
 
     def kill(self, query_ids: list[str], conn: Any | None = None, sync: bool = True) -> bytes:
         """KILL QUERY for the endpoint's query ids (chDB's own ids differ: the tag is log_comment)."""
+        self._cancelled.update(set(query_ids) & self._waiting)  # a wait on a mutation ends too
         own = conn is None
         conn = conn or self.connect()
         try:

@@ -149,13 +149,24 @@ def test_the_issue_s_attacks_each_get_refused(endpoint: Endpoint, tmp_path: Path
         body = refused_as(endpoint, sql, 164, params=params)
         assert "root:" not in body and ADMIN_PW not in body
     refused_as(endpoint, f"SELECT 1 INTO OUTFILE '{written}'", 358, user="default")
+    # the admin's password sits in every pipeline process: it reaches no file or network either
+    refused_as(endpoint, "SELECT content FROM filesystem('/proc/self/environ')", 497, user="default")
+    refused_as(endpoint, f"INSERT INTO FUNCTION file('{written}', 'TSV', 'a UInt8') VALUES (1)", 497, user="default")
+    # other users' query texts (a password in a URL, a customer id in a DELETE) are not for BI
+    refused_as(endpoint, "SELECT query FROM system.processes", 164)
+    refused_as(endpoint, "SELECT command FROM system.mutations", 164)
     assert not written.exists()
     assert endpoint.admin("SELECT count() FROM journey.incidents WHERE incident_id = 'forged'") == "0\n"
 
 
 def test_a_session_breaking_setting_breaks_no_one_else(endpoint: Endpoint) -> None:
     """`?dialect=prql` or `max_query_size=12` once broke every later query of every user."""
-    refused_as(endpoint, "from t | select {a}", 62, user="default", params={"dialect": "prql"})
+    # PRQL is not in this chDB build (no Rust): ClickHouse's own answer, for the admin too, and nothing breaks
+    body = refused_as(endpoint, "from t | select {a}", 344, user="default", params={"dialect": "prql"})
+    assert "PRQL is not available" in body
+    refused_as(endpoint, "SELECT 1 SETTINGS dialect = 'prql'", 344, user="default")
+    refused_as(endpoint, "SET dialect = 'kusto'", 344, user="default", params={"session_id": "s-dialect"})
+    assert endpoint.post("SELECT 'still sql'", "default", params={"session_id": "s-dialect"}) == (200, "still sql\n")
     assert endpoint.post("SELECT 1", "default", params={"max_query_size": "12"}) == (200, "1\n")
     assert endpoint.post("SELECT 1", "default", params={"max_query_size": "4"})[0] != 200
     assert endpoint.admin("SELECT 'fine afterwards'") == "fine afterwards\n"

@@ -112,9 +112,11 @@ ADMIN_SETTINGS = READONLY_SETTINGS | {
     "input_format_null_as_default", "input_format_skip_unknown_fields", "input_format_defaults_for_omitted_fields",
     "input_format_allow_errors_num", "input_format_allow_errors_ratio", "max_query_size", "max_ast_elements",
     "max_expanded_ast_elements", "max_parser_depth", "dialect",  # dialect: ClickHouse's only (check_dialect)
+    "lightweight_delete_mode",
 }
-# Table-level settings of CREATE TABLE (MergeTree's): none of them names a disk, path or host.
+# Table-level settings of CREATE TABLE / ALTER MODIFY SETTING (MergeTree's): none names a disk, path or host.
 ADMIN_TABLE_SETTINGS = frozenset({
+    "enable_block_number_column", "enable_block_offset_column",  # lightweight DELETE as patch parts
     "index_granularity", "index_granularity_bytes", "non_replicated_deduplication_window", "ttl_only_drop_parts",
     "merge_with_ttl_timeout", "min_bytes_for_wide_part", "min_rows_for_wide_part", "allow_nullable_key",
     "deduplicate_merge_projection_mode", "lightweight_mutation_projection_mode", "min_age_to_force_merge_seconds",
@@ -246,7 +248,9 @@ def _walk(node: Any, key: str | None) -> Iterator[tuple[str | None, dict[str, An
             # EXPLAIN's `settings` are its options (header=1, indexes=1); a storage's are the table's
             renamed = {"ExplainQuery": "explain_options", "Storage": "storage_settings"}.get(node.get("type", ""))
             for child_key, child in node.items():
-                stack.append((renamed if renamed and child_key == "settings" else child_key, child))
+                if renamed and child_key == "settings" or child_key == "settings_changes":  # ALTER MODIFY SETTING
+                    child_key = renamed or "storage_settings"
+                stack.append((child_key, child))
         elif isinstance(node, list):
             stack.extend((key, item) for item in node)
 

@@ -60,8 +60,12 @@ PARSE_CACHE_ENTRIES = 1024
 PARSE_CACHE_MAX_TEXT = 64 * 1024
 BAD_ARGUMENTS = 36  # parseQueryToJSON: this statement has no JSON form
 # A BI query runs in the CPU-capped workload, its threads niced (neither client-settable), so the
-# pipeline's inserts and `SELECT 1` come first. (ClickHouse's `priority` setting, which pauses
-# lower-priority queries, was tried and measured worse here: sink 0.23-0.51x with a BI query.)
+# pipeline's inserts and `SELECT 1` come first. Measured: the workload's max_cpus does not bite in
+# chDB 26.9 (system.server_settings cpu_slot_preemption = 0, not changed by connect arguments: at
+# max_cpus 0.05 a read-only query ran as fast as the admin's), and nice orders threads only inside
+# this process (each stack process is its own session, hence its own autogroup). (ClickHouse's
+# `priority` setting, which pauses lower-priority queries, was tried and measured worse here: sink
+# 0.23-0.51x with a BI query.)
 READONLY_WORKLOAD = "journey_readonly"
 READONLY_PRIORITY = [("os_thread_priority", "19"), ("workload", quote_literal(READONLY_WORKLOAD))]
 _EXPLAIN_FUNCTION = re.compile(r"^ *Function (\S+)", re.MULTILINE)

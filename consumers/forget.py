@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from clickhouse_connect.driver import Client
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from infra.config import Settings
+from infra.errors import JourneyError
 from infra.kafka import admin_client
 from streams.emitter import KeyPartitioner, make_producer
 
@@ -110,5 +112,8 @@ def forget_customer(client: Client, settings: Settings, customer_id: str) -> For
     before = counts()
     for table in TABLES:
         if before[table]:
-            client.command(_DELETE.format(table=table), parameters=params)
+            try:
+                client.command(_DELETE.format(table=table), parameters=params)
+            except DatabaseError as exc:  # e.g. UNFINISHED: the delete goes on in the background, bounded wait
+                raise JourneyError(f"forget: deleting from journey.{table} did not finish: {exc}") from None
     return Forgotten(customer_id, before, counts(), kafka_topics_holding_customers(settings), tombstoned)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from infra.clickhouse_engine import Engine, Job, Outcome
+from infra.clickhouse_engine import MUTATION_WAIT_S, Engine, Job, Outcome
 from infra.clickhouse_http import (
     VERSION,
     ParsedRequest,
@@ -306,9 +306,10 @@ def build_app(engine: Engine, users: dict[str, User], limits: Limits | None = No
 
 def serve(
     host: str, port: int, data_dir: Path, users: dict[str, User], limits: Limits, caps: Caps,
+    mutation_wait_s: float = MUTATION_WAIT_S,
 ) -> None:
     """Run the endpoint until SIGTERM/SIGINT, then close chDB cleanly (data stays on disk)."""
-    engine = Engine(data_dir, caps)
+    engine = Engine(data_dir, caps, mutation_wait_s)
     app = build_app(engine, users, limits)
     log.info(
         "ClickHouse HTTP endpoint (chDB %s) on http://%s:%d, data in %s, users: %s",
@@ -337,6 +338,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--readonly-max-memory", type=int, default=Caps.max_memory_usage)
     parser.add_argument("--readonly-max-result-rows", type=int, default=Caps.max_result_rows)
     parser.add_argument("--readonly-max-cpus", type=float, default=Caps.max_cpus)
+    parser.add_argument("--mutation-wait-s", type=float, default=MUTATION_WAIT_S,
+                        help="longest wait for a mutation (DELETE, ALTER) before answering UNFINISHED")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     escape_log_lines()  # one line per record, whatever an id holds
@@ -350,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
                     cors_origins=tuple(args.cors_origin))
     caps = Caps(max_execution_time=args.readonly_max_execution_s, max_memory_usage=args.readonly_max_memory,
                 max_result_rows=args.readonly_max_result_rows, max_cpus=args.readonly_max_cpus)
-    serve(args.host, args.port, args.data_dir, users, limits, caps)
+    serve(args.host, args.port, args.data_dir, users, limits, caps, args.mutation_wait_s)
 
 
 def _password(variable: str, kept_in: Path | None) -> str:

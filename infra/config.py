@@ -20,6 +20,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_CLICKHOUSE_READONLY_MAX_MEMORY | 2147483648 | read-only user's `max_memory_usage` cap, bytes |
 | JOURNEY_CLICKHOUSE_READONLY_MAX_RESULT_ROWS | 1000000 | a read-only user's `max_result_rows` cap |
 | JOURNEY_CLICKHOUSE_READONLY_MAX_CPUS | 0.5 | CPU cores all read-only queries together may use |
+| JOURNEY_CLICKHOUSE_MUTATION_WAIT_S | 60 | longest wait for a DELETE's mutation, then UNFINISHED (it goes on) |
 | JOURNEY_CLICKHOUSE_CORS_ORIGINS | (unset) | browser origins the local endpoint serves (others: 403), comma-separated |
 | JOURNEY_TOPIC_TOUCHPOINTS | touchpoints | topic of all touchpoint events |
 | JOURNEY_TOPIC_DLQ | touchpoints.dlq | dead letters (with reason and original bytes) |
@@ -286,6 +287,7 @@ class Settings:
     clickhouse_readonly_max_memory: int = 2 * 1024**3
     clickhouse_readonly_max_result_rows: int = 1_000_000
     clickhouse_readonly_max_cpus: float = 0.5
+    clickhouse_mutation_wait_s: float = 60.0
     clickhouse_cors_origins: tuple[str, ...] = ()
     topics: Topics = field(default_factory=Topics)
     partitions: int = 4
@@ -361,6 +363,7 @@ class Settings:
             clickhouse_readonly_max_memory=_int(env, "JOURNEY_CLICKHOUSE_READONLY_MAX_MEMORY", 2 * 1024**3),
             clickhouse_readonly_max_result_rows=_int(env, "JOURNEY_CLICKHOUSE_READONLY_MAX_RESULT_ROWS", 1_000_000),
             clickhouse_readonly_max_cpus=float(env.get("JOURNEY_CLICKHOUSE_READONLY_MAX_CPUS") or 0.5),
+            clickhouse_mutation_wait_s=float(env.get("JOURNEY_CLICKHOUSE_MUTATION_WAIT_S") or 60),
             clickhouse_cors_origins=_list(env, "JOURNEY_CLICKHOUSE_CORS_ORIGINS"),
             topics=topics,
             partitions=_int(env, "JOURNEY_PARTITIONS", 4),
@@ -432,6 +435,7 @@ class Settings:
             "JOURNEY_CLICKHOUSE_READONLY_MAX_MEMORY": str(self.clickhouse_readonly_max_memory),
             "JOURNEY_CLICKHOUSE_READONLY_MAX_RESULT_ROWS": str(self.clickhouse_readonly_max_result_rows),
             "JOURNEY_CLICKHOUSE_READONLY_MAX_CPUS": str(self.clickhouse_readonly_max_cpus),
+            "JOURNEY_CLICKHOUSE_MUTATION_WAIT_S": str(self.clickhouse_mutation_wait_s),
             "JOURNEY_CLICKHOUSE_CORS_ORIGINS": ",".join(self.clickhouse_cors_origins),
             "JOURNEY_COLLECTOR_MAX_BODY_BYTES": str(self.collector_max_body_bytes),
             "JOURNEY_COLLECTOR_MAX_BATCH": str(self.collector_max_batch),

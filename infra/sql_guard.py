@@ -13,7 +13,13 @@ judges that tree here, never the text:
   parameters, SET) from `READONLY_SETTINGS`, capped by the server (`Caps`) — so no format reads a
   schema or template file (those settings are not on the list); no scalar function that shares
   its name with a refused table function (`file('/etc/passwd')` reads a file as a string) or
-  belongs to an engine category that reaches outside (`OUTSIDE_CATEGORIES`).
+  belongs to an engine category that reaches outside (`OUTSIDE_CATEGORIES`); system tables from
+  `READONLY_SYSTEM_TABLES` only (the catalog BI tools reflect, not other users' queries);
+- the admin (the pipeline: sink, migrations, CLI): the statements, table functions, table and
+  database engines, query and table settings the pipeline needs (`ADMIN_*`), and no dictionary
+  (its sources read files and URLs) — the admin's password travels to every pipeline process;
+- everyone: the ClickHouse dialect only (the guard judges ClickHouse's parse; PRQL is not in this
+  build), refused with ClickHouse's own error.
 
 Everything is an allow-list: a table function or setting a new chDB version adds is refused for
 read-only users until it is added here. Pure functions over the parser's output (no I/O); the
@@ -72,6 +78,48 @@ READONLY_SETTINGS = frozenset({
     # HTTP transport knobs clients send as settings
     "send_progress_in_http_headers", "http_headers_progress_interval_ms", "enable_http_compression",
     "cancel_http_readonly_queries_on_client_close", "http_zlib_compression_level",
+})
+
+# System tables a read-only user may read: the catalog BI tools reflect (clickhouse-connect's
+# SQLAlchemy dialect, Superset) and engine facts. Not processes, query logs, mutations (other users'
+# statements, customer ids in a DELETE), parts, disks or server settings (paths, configuration).
+READONLY_SYSTEM_TABLES = frozenset({
+    "one", "numbers", "numbers_mt", "zeros", "zeros_mt", "primes",
+    "databases", "tables", "columns", "data_skipping_indices", "functions", "table_functions",
+    "aggregate_function_combinators", "data_type_families", "formats", "settings", "time_zones", "collations",
+    "keywords", "table_engines", "database_engines", "build_options", "contributors", "licenses",
+})
+
+# What the admin login — held by the sink, the migrations and the CLI — may run: statements,
+# table functions (`input` carries the sink's fast-path data), engines, settings.
+ADMIN_KINDS = frozenset({
+    "InsertQuery", "InsertQuery (not plain)", "CreateQuery", "DropQuery", "AlterQuery", "DeleteQuery",
+    "UpdateQuery", "OptimizeQuery", "RenameQuery", "SystemQuery", "ShowProcesslistQuery",
+    "ShowProcesslistQuery (not plain)",
+})
+ADMIN_SYSTEM_COMMANDS = frozenset({"STOP_MERGES", "START_MERGES", "FLUSH_LOGS"})
+ADMIN_TABLE_FUNCTIONS = READONLY_TABLE_FUNCTIONS | {"input"}
+ADMIN_TABLE_ENGINES = frozenset({
+    "MergeTree", "ReplacingMergeTree", "SummingMergeTree", "AggregatingMergeTree", "CollapsingMergeTree",
+    "VersionedCollapsingMergeTree", "Memory", "Null", "Log", "TinyLog", "StripeLog", "Set", "Join", "Buffer",
+})
+ADMIN_DATABASE_ENGINES = frozenset({"Atomic", "Memory"})
+ADMIN_SETTINGS = READONLY_SETTINGS | {
+    "mutations_sync", "lightweight_deletes_sync", "alter_sync", "optimize_throw_if_noop",
+    "insert_deduplicate", "insert_deduplication_token", "async_insert", "wait_for_async_insert",
+    "max_insert_block_size", "min_insert_block_size_rows", "min_insert_block_size_bytes",
+    "max_partitions_per_insert_block", "throw_on_max_partitions_per_insert_block",
+    "input_format_null_as_default", "input_format_skip_unknown_fields", "input_format_defaults_for_omitted_fields",
+    "input_format_allow_errors_num", "input_format_allow_errors_ratio", "max_query_size", "max_ast_elements",
+    "max_expanded_ast_elements", "max_parser_depth", "dialect",  # dialect: ClickHouse's only (check_dialect)
+    "lightweight_delete_mode",
+}
+# Table-level settings of CREATE TABLE / ALTER MODIFY SETTING (MergeTree's): none names a disk, path or host.
+ADMIN_TABLE_SETTINGS = frozenset({
+    "enable_block_number_column", "enable_block_offset_column",  # lightweight DELETE as patch parts
+    "index_granularity", "index_granularity_bytes", "non_replicated_deduplication_window", "ttl_only_drop_parts",
+    "merge_with_ttl_timeout", "min_bytes_for_wide_part", "min_rows_for_wide_part", "allow_nullable_key",
+    "deduplicate_merge_projection_mode", "lightweight_mutation_projection_mode", "min_age_to_force_merge_seconds",
 })
 
 # Engine function categories (system.functions.categories) whose functions reach outside the
@@ -154,6 +202,9 @@ class Statement:
     table_functions: list[str] = field(default_factory=list)
     functions: list[str] = field(default_factory=list)
     settings: list[tuple[str, Any]] = field(default_factory=list)  # every SETTINGS clause / SET
+    tables: list[tuple[str, ...]] = field(default_factory=list)  # name parts of every table (or db.x) named
+    engines: list[tuple[str, str]] = field(default_factory=list)  # (kind, name): TABLE_ENGINE, DATABASE_ENGINE
+    table_settings: list[str] = field(default_factory=list)  # SETTINGS of a CREATE TABLE's storage
     into_outfile: bool = False
     explained_kind: str | None = None  # EXPLAIN: the root type of the statement explained
     ast: dict[str, Any] | None = None
@@ -169,7 +220,16 @@ def from_json_ast(text: str) -> Statement:
     for key, node in _walk(tree, None):
         kind = node.get("type")
         if kind == "Function" and isinstance(node.get("name"), str):
-            (found.table_functions if key == "table_function" else found.functions).append(node["name"])
+            if node.get("kind") in ("TABLE_ENGINE", "DATABASE_ENGINE"):
+                found.engines.append((node["kind"], node["name"]))
+            else:
+                (found.table_functions if key == "table_function" else found.functions).append(node["name"])
+        elif kind in ("TableIdentifier", "Identifier") and isinstance(node.get("name"), str):
+            parts = node.get("name_parts")
+            if kind == "TableIdentifier" or (isinstance(parts, list) and len(parts) == 2):
+                found.tables.append(tuple(parts) if isinstance(parts, list) else (node["name"],))
+        elif kind == "SetQuery" and key == "storage_settings":
+            found.table_settings.extend(c.get("name", "") for c in node.get("changes", []))
         elif kind == "SetQuery" and key != "explain_options":
             changes = node.get("changes", [])
             found.settings.extend((c.get("name", ""), (c.get("value") or {}).get("value")) for c in changes)
@@ -185,10 +245,12 @@ def _walk(node: Any, key: str | None) -> Iterator[tuple[str | None, dict[str, An
         key, node = stack.pop()
         if isinstance(node, dict):
             yield key, node
-            explain = node.get("type") == "ExplainQuery"
+            # EXPLAIN's `settings` are its options (header=1, indexes=1); a storage's are the table's
+            renamed = {"ExplainQuery": "explain_options", "Storage": "storage_settings"}.get(node.get("type", ""))
             for child_key, child in node.items():
-                # EXPLAIN's `settings` are its options (header=1, indexes=1), not query settings
-                stack.append(("explain_options" if explain and child_key == "settings" else child_key, child))
+                if renamed and child_key == "settings" or child_key == "settings_changes":  # ALTER MODIFY SETTING
+                    child_key = renamed or "storage_settings"
+                stack.append((child_key, child))
         elif isinstance(node, list):
             stack.extend((key, item) for item in node)
 
@@ -237,7 +299,63 @@ def check_readonly(statement: Statement, user: str, catalog: Catalog, caps: Caps
     for name in statement.functions:
         if name.lower() in refused:
             raise readonly_refusal(user, f"function {name}() reaches outside the database")
+    for parts in statement.tables:
+        if len(parts) == 2 and parts[0].lower() == "system" and parts[1] not in READONLY_SYSTEM_TABLES:
+            raise readonly_refusal(user, f"table system.{parts[1]} is not open to read-only users")
+    if kind == "UseQuery" and str(((statement.ast or {}).get("database") or {}).get("name", "")).lower() == "system":
+        raise readonly_refusal(user, "USE system is not open to read-only users (name system tables in full)")
     check_settings(statement.settings, user, caps)
+
+
+def check_admin(statement: Statement, user: str, catalog: Catalog) -> None:
+    """Raise Refused unless the admin (the pipeline's login) may run `statement`."""
+    check_everyone(statement)
+    kind = statement.kind
+    if kind not in READONLY_ROOTS and kind not in READ_KINDS and kind not in ADMIN_KINDS:
+        raise admin_refusal(user, f"{_describe(kind)} is not on the pipeline's list of statements")
+    tree = statement.ast or {}
+    if kind == "SystemQuery" and tree.get("query_type") not in ADMIN_SYSTEM_COMMANDS:
+        raise admin_refusal(user, f"SYSTEM {tree.get('query_type')} is not on the pipeline's list of statements")
+    if kind == "CreateQuery" and tree.get("is_dictionary"):
+        raise admin_refusal(user, "dictionaries are not on the pipeline's list (their sources read files and URLs)")
+    for name in statement.table_functions:
+        if name not in ADMIN_TABLE_FUNCTIONS:
+            raise admin_refusal(user, f"table function {name}() is not on the pipeline's list")
+    refused = catalog.refused_scalar_names - {"input"}
+    for name in statement.functions:
+        if name.lower() in refused:
+            raise admin_refusal(user, f"function {name}() reaches outside the database")
+    for engine_kind, name in statement.engines:
+        allowed = ADMIN_TABLE_ENGINES if engine_kind == "TABLE_ENGINE" else ADMIN_DATABASE_ENGINES
+        if name not in allowed:
+            raise admin_refusal(user, f"engine {name} is not on the pipeline's list")
+    for name in statement.table_settings:
+        if name not in ADMIN_TABLE_SETTINGS:
+            raise admin_refusal(user, f"table setting {name} is not on the pipeline's list")
+    check_admin_settings(statement.settings, user)
+
+
+def check_admin_settings(settings: list[tuple[str, Any]] | Mapping[str, Any], user: str) -> None:
+    """Each setting on the admin's allow-list, and the ClickHouse dialect only."""
+    items = list(settings.items() if isinstance(settings, Mapping) else settings)
+    for name, _value in items:
+        if name not in ADMIN_SETTINGS:
+            raise admin_refusal(user, f"setting {name} is not on the pipeline's list")
+    check_dialect(items)
+
+
+def check_dialect(settings: list[tuple[str, Any]]) -> None:
+    """Only ClickHouse SQL: the guard judges ClickHouse's parse, and this chDB has no PRQL (no Rust)."""
+    for name, value in settings:
+        if name == "dialect" and str(value).lower() != "clickhouse":
+            what = ("PRQL is not available. Rust code or PRQL itself may be disabled. Use another dialect!"
+                    if str(value).lower() == "prql" else
+                    f"Dialect {str(value)[:40]!r} is not available here: this endpoint runs ClickHouse SQL only.")
+            raise Refused(344, "SUPPORT_IS_DISABLED", f"{what} (SUPPORT_IS_DISABLED)")
+
+
+def admin_refusal(user: str, what: str) -> Refused:
+    return Refused(497, "ACCESS_DENIED", f"{user}: Not enough privileges: {what}. (ACCESS_DENIED)")
 
 
 _PLAIN_KINDS = frozenset({

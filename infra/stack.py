@@ -114,7 +114,8 @@ def clickhouse_component(settings: Settings) -> Component:
                  "--readonly-max-execution-s", str(settings.clickhouse_readonly_max_execution_s),
                  "--readonly-max-memory", str(settings.clickhouse_readonly_max_memory),
                  "--readonly-max-result-rows", str(settings.clickhouse_readonly_max_result_rows),
-                 "--readonly-max-cpus", str(settings.clickhouse_readonly_max_cpus)]
+                 "--readonly-max-cpus", str(settings.clickhouse_readonly_max_cpus),
+                 "--mutation-wait-s", str(settings.clickhouse_mutation_wait_s)]
         for origin in settings.clickhouse_cors_origins:
             argv += ["--cors-origin", origin]
     return Component(

@@ -23,9 +23,9 @@ from aiohttp import web
 from consumers.html_report import ASSET_TYPES, STATIC, bundle, served_page
 from consumers.insight_queries import newest_ms, stores_in
 from consumers.report import recovery_report, report_window, store_timezones
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.errors import JourneyError
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
 
 DEFAULT_RANGE = "28d"
 _dumps = functools.partial(json.dumps, default=str)

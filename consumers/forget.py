@@ -28,9 +28,9 @@ from typing import Any
 from clickhouse_connect.driver import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from infra.config import Settings
-from infra.errors import JourneyError
-from infra.kafka import admin_client
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.base.kafka import admin_client
 from streams.emitter import KeyPartitioner, make_producer
 
 TABLES = ("touchpoints", "incidents", "alerts", "customers")  # every table with a customer_id column

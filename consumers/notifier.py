@@ -30,13 +30,13 @@ from consumers.oncall_page import create_web_app
 from consumers.pipeline_health import StallDetector, probe
 from consumers.recovery_actions import ActionRefused, check_action, recovery_event
 from consumers.webhooks import WebhookDispatcher
-from infra.config import Settings
-from infra.escaping import escape_log_lines
-from infra.heartbeat import write_heartbeat
-from infra.kafka_clients import client_args
-from infra.quarantine import publish as publish_quarantined
-from infra.schema_registry import connect as connect_schema_registry
-from infra.secrets import oncall_token
+from infra.base.config import Settings
+from infra.base.escaping import escape_log_lines
+from infra.base.heartbeat import write_heartbeat
+from infra.base.kafka_clients import client_args
+from infra.base.quarantine import publish as publish_quarantined
+from infra.base.schema_registry import connect as connect_schema_registry
+from infra.base.secrets import oncall_token
 from schemas.codec import DecodeError, decode, encode
 from schemas.contract import check_contract
 from streams.domain.config import load_detection_config

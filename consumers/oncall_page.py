@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from consumers.recovery_actions import ActionRefused
-from infra.login_throttle import LoginThrottle
+from infra.base.login_throttle import LoginThrottle
 
 STATIC = Path(__file__).parent / "oncall_static"
 SECURITY_HEADERS = {

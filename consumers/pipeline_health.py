@@ -21,9 +21,9 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from infra.config import Settings
-from infra.heartbeat import read_heartbeat
-from infra.kafka_clients import client_args
+from infra.base.config import Settings
+from infra.base.heartbeat import read_heartbeat
+from infra.base.kafka_clients import client_args
 
 
 def worker_names(settings: Settings) -> list[str]:
@@ -93,7 +93,7 @@ QUARANTINE_PAGE_S = 900  # a quarantined batch keeps its page open this long aft
 
 
 def quarantine_problems(snapshot: dict[str, Any], now: int) -> dict[str, str | None]:
-    """A page per component that set a record batch aside recently (infra/quarantine.py), naming the
+    """A page per component that set a record batch aside recently (infra/base/quarantine.py), naming the
     batch and the real cause; each resolves QUARANTINE_PAGE_S after that component's last one."""
     problems: dict[str, str | None] = {}
     for name, summary in snapshot.get("quarantine", {}).items():

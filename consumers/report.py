@@ -18,7 +18,7 @@ from clickhouse_connect.driver import Client
 
 from consumers import insight_queries
 from consumers.insights import recovery_paradox
-from infra.errors import JourneyError
+from infra.base.errors import JourneyError
 from streams.domain.config import load_detection_config
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")

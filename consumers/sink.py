@@ -38,16 +38,16 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError
 
 from consumers.touchpoint_rows import FastGroup, FastSchema, build_insert, fast_prefixes, split
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.errors import JourneyError
-from infra.escaping import escape_log_lines
-from infra.heartbeat import write_heartbeat
-from infra.kafka_clients import client_args
-from infra.migrations import apply_migrations
-from infra.quarantine import publish as publish_quarantined
-from infra.restart_record import keep_first_detection, restored_incident_versions
-from infra.schema_registry import connect as connect_schema_registry
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.base.escaping import escape_log_lines
+from infra.base.heartbeat import write_heartbeat
+from infra.base.kafka_clients import client_args
+from infra.base.migrations import apply_migrations
+from infra.base.quarantine import publish as publish_quarantined
+from infra.base.restart_record import keep_first_detection, restored_incident_versions
+from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode_many
 from schemas.contract import ContractError, check_contract
 
@@ -137,7 +137,7 @@ def to_rows(settings: Settings, messages: list[Any], now_ms: int,
     Each topic's values are decoded in one `decode_many` call; what does not decode, and
     touchpoints that break the contract (the worker dead-letters those), are skipped and counted.
     `restored`: incidents ClickHouse had when the embedded broker was re-seeded
-    (`infra.restart_record.keep_first_detection`).
+    (`infra.base.restart_record.keep_first_detection`).
     """
     batch = Batch()
     topics = settings.topics

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from infra.escaping import slack
+from infra.base.escaping import slack
 
 log = logging.getLogger("journey.webhooks")
 

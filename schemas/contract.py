@@ -9,6 +9,7 @@ also matter for already-decoded Avro (empty ids, absurd timestamps, oversized va
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from datetime import UTC, datetime
@@ -16,7 +17,6 @@ from typing import Any
 
 import orjson
 
-from infra.config import DEFAULT_MAX_PROMISE_DAYS, ConfigError, max_promise_s
 from schemas.event_types import CHANNELS, EVENT_TYPES, STAGE_OF_TYPE
 
 MAX_FUTURE_MS = 24 * 3600 * 1000  # an event more than a day ahead of now is a broken clock
@@ -25,9 +25,23 @@ MAX_ID_LEN = 256
 MAX_ATTRS = 64
 MAX_ATTR_KEY_LEN = 128
 MAX_ATTR_VALUE_LEN = 1024
+DEFAULT_MAX_PROMISE_DAYS = 365  # real promises: a delivery in three weeks, a repair in 30 days, a year's warranty
+AVRO_INT_MAX_S = 2**31 - 1  # promised_within_s is an Avro int
+
+
+def promise_limit_s(days_text: str | None) -> int:
+    """JOURNEY_MAX_PROMISE_DAYS (its text; None or empty: the default) in seconds: the longest promise
+    the contract accepts. ValueError when it is not a whole number of days within an Avro int."""
+    days = DEFAULT_MAX_PROMISE_DAYS if not days_text else int(days_text)
+    if not 1 <= days * 86_400 <= AVRO_INT_MAX_S:
+        raise ValueError(f"JOURNEY_MAX_PROMISE_DAYS={days} must be between 1 and {AVRO_INT_MAX_S // 86_400} days")
+    return days * 86_400
+
+
+# Read at import, so every process of a stack (they share its environment) holds the same limit.
 try:
-    MAX_PROMISE_S = max_promise_s()  # JOURNEY_MAX_PROMISE_DAYS (infra/config.py), default 365 days
-except ConfigError:  # reported as one line by `Settings.from_env()`, which every command and service reads
+    MAX_PROMISE_S = promise_limit_s(os.environ.get("JOURNEY_MAX_PROMISE_DAYS"))
+except ValueError:  # reported as one line by `Settings.from_env()`, which every command and service reads
     MAX_PROMISE_S = DEFAULT_MAX_PROMISE_DAYS * 86_400
 
 REQUIRED = ("event_id", "journey_id", "type", "channel", "occurred_at")

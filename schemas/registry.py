@@ -58,7 +58,7 @@ Resolver = Callable[[int], "tuple[str, int, dict[str, Any]] | None"]
 class Registry:
     """Schemas by id and by subject; extra versions can be registered at run time (tests).
 
-    With a resolver (a schema registry: infra/schema_registry.py), an unknown id is looked up
+    With a resolver (a schema registry: infra/base/schema_registry.py), an unknown id is looked up
     there once and kept as a writer schema only: messages written with it are read through Avro
     schema resolution, while our reader and writer versions (`latest`) stay the ones we ship.
     """

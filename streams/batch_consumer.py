@@ -39,8 +39,8 @@ from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
-from infra.config import Settings
-from infra.kafka import last_offsets_from
+from infra.base.config import Settings
+from infra.base.kafka import last_offsets_from
 
 log = logging.getLogger("journey.batch_consumer")
 

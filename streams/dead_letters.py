@@ -13,10 +13,10 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from infra.config import Settings
-from infra.kafka import consumer
-from infra.quarantine import KIND as QUARANTINE_KIND
-from infra.schema_registry import connect as connect_schema_registry
+from infra.base.config import Settings
+from infra.base.kafka import consumer
+from infra.base.quarantine import KIND as QUARANTINE_KIND
+from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode_many, encode
 from schemas.contract import ContractError, check_contract, parse_json_line
 from schemas.dead_letter import parse_dead_letter_headers

@@ -19,8 +19,8 @@ from typing import Any
 
 from kafka import KafkaConsumer
 
-from infra.config import Settings
-from infra.kafka_clients import client_args
+from infra.base.config import Settings
+from infra.base.kafka_clients import client_args
 from schemas.codec import DecodeError, decode
 from streams.domain.config import load_detection_config
 from streams.emitter import TouchpointEmitter

@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from infra.config import Settings
-from infra.kafka_clients import client_args
-from infra.schema_registry import connect as connect_schema_registry
+from infra.base.config import Settings
+from infra.base.kafka_clients import client_args
+from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import encode
 from schemas.dead_letter import dead_letter_headers
 from streams.collector.feeds import PartitionFeeds, Record

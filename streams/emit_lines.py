@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from infra.config import Settings
+from infra.base.config import Settings
 from schemas.contract import ContractError, parse_json_line
 from streams.emitter import TouchpointEmitter, delivery_error
 

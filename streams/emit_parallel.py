@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-from infra.config import Settings
-from infra.errors import JourneyError
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
 from streams.emit_lines import fewer_gc_passes, take_line
 
 CHUNK_LINES = 2000

@@ -22,10 +22,10 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from kafka.partitioner.default import murmur2
 
-from infra.config import Settings
-from infra.errors import JourneyError
-from infra.kafka_clients import client_args
-from infra.schema_registry import connect as connect_schema_registry
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.base.kafka_clients import client_args
+from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import encode
 from schemas.contract import validate_event
 from schemas.dead_letter import dead_letter_headers

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from infra.errors import JourneyError
+from infra.base.errors import JourneyError
 from schemas.contract import ContractError, check_contract
 from schemas.event_types import CHANNELS, EVENT_TYPES, STAGE_OF_TYPE
 

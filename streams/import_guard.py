@@ -14,9 +14,9 @@ import time
 
 from kafka import TopicPartition
 
-from infra.config import Settings
-from infra.kafka import consumer
-from infra.schema_registry import connect as connect_schema_registry
+from infra.base.config import Settings
+from infra.base.kafka import consumer
+from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import DecodeError, decode
 
 LOOKBACK = 500  # records read back from each partition's end (the newest event times live there)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from infra.config import Settings
+from infra.base.config import Settings
 from streams.emit_lines import fewer_gc_passes
 from streams.emitter import TouchpointEmitter
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from infra.config import Settings
-from infra.errors import JourneyError
-from infra.kafka_clients import client_args
-from infra.schema_registry import connect as connect_schema_registry
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.base.kafka_clients import client_args
+from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode
 from schemas.contract import event_to_json, iso_from_ms
 from schemas.dead_letter import parse_dead_letter_headers

@@ -30,13 +30,13 @@ from typing import Any
 
 import faust
 
-from infra.config import Settings
-from infra.escaping import escape_log_lines
-from infra.heartbeat import write_heartbeat
-from infra.kafka import ensure_topics
-from infra.kafka_clients import faust_broker
-from infra.quarantine import attach_to_faust
-from infra.schema_registry import connect as connect_schema_registry
+from infra.base.config import Settings
+from infra.base.escaping import escape_log_lines
+from infra.base.heartbeat import write_heartbeat
+from infra.base.kafka import ensure_topics
+from infra.base.kafka_clients import faust_broker
+from infra.base.quarantine import attach_to_faust
+from infra.base.schema_registry import connect as connect_schema_registry
 from streams.batch_consumer import BatchApp, drain_producer, recovered, true_changelog_ends
 from streams.customers.book import CustomerBook, CustomerRules
 from streams.customers.stage import CustomersStage

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from infra.config import Settings
-from infra.heartbeat import service_ready
-from infra.processes import wait_until
+from infra.base.config import Settings
+from infra.base.heartbeat import service_ready
+from infra.local.processes import wait_until
 
 
 @contextmanager

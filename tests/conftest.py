@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra import processes, stack
-from infra.config import Settings
-from infra.kafka import ensure_topics
+from infra.base.config import Settings
+from infra.base.kafka import ensure_topics
+from infra.local import processes, stack
 
 
 @pytest.fixture(scope="session")

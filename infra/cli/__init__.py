@@ -14,9 +14,9 @@ from typing import Any
 import click
 import typer
 
-from infra.config import ConfigError
-from infra.errors import JourneyError
-from infra.escaping import terminal
+from infra.base.config import ConfigError
+from infra.base.errors import JourneyError
+from infra.base.escaping import terminal
 
 app = typer.Typer(
     name="journey",
@@ -29,7 +29,6 @@ app = typer.Typer(
 
 def _register_all() -> None:
     # Imported lazily so `import infra.cli` stays cheap for tests that only need `main`.
-    from infra import services
     from infra.cli import (
         alert_cmds,
         bench_cmd,
@@ -40,6 +39,7 @@ def _register_all() -> None:
         schemas_cmd,
         stack_cmds,
     )
+    from infra.local import services
 
     services.register()
     for module in (stack_cmds, demo_cmd, events_cmds, import_cmd, alert_cmds, schemas_cmd, report_cmds, bench_cmd):

@@ -13,11 +13,11 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.base.escaping import terminal
+from infra.base.kafka import require_broker
 from infra.cli import table as cli_table
-from infra.config import Settings
-from infra.errors import JourneyError
-from infra.escaping import terminal
-from infra.kafka import require_broker
 
 silence_app = typer.Typer(help="Silences: mute a store and/or rule for a while (recorded, not paged).",
                           no_args_is_help=True)
@@ -82,7 +82,7 @@ def history_then_live(settings: Settings, limit: int | None, idle_timeout_s: flo
 
 def _call_oncall_api(settings: Settings, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     """The notifier's API with the on-call token; its refusals become one clear line."""
-    from infra.secrets import oncall_token
+    from infra.base.secrets import oncall_token
 
     url = f"http://{settings.host}:{settings.web_port}{path}"
     request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
@@ -160,7 +160,7 @@ def _archive_silence(settings: Settings, record: dict[str, Any]) -> None:
     """The silence also goes to ClickHouse, so a restart of the embedded broker keeps it."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
-    from infra.restore import archive_silence
+    from infra.local.restore import archive_silence
 
     try:
         archive_silence(settings, record)

@@ -16,8 +16,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from infra.base.errors import JourneyError
 from infra.cli import table as cli_table
-from infra.errors import JourneyError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ import typer
 from rich.console import Console
 
 from consumers import human
+from infra.base.config import Settings
 from infra.cli import table as cli_table
-from infra.config import Settings
 
 
 def demo(
@@ -22,7 +22,7 @@ def demo(
     as_json: bool = typer.Option(False, "--json", help="One JSON object at the end, no live view."),
 ) -> None:
     """Simulate stores and a web shop, detect failures live, report, and check against ground truth."""
-    from infra import stack
+    from infra.local import stack
     from streams.demo import clock_tolerance_s, run_demo, to_json
 
     console = Console(stderr=True, quiet=as_json)

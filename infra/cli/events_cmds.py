@@ -11,10 +11,10 @@ from typing import TextIO
 
 import typer
 
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.base.kafka import require_broker
 from infra.cli import table as cli_table
-from infra.config import Settings
-from infra.errors import JourneyError
-from infra.kafka import require_broker
 
 dlq_app = typer.Typer(help="Dead letters: what could not be read, and why.", no_args_is_help=True)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from infra.config import Settings
-from infra.kafka import require_broker
+from infra.base.config import Settings
+from infra.base.kafka import require_broker
 
 MAX_REFUSALS_SHOWN = 20
 
@@ -66,7 +66,7 @@ def import_(
 
 
 def _refuse_behind_live_traffic(settings: Settings, first_event_ms: int) -> None:
-    from infra.errors import JourneyError
+    from infra.base.errors import JourneyError
     from streams.domain.config import load_detection_config
     from streams.import_guard import import_conflict, newest_event_times
 

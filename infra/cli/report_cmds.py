@@ -15,10 +15,10 @@ from consumers import human
 from consumers.html_report import day, render_html
 from consumers.insight_queries import newest_ms, stores_in
 from consumers.report import customer_history, recovery_report, report_window, store_timezones
+from infra.base.clickhouse import get_client, ping
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
 from infra.cli import table as cli_table
-from infra.clickhouse import get_client, ping
-from infra.config import Settings
-from infra.errors import JourneyError
 
 
 def _client(settings: Settings):  # type: ignore[no-untyped-def]

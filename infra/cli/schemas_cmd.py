@@ -10,7 +10,7 @@ import typer
 from fastavro import parse_schema
 from fastavro.schema import SchemaParseException
 
-from infra.errors import JourneyError
+from infra.base.errors import JourneyError
 from schemas.compat import CompatResult, check_compatibility
 from schemas.registry import get_registry, strip_logical_types
 

@@ -10,10 +10,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra import stack
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
 from infra.cli import table as cli_table
-from infra.config import Settings
-from infra.errors import JourneyError
+from infra.local import stack
 
 console = Console(stderr=False)
 
@@ -65,8 +65,8 @@ def down() -> None:
 
 def status(as_json: bool = typer.Option(False, "--json", help="One JSON object.")) -> None:
     """Each component's address and whether it answers. Exit 1 when one is down."""
-    from infra.heartbeat import read_heartbeat
-    from infra.restore import read_restart
+    from infra.base.heartbeat import read_heartbeat
+    from infra.local.restore import read_restart
 
     settings = Settings.from_env()
     components = stack.status(settings)
@@ -91,7 +91,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="One JSON object."
 
 def _restart_line(restart: dict[str, object]) -> str:
     """When this stack started, after what, and what it put back into the embedded broker."""
-    from infra.restore import describe
+    from infra.local.restore import describe
 
     at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(int(restart["started_at"]) / 1000))  # type: ignore[call-overload]
     after = {"crash": "after a crash (stale pid files found)", "journey down": "after `journey down`"}.get(
@@ -128,7 +128,7 @@ def _pipeline_table(pipeline: dict[str, object]) -> Table:
 
 def smoke() -> None:
     """Bring the stack up, prove a Kafka round trip and a ClickHouse query, bring it down."""
-    from infra.smoke import run_smoke
+    from infra.local.smoke import run_smoke
 
     run_smoke(Settings.from_env(), echo=typer.echo)
 

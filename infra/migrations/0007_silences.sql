@@ -1,5 +1,5 @@
 -- Silences as recorded (created, expired) by `journey silence add|expire`: kept so they survive a restart of the embedded broker
--- (infra/restore.py re-seeds them) and so BI tools see what was muted when.
+-- (infra/local/restore.py re-seeds them) and so BI tools see what was muted when.
 CREATE TABLE IF NOT EXISTS journey.silences
 (
     silence_id  String,

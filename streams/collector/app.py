@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from infra.config import Settings
-from infra.login_throttle import LoginThrottle
+from infra.base.config import Settings
+from infra.base.login_throttle import LoginThrottle
 from streams.collector.intake import BodyError, Checked, answer, check_events, parse_body
 from streams.collector.limits import Access, RateLimiter
 from streams.platforms.routes import add_platform_routes

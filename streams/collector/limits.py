@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from infra.config import ConfigError, Settings
+from infra.base.config import ConfigError, Settings
 
 ANONYMOUS = "anonymous"
 BURST_S = 2.0  # a key may send 2 s worth of events at once (a batch flushed after a pause)

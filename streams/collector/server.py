@@ -22,11 +22,11 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from infra.config import ConfigError, Settings
-from infra.escaping import escape_log_lines
-from infra.heartbeat import write_heartbeat
-from infra.kafka_clients import client_args
-from infra.schema_registry import connect as connect_schema_registry
+from infra.base.config import ConfigError, Settings
+from infra.base.escaping import escape_log_lines
+from infra.base.heartbeat import write_heartbeat
+from infra.base.kafka_clients import client_args
+from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.dead_letter import dead_letter_headers
 from streams.collector.app import BrokerUnavailable, create_collector_app
 from streams.collector.feeds import PartitionFeeds

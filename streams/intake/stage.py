@@ -19,8 +19,8 @@ import logging
 import time
 from typing import Any
 
-from infra.config import Settings
-from infra.kafka import values_before
+from infra.base.config import Settings
+from infra.base.kafka import values_before
 from schemas.dead_letter import dead_letter_headers
 from streams.batch_consumer import partition_count, position, send_records
 from streams.domain.event_time import trusted

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from infra.config import Settings
+from infra.base.config import Settings
 from streams.collector.intake import Checked, check_events
 from streams.collector.limits import Access, RateLimiter
 from streams.platforms import segment, shopify, square, woocommerce

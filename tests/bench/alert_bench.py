@@ -25,9 +25,9 @@ from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from infra import processes
-from infra.config import Settings
-from infra.heartbeat import service_ready
+from infra.base.config import Settings
+from infra.base.heartbeat import service_ready
+from infra.local import processes
 from schemas.codec import decode, encode
 from schemas.event_types import STAGE_OF_TYPE
 from tests.bench.common import bench_servers

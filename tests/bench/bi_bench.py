@@ -23,11 +23,11 @@ import uuid
 
 from kafka import KafkaProducer
 
-from infra import processes
-from infra.clickhouse import admin_client, get_client
-from infra.config import Settings
-from infra.heartbeat import service_ready
-from infra.kafka import ensure_topics
+from infra.base.clickhouse import admin_client, get_client
+from infra.base.config import Settings
+from infra.base.heartbeat import service_ready
+from infra.base.kafka import ensure_topics
+from infra.local import processes
 from schemas.codec import encode
 from streams.emitter import producer_config
 from tests.bench.common import bench_servers

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiokafka import AIOKafkaProducer
 
-from infra import processes
+from infra.local import processes
 from schemas.codec import encode
 from schemas.contract import iso_from_ms, validate_event
 from streams.collector.feeds import PartitionFeeds

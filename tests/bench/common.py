@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from infra import processes, stack
-from infra.config import Settings
+from infra.base.config import Settings
+from infra.local import processes, stack
 
 
 @contextmanager

@@ -20,9 +20,9 @@ import time
 from aiokafka import AIOKafkaConsumer
 from kafka import KafkaProducer
 
-from infra import processes
-from infra.config import Settings
-from infra.heartbeat import read_heartbeat, service_ready
+from infra.base.config import Settings
+from infra.base.heartbeat import read_heartbeat, service_ready
+from infra.local import processes
 from schemas.codec import decode_many, encode
 from schemas.event_types import STAGE_OF_TYPE
 from streams.emitter import producer_config

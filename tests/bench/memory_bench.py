@@ -23,8 +23,8 @@ from typing import Any
 
 from kafka import KafkaProducer
 
-from infra import processes
-from infra.heartbeat import read_heartbeat, service_ready
+from infra.base.heartbeat import read_heartbeat, service_ready
+from infra.local import processes
 from schemas.codec import encode
 from streams.customers.book import CustomerBook, CustomerRules
 from streams.domain.config import load_detection_config

@@ -28,9 +28,9 @@ from typing import Any
 import aiohttp
 from multidict import CIMultiDict
 
-from infra import processes
-from infra.config import Settings
-from infra.kafka import ensure_topics
+from infra.base.config import Settings
+from infra.base.kafka import ensure_topics
+from infra.local import processes
 from schemas.contract import iso_from_ms
 from streams.emit_lines import fewer_gc_passes
 from streams.emitter import TouchpointEmitter

@@ -25,9 +25,9 @@ from typing import TextIO
 from kafka import KafkaProducer
 
 from consumers.sink import INCIDENT_COLUMNS, TOUCHPOINT_COLUMNS
-from infra import processes, stack
-from infra.clickhouse import admin_client
-from infra.heartbeat import service_ready
+from infra.base.clickhouse import admin_client
+from infra.base.heartbeat import service_ready
+from infra.local import processes, stack
 from schemas.codec import encode
 from streams.emitter import producer_config
 from tests.bench.common import bench_servers, cpu_seconds, own_cpu_seconds

@@ -1,8 +1,8 @@
 """Reliability runs: a simulated day through real worker and sink processes while faults are
 injected, then ClickHouse checked against the simulator's ground truth.
 
-Services start as `journey up` starts them (the argv and env of their `infra.services`
-component, spawned and tracked by `infra.processes`); faults are black-box: kill -9 by pid,
+Services start as `journey up` starts them (the argv and env of their `infra.local.services`
+component, spawned and tracked by `infra.local.processes`); faults are black-box: kill -9 by pid,
 SIGTERM, an endpoint stopped and started again. Sizes come from the environment so CI runs
 a short version and the full one stays one variable away:
 
@@ -25,12 +25,12 @@ from typing import Any
 
 from clickhouse_connect.driver import Client
 
-from infra import processes
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.heartbeat import heartbeat_path
-from infra.services import sink_components, worker_components
-from infra.stack import Component
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.heartbeat import heartbeat_path
+from infra.local import processes
+from infra.local.services import sink_components, worker_components
+from infra.local.stack import Component
 from streams.demo import CLOSING_VISITS, send
 from streams.ground_truth import compare
 from streams.simulator import Simulation, simulate

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from infra import processes
+from infra.local import processes
 
 PORT_VARIABLES = ("JOURNEY_KAFKA_PORT", "JOURNEY_CLICKHOUSE_PORT", "JOURNEY_WEB_PORT", "JOURNEY_COLLECTOR_PORT",
                   "JOURNEY_SCHEMA_REGISTRY_PORT")

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from infra.config import Settings
-from infra.heartbeat import service_ready
-from infra.kafka import ensure_topics
-from infra.processes import free_port, wait_until
+from infra.base.config import Settings
+from infra.base.heartbeat import service_ready
+from infra.base.kafka import ensure_topics
+from infra.local.processes import free_port, wait_until
 from tests.integration.test_detection import start_worker, stop_worker
 from tests.integration.test_sink import start_sink
 

@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 
-from infra import processes
-from infra.config import Settings
-from infra.heartbeat import service_ready
-from infra.processes import wait_until
+from infra.base.config import Settings
+from infra.base.heartbeat import service_ready
+from infra.local import processes
+from infra.local.processes import wait_until
 from streams.domain.config import DEFAULT_RULES_FILE
 from streams.domain.incidents import incident_id
 from streams.topic_reader import follow
@@ -79,7 +79,7 @@ def _rules_file(path: Path) -> Path:
 
 def oncall_settings(stack_settings: Settings, home: Path, **changes: Any) -> Settings:
     """Settings for an on-call module: its own home, app id, web port and topics (created)."""
-    from infra.kafka import ensure_topics
+    from infra.base.kafka import ensure_topics
 
     suffix = uuid.uuid4().hex[:8]
     t = stack_settings.topics

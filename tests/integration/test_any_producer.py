@@ -29,13 +29,13 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from kafka import KafkaProducer
 
 from consumers.pipeline_health import probe, quarantine_problems
-from infra.clickhouse import get_client
-from infra.config import KafkaConnection, Settings
-from infra.heartbeat import read_heartbeat, service_ready
-from infra.kafka import ensure_topics
-from infra.kafka_clients import librdkafka
-from infra.processes import free_port, wait_until
-from infra.schema_registry import reachable
+from infra.base.clickhouse import get_client
+from infra.base.config import KafkaConnection, Settings
+from infra.base.heartbeat import read_heartbeat, service_ready
+from infra.base.kafka import ensure_topics
+from infra.base.kafka_clients import librdkafka
+from infra.base.schema_registry import reachable
+from infra.local.processes import free_port, wait_until
 from schemas.codec import encode
 from schemas.registry import get_registry
 from streams.dead_letters import ReplayResult, read_dead_letters, replay_dead_letters
@@ -64,7 +64,7 @@ def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory)
         procs[name] = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **settings.to_env()},
                                        stdout=log, stderr=subprocess.STDOUT)
 
-    spawn("registry", "infra.schema_registry_server")
+    spawn("registry", "infra.local.schema_registry_server")
     try:
         assert wait_until(lambda: reachable(settings.schema_registry_url) or procs["registry"].poll() is not None, 30)
         procs["worker"], procs["sink"] = start_worker(settings), start_sink(settings)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.processes import wait_until
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.local.processes import wait_until
 from schemas.contract import event_to_json
 from streams.emitter import KeyPartitioner
 from streams.ground_truth import compare

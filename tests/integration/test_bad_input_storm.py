@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from infra.config import Settings
-from infra.heartbeat import read_heartbeat
+from infra.base.config import Settings
+from infra.base.heartbeat import read_heartbeat
 from schemas.codec import encode, encode_with
 from schemas.contract import event_to_json, iso_from_ms, validate_event
 from streams.dead_letters import read_dead_letters

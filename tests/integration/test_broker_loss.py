@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from infra import processes
-from infra.config import Settings
-from infra.kafka import broker_reachable, ensure_topics
-from infra.stack import broker_component
+from infra.base.config import Settings
+from infra.base.kafka import broker_reachable, ensure_topics
+from infra.local import processes
+from infra.local.stack import broker_component
 from tests.integration.own_stack import own_stack_env
 from tests.integration.test_detection import event, incidents_until, produce, start_worker, stop_worker
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from infra import processes
-from infra.clickhouse import admin_client, get_client, wait_ready
+from infra.base.clickhouse import admin_client, get_client, wait_ready
+from infra.local import processes
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def start_endpoint(data_dir: Path, port: int, *extra: str, env: dict[str, str] |
 
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (the child keeps it)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.clickhouse_server", "--port", str(port), "--data-dir", str(data_dir),
+        [sys.executable, "-m", "infra.local.clickhouse_server", "--port", str(port), "--data-dir", str(data_dir),
          *extra],
         env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
     )

@@ -24,10 +24,10 @@ from urllib.parse import urlencode
 
 import pytest
 
-from infra import processes
-from infra.clickhouse import get_client
-from infra.clickhouse_http import TRANSPORT_PARAMS
-from infra.sql_guard import READONLY_SETTINGS, READONLY_TABLE_FUNCTIONS
+from infra.base.clickhouse import get_client
+from infra.local import processes
+from infra.local.clickhouse_http import TRANSPORT_PARAMS
+from infra.local.sql_guard import READONLY_SETTINGS, READONLY_TABLE_FUNCTIONS
 from tests.integration.test_clickhouse_endpoint import start_endpoint, stop_endpoint
 
 pytestmark = pytest.mark.integration

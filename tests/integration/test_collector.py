@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from kafka.partitioner import murmur2
 
-from infra import processes, stack
-from infra.config import Settings
-from infra.kafka import ensure_topics
+from infra.base.config import Settings
+from infra.base.kafka import ensure_topics
+from infra.local import processes, stack
 from schemas.contract import iso_from_ms
 from streams.topic_reader import follow
 from tests.collector_process import collector_process, request

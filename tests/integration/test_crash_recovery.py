@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver import Client
 
-from infra import processes, stack
-from infra.config import Settings
-from infra.migrations import apply_migrations
+from infra.base.config import Settings
+from infra.base.migrations import apply_migrations
+from infra.local import processes, stack
 from tests.integration.faults import (
     KILLS,
     Run,

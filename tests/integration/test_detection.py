@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from infra.config import Settings
-from infra.heartbeat import read_heartbeat, service_ready
-from infra.processes import wait_until
+from infra.base.config import Settings
+from infra.base.heartbeat import read_heartbeat, service_ready
+from infra.local.processes import wait_until
 from schemas.codec import encode
 from schemas.contract import iso_from_ms as iso_ms
 from schemas.contract import validate_event

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from infra.config import Settings
-from infra.errors import JourneyError
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
 from schemas.codec import encode
 from schemas.contract import event_to_json
 from schemas.dead_letter import dead_letter_headers

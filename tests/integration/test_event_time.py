@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.migrations import MIGRATIONS_DIR, apply_sql, render
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.migrations import MIGRATIONS_DIR, apply_sql, render
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,10 @@ import pytest
 
 from consumers.alert_book import PIPELINE_RULE
 from consumers.pipeline_health import BACKLOG_MIN
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.heartbeat import read_heartbeat
-from infra.processes import free_port, wait_until
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.heartbeat import read_heartbeat
+from infra.local.processes import free_port, wait_until
 from schemas.contract import iso_from_ms, ms_from_iso
 from streams.domain.config import DEFAULT_RULES_FILE as RULES_FILE
 from streams.domain.incidents import incident_id

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from consumers.forget import changelogs
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.kafka import consumer, ensure_topics
-from infra.migrations import apply_migrations
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.kafka import consumer, ensure_topics
+from infra.base.migrations import apply_migrations
 from streams.emitter import KeyPartitioner
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from infra.config import Settings
-from infra.heartbeat import read_heartbeat
-from infra.kafka import ensure_topics
-from infra.processes import wait_until
+from infra.base.config import Settings
+from infra.base.heartbeat import read_heartbeat
+from infra.base.kafka import ensure_topics
+from infra.local.processes import wait_until
 from schemas.contract import ms_from_iso, validate_event
 from streams.emitter import TouchpointEmitter
 from tests.history_export import generate, start_for, write_export

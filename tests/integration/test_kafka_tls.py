@@ -1,4 +1,4 @@
-"""Kafka over TLS for real: kafka-python, aiokafka and a Faust worker built by infra/kafka_clients.py.
+"""Kafka over TLS for real: kafka-python, aiokafka and a Faust worker built by infra/base/kafka_clients.py.
 
 Tansu 0.6 serves no TLS itself (README, "Any producer, any Kafka"), so a TLS-terminating proxy with
 a freshly made certificate stands in front of a broker of this test's own, which advertises the
@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from infra import processes
-from infra.config import KafkaConnection, Settings
-from infra.kafka import broker_reachable, ensure_topics
-from infra.kafka_clients import client_args
-from infra.stack import tansu_binary
+from infra.base.config import KafkaConnection, Settings
+from infra.base.kafka import broker_reachable, ensure_topics
+from infra.base.kafka_clients import client_args
+from infra.local import processes
+from infra.local.stack import tansu_binary
 from streams.emitter import TouchpointEmitter
 from tests.integration.test_detection import event, incidents_until, start_worker, stop_worker
 

@@ -14,10 +14,10 @@ from kafka import KafkaProducer
 
 from consumers.customer_profile import customer_profile
 from consumers.sink import INCIDENT_COLUMNS
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.heartbeat import read_heartbeat
-from infra.kafka import ensure_topics
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.heartbeat import read_heartbeat
+from infra.base.kafka import ensure_topics
 from schemas.codec import decode, encode
 from schemas.event_types import STAGE_OF_TYPE
 from streams.domain.incidents import incident_id

@@ -16,10 +16,10 @@ import pytest
 
 from consumers.pipeline_health import probe
 from consumers.report import Window, recovery_report
-from infra.clickhouse import admin_client
-from infra.config import Settings
-from infra.kafka import ensure_topics
-from infra.processes import wait_until
+from infra.base.clickhouse import admin_client
+from infra.base.config import Settings
+from infra.base.kafka import ensure_topics
+from infra.local.processes import wait_until
 from schemas.contract import iso_from_ms
 from streams.domain.config import DEFAULT_RULES_FILE
 from streams.domain.incidents import incident_id

@@ -34,10 +34,10 @@ from typing import Any
 import pytest
 
 from consumers.insights import FIRST_RESPONSE_BUCKETS
-from infra import processes
-from infra.config import Settings
-from infra.kafka import ensure_topics
-from infra.services import notifier_components
+from infra.base.config import Settings
+from infra.base.kafka import ensure_topics
+from infra.local import processes
+from infra.local.services import notifier_components
 from streams.demo import send
 from streams.simulator import Injected, ReturnModel, Simulation, simulate
 from tests.integration.faults import Service, client_for, sink_component, worker_component

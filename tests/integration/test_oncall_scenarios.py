@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from consumers.silences import new_silence, silence_record
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.processes import wait_until
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.local.processes import wait_until
 from schemas.codec import encode
 from schemas.contract import iso_from_ms
 from streams.domain.config import DEFAULT_RULES_FILE

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from infra import processes
-from infra.config import Settings
-from infra.kafka import ensure_topics
+from infra.base.config import Settings
+from infra.base.kafka import ensure_topics
+from infra.local import processes
 from schemas.contract import iso_from_ms
 from streams.dead_letters import read_dead_letters
 from streams.platforms.common import sign

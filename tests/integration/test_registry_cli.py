@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from infra.config import Settings
-from infra.schema_registry import connect
+from infra.base.config import Settings
+from infra.base.schema_registry import connect
 from schemas.codec import decode
 from schemas.contract import event_to_json
 from schemas.registry import load_registry

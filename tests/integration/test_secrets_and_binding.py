@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from infra import processes
-from infra.processes import wait_until
+from infra.local import processes
+from infra.local.processes import wait_until
 from schemas.contract import iso_from_ms
 from tests.integration.own_stack import own_stack_env
 
@@ -112,7 +112,7 @@ def test_everything_listens_on_loopback_only(secured_stack: dict[str, Any]) -> N
 def test_clickhouse_of_the_stack_needs_credentials_and_offers_a_read_only_user(secured_stack: dict[str, Any]) -> None:
     from clickhouse_connect.driver.exceptions import DatabaseError
 
-    from infra.clickhouse import get_client
+    from infra.base.clickhouse import get_client
 
     url = f"http://127.0.0.1:{secured_stack['env']['JOURNEY_CLICKHOUSE_PORT']}"
     for user, password in (("default", ""), ("default", "guess"), ("bi", ""), ("nobody", "x")):

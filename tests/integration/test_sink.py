@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from infra.clickhouse import admin_client, get_client
-from infra.config import Settings
-from infra.heartbeat import service_ready
-from infra.processes import wait_until
+from infra.base.clickhouse import admin_client, get_client
+from infra.base.config import Settings
+from infra.base.heartbeat import service_ready
+from infra.local.processes import wait_until
 from schemas.codec import encode
 from tests.integration.test_detection import event, produce, start_worker, stop_worker
 
@@ -187,15 +187,15 @@ def test_report_and_customer_history_from_clickhouse(pipeline: Settings) -> None
 
 def test_clickhouse_down_then_back_loses_and_doubles_nothing(unique_topics: Settings, tmp_path) -> None:
     """The sink holds its batch and retries while its ClickHouse endpoint is down."""
-    from infra import processes
-    from infra.clickhouse import wait_ready
-    from infra.migrations import apply_migrations
+    from infra.base.clickhouse import wait_ready
+    from infra.base.migrations import apply_migrations
+    from infra.local import processes
 
     port = processes.free_port()
     data_dir = tmp_path / "own-clickhouse"
 
     def start_endpoint() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "infra.clickhouse_server", "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "infra.local.clickhouse_server", "--port", str(port),
                                  "--data-dir", str(data_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ready(f"http://127.0.0.1:{port}", 30)
         # as `journey up` does: the schema exists before anyone queries it (the sink applies it too, later)

@@ -22,11 +22,11 @@ from kafka import KafkaProducer
 
 from consumers.sink import FUTILE_BATCHES, TOUCHPOINT_COLUMNS, ClickHouseSink, to_rows
 from consumers.touchpoint_rows import FastGroup, build_insert, fast_prefixes, fast_schema, split
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.heartbeat import read_heartbeat
-from infra.migrations import apply_migrations
-from infra.processes import wait_until
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.heartbeat import read_heartbeat
+from infra.base.migrations import apply_migrations
+from infra.local.processes import wait_until
 from schemas.codec import encode, encode_with
 from schemas.registry import load_registry
 from streams.emitter import producer_config

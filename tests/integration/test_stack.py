@@ -12,10 +12,10 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from kafka import KafkaProducer
 
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.kafka import consumer, ensure_topics
-from infra.smoke import clickhouse_round_trip, kafka_round_trip
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.kafka import consumer, ensure_topics
+from infra.local.smoke import clickhouse_round_trip, kafka_round_trip
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import processes
+from infra.local import processes
 from tests.integration.own_stack import own_stack_env
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from infra import processes
-from infra.clickhouse import get_client
-from infra.config import CLICKHOUSE_PASSWORD_FILE
+from infra.base.clickhouse import get_client
+from infra.base.config import CLICKHOUSE_PASSWORD_FILE
+from infra.local import processes
 from tests.integration.own_stack import own_stack_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from kafka import KafkaProducer
 
-from infra.config import Settings
+from infra.base.config import Settings
 from schemas.codec import encode
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ import typer
 from rich.console import Console
 
 from infra import cli
+from infra.base.errors import JourneyError
 from infra.cli.alert_cmds import in_time_order
 from infra.cli.events_cmds import check_readable_file
 from infra.cli.report_cmds import print_customer, print_report
-from infra.errors import JourneyError
 
 
 def _commands() -> list[tuple[list[str], object]]:

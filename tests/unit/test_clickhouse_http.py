@@ -7,7 +7,7 @@ import base64
 import lz4.frame
 import pytest
 
-from infra.clickhouse_http import (
+from infra.local.clickhouse_http import (
     RequestError,
     decompress_body,
     error_body,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from infra.config import ConfigError, Settings
+from infra.base.config import ConfigError, Settings
 from schemas.codec import decode
 from schemas.contract import parse_json_line
 from streams.collector.intake import BodyError, answer, check_events, parse_body

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import ConfigError, Settings
+from infra.base.config import ConfigError, Settings
 
 
 def test_defaults_bind_loopback_and_use_local_servers() -> None:

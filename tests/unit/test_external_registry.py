@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 from aiohttp import web
 
-from infra.config import Settings
-from infra.errors import JourneyError
-from infra.processes import free_port
-from infra.schema_registry import connect, topic_subjects
-from infra.schema_registry_server import create_app
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.base.schema_registry import connect, topic_subjects
+from infra.local.processes import free_port
+from infra.local.schema_registry_server import create_app
 from schemas.codec import decode, encode
 from schemas.registry import Registry, load_registry
 from schemas.registry_api import FIRST_API_ID, RegistryApi

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.errors import JourneyError
+from infra.base.errors import JourneyError
 from schemas.contract import ms_from_iso
 from streams.history_import import MappingFileError, is_imported, load_mapping, read_export
 

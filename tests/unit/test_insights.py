@@ -11,7 +11,7 @@ from consumers import human
 from consumers.insight_queries import top_causes
 from consumers.insights import Reference, insight, per_hundred, recovery_paradox, return_figures
 from consumers.report import parse_date_ms, report_window
-from infra.errors import JourneyError
+from infra.base.errors import JourneyError
 from streams.simulator import ReturnModel, simulate
 
 BASE = Reference(customer="c", store="s1", failed=True, resolved=True, first_response_s=100.0, resolve_s=500.0,

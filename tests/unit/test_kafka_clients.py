@@ -17,8 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Producer
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-from infra.config import ConfigError, Settings
-from infra.kafka_clients import client_args, faust_broker, librdkafka
+from infra.base.config import ConfigError, Settings
+from infra.base.kafka_clients import client_args, faust_broker, librdkafka
 
 CA = certifi.where()  # any real PEM bundle will do as a CA file
 CASES = {

@@ -11,7 +11,7 @@ import pytest
 
 from consumers.alert_book import AlertBook
 from consumers.alert_policy import AlertPolicy
-from infra.config import ConfigError, Settings, max_promise_s
+from infra.base.config import ConfigError, Settings, max_promise_s
 from schemas.contract import MAX_PROMISE_S, ContractError, validate_event
 from streams.customers.book import CustomerBook, CustomerRules
 from streams.domain.config import load_detection_config

@@ -8,8 +8,8 @@ import logging
 import pytest
 
 from consumers.webhooks import slack_payload
-from infra.escaping import OneLineFormatter, slack, terminal
-from infra.processes import child_environment
+from infra.base.escaping import OneLineFormatter, slack, terminal
+from infra.local.processes import child_environment
 from schemas.contract import ContractError, validate_event
 from schemas.event_types import RECOVERY_TYPES
 from streams.collector.intake import check_events

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from infra.config import Settings
+from infra.base.config import Settings
 from schemas.codec import decode
 from streams.collector.app import create_collector_app
 from streams.collector.intake import Checked

@@ -6,7 +6,7 @@ import socket
 import sys
 from pathlib import Path
 
-from infra import processes
+from infra.local import processes
 
 
 def test_spawn_track_and_stop(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from kafka.record.memory_records import MemoryRecords as KafkaMemoryRecords
 from kafka.structs import TopicPartition
 
 from consumers.pipeline_health import QUARANTINE_PAGE_S, quarantine_problems
-from infra import quarantine
-from infra.quarantine import QuarantinedBatch, install
+from infra.base import quarantine
+from infra.base.quarantine import QuarantinedBatch, install
 
 
 def batch(base: int, values: list[bytes], codec: int = 0, garbage: bool = False, bad_crc: bool = False) -> bytes:

@@ -9,7 +9,7 @@ import pytest
 
 from consumers.html_report import render_html
 from consumers.report import parse_duration_s, store_timezones
-from infra.errors import JourneyError
+from infra.base.errors import JourneyError
 
 
 def test_since_durations() -> None:

@@ -1,4 +1,4 @@
-"""What a restart re-seeds (infra/restore.py), without Kafka or ClickHouse."""
+"""What a restart re-seeds (infra/local/restore.py), without Kafka or ClickHouse."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from infra.config import Settings
-from infra.restart_record import keep_first_detection, restored_incident_versions, versions_path
-from infra.restore import (
+from infra.base.config import Settings
+from infra.base.restart_record import keep_first_detection, restored_incident_versions, versions_path
+from infra.local.restore import (
     alert_record,
     clock_events,
     describe,

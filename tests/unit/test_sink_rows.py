@@ -8,7 +8,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from consumers.sink import INCIDENT_COLUMNS, TOUCHPOINT_COLUMNS, next_offsets, to_rows
-from infra.config import Settings
+from infra.base.config import Settings
 from schemas.codec import encode
 from tests.unit.test_codec import make_event
 

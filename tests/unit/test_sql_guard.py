@@ -1,6 +1,6 @@
 """The endpoint's guard on the real engine's parse (chDB in-process, no server): each attack kind.
 
-The engine parses (`parseQueryToJSON` / `EXPLAIN AST`), `infra.sql_guard` judges. Nothing here
+The engine parses (`parseQueryToJSON` / `EXPLAIN AST`), `infra.local.sql_guard` judges. Nothing here
 executes a client statement: `Engine.parse` and `Engine.judge` only.
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.clickhouse_engine import Engine, Job
-from infra.clickhouse_http import RequestError, parse_request
-from infra.sql_guard import (
+from infra.local.clickhouse_engine import Engine, Job
+from infra.local.clickhouse_http import RequestError, parse_request
+from infra.local.sql_guard import (
     ADMIN_SETTINGS,
     ADMIN_TABLE_ENGINES,
     ADMIN_TABLE_SETTINGS,

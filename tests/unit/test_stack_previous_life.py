@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from infra import processes, stack
-from infra.config import Settings
-from infra.errors import JourneyError
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.local import processes, stack
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(60)"]
 

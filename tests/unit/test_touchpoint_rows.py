@@ -11,7 +11,7 @@ import fastavro
 import pytest
 
 from consumers.touchpoint_rows import build_insert, fast_prefixes, fast_schema, split
-from infra.config import Settings
+from infra.base.config import Settings
 from schemas.codec import decode, encode, encode_with
 from schemas.registry import Registry, get_registry, load_registry
 from tests.unit.test_codec import make_event

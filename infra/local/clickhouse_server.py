@@ -1,11 +1,11 @@
 """ClickHouse's HTTP interface in front of the chDB engine (data on disk), for the local stack.
 
-    python -m infra.clickhouse_server --host 127.0.0.1 --port 8123 --data-dir .journey/clickhouse
+    python -m infra.local.clickhouse_server --host 127.0.0.1 --port 8123 --data-dir .journey/clickhouse
 
 Order of a request, cheapest refusal first: CORS (a browser page of another origin is refused
 unless its origin is configured), credentials (from headers or the URL, before the body is
 read; failures are slowed and logged without the secret), the body (read and decompressed up
-to the user's limit), then the engine (`infra.clickhouse_engine`): parse, judge, run — on a
+to the user's limit), then the engine (`infra.local.clickhouse_engine`): parse, judge, run — on a
 thread pool, each request on its own chDB connection, read-only users on their own smaller
 pool so BI queries never take the pipeline's threads. A client that disconnects has its query
 killed; `KILL QUERY WHERE query_id = ...` finds queries by the endpoint's query id.
@@ -34,8 +34,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from infra.clickhouse_engine import MUTATION_WAIT_S, Engine, Job, Outcome
-from infra.clickhouse_http import (
+from infra.base.escaping import escape_log_lines, one_line
+from infra.base.login_throttle import LoginThrottle
+from infra.base.secrets import kept_secret
+from infra.local.clickhouse_engine import MUTATION_WAIT_S, Engine, Job, Outcome
+from infra.local.clickhouse_http import (
     VERSION,
     ParsedRequest,
     RequestError,
@@ -45,10 +48,7 @@ from infra.clickhouse_http import (
     http_status,
     parse_request,
 )
-from infra.escaping import escape_log_lines, one_line
-from infra.login_throttle import LoginThrottle
-from infra.secrets import kept_secret
-from infra.sql_guard import Caps
+from infra.local.sql_guard import Caps
 
 log = logging.getLogger("journey.clickhouse")
 

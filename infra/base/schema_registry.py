@@ -17,8 +17,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from infra.config import Settings
-from infra.errors import JourneyError
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
 from schemas.registry import Registry, get_registry
 
 log = logging.getLogger("journey.schema_registry")

@@ -8,12 +8,12 @@ from collections.abc import Callable
 
 from kafka import KafkaProducer
 
-from infra import stack
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.errors import JourneyError
-from infra.kafka import consumer, ensure_topics
-from infra.kafka_clients import client_args
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.base.kafka import consumer, ensure_topics
+from infra.base.kafka_clients import client_args
+from infra.local import stack
 
 
 def kafka_round_trip(settings: Settings, count: int = 100) -> float:

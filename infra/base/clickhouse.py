@@ -12,8 +12,8 @@ import clickhouse_connect
 from clickhouse_connect.driver import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from infra.config import Settings
-from infra.errors import JourneyError
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
 
 
 def get_client(url: str, user: str = "default", password: str = "", database: str | None = None, **kw: Any) -> Client:

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from infra.config import Settings
-from infra.quarantine import QUARANTINE
+from infra.base.config import Settings
+from infra.base.quarantine import QUARANTINE
 
 FRESH_MS = 5000
 
@@ -24,7 +24,7 @@ def write_heartbeat(settings: Settings, name: str, data: dict[str, Any]) -> None
     path = heartbeat_path(settings, name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    quarantined = QUARANTINE.summary()  # batches this process could not read (infra/quarantine.py)
+    quarantined = QUARANTINE.summary()  # batches this process could not read (infra/base/quarantine.py)
     extra = {"quarantine": quarantined} if quarantined else {}
     tmp.write_text(json.dumps({"pid": os.getpid(), "at": int(time.time() * 1000), "ready": True, **data, **extra}))
     tmp.replace(path)

@@ -24,7 +24,7 @@ Nothing is written to ClickHouse twice: the sink's consumer group is committed p
 re-seeded (those rows are in ClickHouse already), and the incident changes the replay emits
 again (same ids and versions) are dropped by the sink when ClickHouse has that version already;
 newer versions of those incidents keep their first `detected_at`
-(`infra.restart_record.keep_first_detection`). What `journey status` says about the restart
+(`infra.base.restart_record.keep_first_detection`). What `journey status` says about the restart
 is in `$JOURNEY_HOME/restore.json`.
 """
 
@@ -45,11 +45,11 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from infra.clickhouse import get_client
-from infra.config import Settings
-from infra.errors import JourneyError
-from infra.processes import private_dir, write_private
-from infra.restart_record import versions_path
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.base.restart_record import versions_path
+from infra.local.processes import private_dir, write_private
 from schemas.codec import encode
 from streams.domain.config import DetectionConfig, load_detection_config
 
@@ -272,7 +272,7 @@ def archive_silence(settings: Settings, record: dict[str, Any]) -> None:
     Not through the sink: one more (nearly always empty) topic in its subscription cut its drain
     rate on Tansu to a third (`journey bench --only sink`: 15-20k rows/s against 58k).
     """
-    from infra.migrations import apply_migrations
+    from infra.base.migrations import apply_migrations
 
     client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
     apply_migrations(client, settings.retention_days)
@@ -306,7 +306,7 @@ def reseed(settings: Settings, previous: dict[str, Any], echo: Callable[[str], N
     """Re-seed the empty embedded broker from ClickHouse; returns (and records) what was restored.
 
     `previous`: how the last stack under this JOURNEY_HOME ended (`stopped_at`, `crashed`,
-    `last_seen_at`), from `infra.stack`.
+    `last_seen_at`), from `infra.local.stack`.
     """
     started = time.monotonic()
     now = int(time.time() * 1000)

@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-from infra.config import Settings
+from infra.base.config import Settings
 
 
 def kept_secret(path: Path) -> str:

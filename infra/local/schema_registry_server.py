@@ -1,6 +1,6 @@
 """The local stack's schema registry: Confluent's Schema Registry API over our schemas.
 
-    python -m infra.schema_registry_server      (started by `journey up` unless SCHEMA_REGISTRY_URL is set)
+    python -m infra.local.schema_registry_server      (started by `journey up` unless SCHEMA_REGISTRY_URL is set)
 
 Serves `schemas/registry.json` under `<topic>-value` subjects, and keeps the versions producers
 register (compatible both ways with the subject's latest, as `journey schemas check` demands) in
@@ -18,9 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
-from infra.config import Settings
-from infra.processes import write_private
-from infra.schema_registry import topic_subjects
+from infra.base.config import Settings
+from infra.base.schema_registry import topic_subjects
+from infra.local.processes import write_private
 from schemas.registry import RegisteredSchema, Registry, load_registry
 from schemas.registry_api import CONTENT_TYPE, RegistryApi, Response
 

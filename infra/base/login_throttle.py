@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from infra.escaping import one_line
+from infra.base.escaping import one_line
 
 
 @dataclass

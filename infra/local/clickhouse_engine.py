@@ -8,7 +8,7 @@ query or user — and a long query holds only its own thread, so `SELECT 1`, the
 and `KILL QUERY` run beside it. An anchor connection keeps the database open in between.
 
 Every statement is parsed by the engine first (`parseQueryToJSON`, bound as a parameter, on the
-fresh connection before any client setting touches it) and judged by `infra.sql_guard`.
+fresh connection before any client setting touches it) and judged by `infra.local.sql_guard`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.clickhouse_http import (
+from infra.local.clickhouse_http import (
     GET_IS_READONLY,
     ParsedRequest,
     RequestError,
@@ -35,7 +35,7 @@ from infra.clickhouse_http import (
     result_format,
     split_engine_error,
 )
-from infra.sql_guard import (
+from infra.local.sql_guard import (
     CATALOG_QUERIES,
     READ_KINDS,
     Caps,

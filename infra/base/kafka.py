@@ -12,9 +12,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from infra.config import Settings
-from infra.errors import JourneyError
-from infra.kafka_clients import client_args
+from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.base.kafka_clients import client_args
 
 log = logging.getLogger(__name__)
 

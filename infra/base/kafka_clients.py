@@ -13,8 +13,8 @@ import ssl
 from functools import cache
 from typing import Any
 
-from infra import quarantine
-from infra.config import KafkaConnection, Settings
+from infra.base import quarantine
+from infra.base.config import KafkaConnection, Settings
 
 
 @cache
@@ -41,7 +41,7 @@ def _codec(conn: KafkaConnection) -> str | None:
 def client_args(settings: Settings, producer: bool = False) -> dict[str, Any]:
     """Keyword arguments of a kafka-python or aiokafka client (both libraries use these names).
 
-    Building a client also arms the quarantine (infra/quarantine.py): its consumers step over a
+    Building a client also arms the quarantine (infra/base/quarantine.py): its consumers step over a
     record batch they cannot read instead of failing on it for ever.
     """
     quarantine.install()

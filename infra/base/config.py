@@ -85,6 +85,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from schemas.contract import DEFAULT_MAX_PROMISE_DAYS, promise_limit_s
+
 # Variables holding secrets: a process of the stack sees only those its component uses.
 SECRET_VARIABLES = ("CLICKHOUSE_PASSWORD", "CLICKHOUSE_READONLY_PASSWORD", "JOURNEY_ONCALL_TOKEN",
                     "JOURNEY_MANAGER_TOKEN", "JOURNEY_WEBHOOKS", "JOURNEY_COLLECTOR_KEYS",
@@ -129,20 +131,15 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not an integer; set it to a number or unset it") from None
 
 
-DEFAULT_MAX_PROMISE_DAYS = 365  # real promises: a delivery in three weeks, a repair in 30 days, a year's warranty
-AVRO_INT_MAX_S = 2**31 - 1  # promised_within_s is an Avro int
-
-
 def max_promise_s(env: Mapping[str, str] | None = None) -> int:
-    """JOURNEY_MAX_PROMISE_DAYS in seconds: the longest promise the event contract accepts.
-
-    Read by `schemas.contract` at import, so every process of a stack (they share its
-    environment) holds the same limit."""
+    """JOURNEY_MAX_PROMISE_DAYS in seconds: the longest promise the event contract accepts
+    (`schemas.contract.promise_limit_s`, which the contract reads at import)."""
     env = os.environ if env is None else env
-    days = _int(env, "JOURNEY_MAX_PROMISE_DAYS", DEFAULT_MAX_PROMISE_DAYS)
-    if not 1 <= days * 86_400 <= AVRO_INT_MAX_S:
-        raise ConfigError(f"JOURNEY_MAX_PROMISE_DAYS={days} must be between 1 and {AVRO_INT_MAX_S // 86_400} days")
-    return days * 86_400
+    _int(env, "JOURNEY_MAX_PROMISE_DAYS", DEFAULT_MAX_PROMISE_DAYS)  # not a number: that error first
+    try:
+        return promise_limit_s(env.get("JOURNEY_MAX_PROMISE_DAYS"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name)
     if raw is None or raw == "":

@@ -6,13 +6,13 @@ records fetched with it are dropped, the position stays, and the next fetch rais
 consumer that lets it propagate crash-loops on that one batch for ever; one that catches it
 stalls. Both happened (issue 18): the worker and the sink crashed on restart on the same batch.
 
-`install()` (called whenever `infra/kafka_clients.py` builds a client) makes every aiokafka
+`install()` (called whenever `infra/base/kafka_clients.py` builds a client) makes every aiokafka
 (Faust's included) and kafka-python consumer of the process check each batch as it is unpacked:
 a batch that cannot be read is recorded here (topic, partition, offsets, error) and the
 consumer's position moves past it, so everything around it is still delivered. The
 component then sends what was recorded to the dead-letter topic (`publish()`: the offsets and the
 error in headers; the bytes stay in the source topic) and its heartbeat carries a summary
-(`summary()`, added by `infra.heartbeat`), from which the pipeline watch pages with the cause.
+(`summary()`, added by `infra.base.heartbeat`), from which the pipeline watch pages with the cause.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from infra.config import Settings
+from infra.base.config import Settings
 from schemas.dead_letter import dead_letter_headers
 
 log = logging.getLogger("journey.quarantine")
@@ -218,7 +218,7 @@ async def publish(settings: Settings, producer: Any = None) -> int:
         if own:
             from aiokafka import AIOKafkaProducer
 
-            from infra.kafka_clients import client_args
+            from infra.base.kafka_clients import client_args
 
             producer = AIOKafkaProducer(**client_args(settings, producer=True), acks="all")
             await producer.start()

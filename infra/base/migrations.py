@@ -17,7 +17,7 @@ from clickhouse_connect.driver import Client
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"  # the SQL stays in infra/migrations/
 _TTL_COLUMN = {"touchpoints": "occurred_at", "incidents": "failed_at", "alerts": "at"}
 
 

@@ -1,4 +1,4 @@
-"""What the last re-seed of the embedded broker restored, as the sink reads it (`infra.restore` writes it).
+"""What the last re-seed of the embedded broker restored, as the sink reads it (`infra.local.restore` writes it).
 
 The sink needs it at every start, and the sink is not part of the local stack: it may run
 against any cluster, so this lives in the shared base, not beside the re-seed itself.
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from infra.config import Settings
+from infra.base.config import Settings
 
 
 def versions_path(settings: Settings) -> Path:

@@ -23,7 +23,7 @@ judges that tree here, never the text:
 
 Everything is an allow-list: a table function or setting a new chDB version adds is refused for
 read-only users until it is added here. Pure functions over the parser's output (no I/O); the
-engine side lives in `infra.clickhouse_server`.
+engine side lives in `infra.local.clickhouse_server`.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.config import SECRET_VARIABLES
+from infra.base.config import SECRET_VARIABLES
 
 # What a child process of the stack inherits from the caller's environment: the system's basics,
 # and (for our own services) the tracker's configuration. Everything else (the caller's cloud

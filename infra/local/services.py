@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from infra.config import KAFKA_SECRETS, Settings
-from infra.heartbeat import service_ready
-from infra.stack import SERVICE_FACTORIES, Component
+from infra.base.config import KAFKA_SECRETS, Settings
+from infra.base.heartbeat import service_ready
+from infra.local.stack import SERVICE_FACTORIES, Component
 
 
 def worker_components(settings: Settings) -> list[Component]:

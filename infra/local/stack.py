@@ -18,14 +18,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra import processes, restore
-from infra.clickhouse import get_client
-from infra.clickhouse import ping as clickhouse_ping
-from infra.config import CLICKHOUSE_PASSWORD_FILE, CLICKHOUSE_READONLY_PASSWORD_FILE, Settings
-from infra.errors import JourneyError
-from infra.kafka import broker_reachable, ensure_topics
-from infra.migrations import apply_migrations
-from infra.schema_registry import reachable as registry_reachable
+from infra.base.clickhouse import get_client
+from infra.base.clickhouse import ping as clickhouse_ping
+from infra.base.config import CLICKHOUSE_PASSWORD_FILE, CLICKHOUSE_READONLY_PASSWORD_FILE, Settings
+from infra.base.errors import JourneyError
+from infra.base.kafka import broker_reachable, ensure_topics
+from infra.base.migrations import apply_migrations
+from infra.base.schema_registry import reachable as registry_reachable
+from infra.local import processes, restore
 
 TANSU_ENV = "JOURNEY_TANSU_BIN"
 
@@ -99,7 +99,7 @@ def clickhouse_component(settings: Settings) -> Component:
     if settings.runs_local_clickhouse:
         data_dir = settings.home.resolve() / "clickhouse"
         argv = [
-            sys.executable, "-m", "infra.clickhouse_server", "--host", settings.host,
+            sys.executable, "-m", "infra.local.clickhouse_server", "--host", settings.host,
             "--port", str(settings.clickhouse_port), "--data-dir", str(data_dir),
             "--user", settings.clickhouse_user,
         ]
@@ -133,7 +133,7 @@ def registry_component(settings: Settings) -> Component:
     url = settings.schema_registry_url
     argv = None
     if settings.runs_local_schema_registry:
-        argv = [sys.executable, "-m", "infra.schema_registry_server", "--host", settings.host,
+        argv = [sys.executable, "-m", "infra.local.schema_registry_server", "--host", settings.host,
                 "--port", str(settings.schema_registry_port)]
     return Component(name="registry", address=f"{url} (Confluent Schema Registry API)",
                      ready=lambda: registry_reachable(url, settings.schema_registry_auth),
@@ -178,7 +178,7 @@ def start(settings: Settings, components: list[Component], echo: Callable[[str],
 
     A stack left behind by a crash (power cut, kill -9) is recognised by liveness, not refused:
     its stale pid files are forgotten and any survivors stopped. With the embedded broker, what
-    the pipeline still needs is re-seeded from ClickHouse before the services start (infra/restore.py).
+    the pipeline still needs is re-seeded from ClickHouse before the services start (infra/local/restore.py).
     """
     with _starting(settings):
         _start(settings, components, echo)

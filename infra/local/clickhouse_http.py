@@ -1,6 +1,6 @@
 """Pure request shaping for the chDB HTTP endpoint: parse what a ClickHouse HTTP client sends.
 
-No I/O here (tested in tests/unit/test_clickhouse_http.py); `infra.clickhouse_server` executes.
+No I/O here (tested in tests/unit/test_clickhouse_http.py); `infra.local.clickhouse_server` executes.
 """
 
 from __future__ import annotations

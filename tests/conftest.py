@@ -55,6 +55,7 @@ def unique_topics(stack_settings: Settings) -> Settings:
             alerts=f"{topics.alerts}-{suffix}",
             silences=f"{topics.silences}-{suffix}",
             customers=f"{topics.customers}-{suffix}",
+            late=f"{topics.late}-{suffix}",
         )
     )
     ensure_topics(settings, settings.topics.all())

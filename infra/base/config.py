@@ -45,7 +45,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_SINK_PROCESSES | 1 | ClickHouse sink processes in one group (a join is a rebalance pause on Tansu) |
 | JOURNEY_SINK_BATCH_ROWS | 50000 | most rows in one sink insert (a batch also closes after 0.5 s) |
 | JOURNEY_CLOCK_TOLERANCE_S | 5 | device skew (received - sent) beyond this is corrected; event time <= receive + this |
-| JOURNEY_SOURCE_IDLE_S | 10 | a caught-up source without events this long follows the topic, less the lateness |
+| JOURNEY_SOURCE_IDLE_S | 60 | a caught-up source without events this long follows the topic, less the lateness |
 | JOURNEY_WEB_PORT | 8088 | the live on-call page (served by the notifier) |
 | JOURNEY_ONCALL_TOKEN | (generated) | on-call page token; unset: a random one kept in `$JOURNEY_HOME/oncall.token` |
 | JOURNEY_MANAGER_TOKEN | unset | read-only token of the managers' dashboard (`/dashboard`); the on-call one works too |
@@ -300,7 +300,7 @@ class Settings:
     sink_processes: int = 1
     sink_batch_rows: int = 50_000
     clock_tolerance_s: float = 5.0  # see streams.domain.event_time
-    source_idle_s: float = 10.0  # see streams.journeys.low_watermark
+    source_idle_s: float = 60.0  # see streams.journeys.low_watermark
     web_port: int = 8088
     oncall_token: str = field(default="", repr=False)
     manager_token: str = field(default="", repr=False)
@@ -374,7 +374,7 @@ class Settings:
             sink_processes=max(1, _int(env, "JOURNEY_SINK_PROCESSES", 1)),
             sink_batch_rows=max(1, _int(env, "JOURNEY_SINK_BATCH_ROWS", 50_000)),
             clock_tolerance_s=max(0.0, _float(env, "JOURNEY_CLOCK_TOLERANCE_S", 5.0)),
-            source_idle_s=max(0.0, _float(env, "JOURNEY_SOURCE_IDLE_S", 10.0)),
+            source_idle_s=max(0.0, _float(env, "JOURNEY_SOURCE_IDLE_S", 60.0)),
             app_id=env.get("JOURNEY_APP_ID", "journey-tracker") or "journey-tracker",
             retention_days=_int(env, "JOURNEY_RETENTION_DAYS", 0) or None,
             web_port=_int(env, "JOURNEY_WEB_PORT", 8088),

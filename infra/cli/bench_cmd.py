@@ -33,6 +33,9 @@ SCENARIOS: dict[str, tuple[str, list[str], list[str]]] = {
     "replay": ("tests.bench.detect_bench", ["--events", "1000000", "--workers", "2", "--figure",
                                             "replay_events_per_s"],
                ["--events", "100000", "--workers", "2", "--figure", "replay_events_per_s"]),
+    # a month of history through `journey emit --file` to the last incident change in ClickHouse (issue 17)
+    "backfill": ("tests.bench.backfill_bench", ["--events", "250000", "--workers", "2"],
+                 ["--events", "50000", "--workers", "2"]),
     "memory": ("tests.bench.memory_bench", ["--journeys", "1000000"], ["--journeys", "100000"]),
     # a 10 s dashboard query beside the sink's drain and SELECT 1 (issue 20)
     "bi": ("tests.bench.bi_bench", ["--rows", "500000", "--bi-seconds", "10"],

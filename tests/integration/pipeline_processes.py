@@ -24,8 +24,7 @@ def own_topics(stack_settings: Settings, **changes: Any) -> Settings:
     t = stack_settings.topics
     settings = stack_settings.with_(
         app_id=f"jt-{suffix}", web_port=free_port(),
-        topics=type(t)(*(f"{name}-{suffix}" for name in (t.touchpoints, t.dlq, t.incidents, t.alerts, t.silences,
-                                                          t.customers))), **changes)
+        topics=type(t)(*(f"{name}-{suffix}" for name in t.all())), **changes)
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings, settings.topics.all())
     return settings

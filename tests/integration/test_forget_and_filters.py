@@ -77,7 +77,10 @@ def test_forget_removes_one_customer_everywhere_in_clickhouse_and_nobody_else(st
     # patch parts, not a mutation of every part (which waits behind the merges of a busy table)
     assert client.query(mutations).result_rows[0][0] == made_before
     result = json.loads(done.stdout)
-    assert result["removed"] == {"touchpoints": 3, "incidents": 2, "alerts": 2, "customers": 1}
+    removed = result["removed"]
+    # rows as stored: the incident's two versions, or one when a merge already folded them (shared stack)
+    assert removed.pop("incidents") in (1, 2)
+    assert removed == {"touchpoints": 3, "alerts": 2, "customers": 1}
     assert result["left"] == {"touchpoints": 0, "incidents": 0, "alerts": 0, "customers": 0}
     topics = stack_settings.topics
     assert {topics.touchpoints, topics.incidents, topics.alerts, topics.dlq, topics.customers,

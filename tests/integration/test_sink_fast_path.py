@@ -28,6 +28,7 @@ from infra.base.heartbeat import read_heartbeat
 from infra.base.migrations import apply_migrations
 from infra.local.processes import wait_until
 from schemas.codec import encode, encode_with
+from schemas.contract import MAX_PROMISE_S
 from schemas.registry import load_registry
 from streams.emitter import producer_config
 from tests.integration.test_sink import start_sink
@@ -159,7 +160,7 @@ BAD = {
     "empty event id": encode("touchpoint", event(1, event_id="")),
     "id too long": encode("touchpoint", event(1, journey_id="j" * 257)),
     "promise of 0 s": encode("touchpoint", event(1, promised_within_s=0)),
-    "promise beyond a week": encode("touchpoint", event(1, promised_within_s=7 * 86400 + 1)),
+    "promise beyond the limit": encode("touchpoint", event(1, promised_within_s=MAX_PROMISE_S + 1)),
     "two days ahead": encode("touchpoint", event(1, occurred_at=NOW + 2 * 86_400_000)),
     "before 2000": encode("touchpoint", event(1, occurred_at=900_000_000_000)),
     "65 attrs": encode("touchpoint", event(1, attrs={f"k{n}": "v" for n in range(65)})),

@@ -1,0 +1,115 @@
+"""Benchmark (not a test): a month of history backfilled with `journey emit --file`, to the last
+incident change in ClickHouse (issue 17).
+
+    python -m tests.bench.backfill_bench [--events 250000] [--workers 2]
+
+A simulated month (the simulator's journeys, failures and recoveries; about 11 events a journey)
+is written as a JSON-lines file and sent by `journey emit --file` into a stack with its workers
+and sink running. The figure is events / (emit start -> the last incident change in ClickHouse,
+with every injected failure found); the same run's baseline is `journey emit` alone (the rate the
+file reached the topic), so the ratio says how much of the backfill's time is detection and the
+sink. The CPU seconds of the workers and the sink per 1,000 events say where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from infra.base.clickhouse import get_client
+from infra.base.config import Settings
+from infra.base.heartbeat import service_ready
+from infra.local import processes
+from schemas.contract import event_to_json
+from streams.ground_truth import compare
+from streams.simulator import simulate
+from tests.bench.common import bench_servers, cpu_seconds
+
+DAY_MS = 86_400_000
+EVENTS_PER_JOURNEY = 11  # about what the simulator emits per journey (streams.demo)
+INCIDENTS = """
+SELECT incident_id, journey_id, rule, status, toUnixTimestamp64Milli(failed_at) AS failed_at,
+       time_to_acknowledge_s, time_to_first_response_s, time_to_resolve_s, compensation_kind,
+       compensation_amount, post_recovery_score, recovered, severity, repeat_customer
+FROM journey.incidents FINAL WHERE startsWith(journey_id, {p:String})
+"""
+
+
+def start(settings: Settings, module: str, name: str, worker: int | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings.to_env()}
+    if worker is not None:
+        env["JOURNEY_WORKER_ID"] = str(worker)
+    proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    if not processes.wait_until(lambda: service_ready(settings, name) or proc.poll() is not None, 120):
+        raise SystemExit(f"{name} did not start within 120 s")
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=250_000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=17)
+    args = parser.parse_args()
+    now = int(time.time() * 1000)
+    sim = simulate(args.seed, max(10, args.events // EVENTS_PER_JOURNEY), now - 32 * DAY_MS, 30 * 86_400)
+    prefix = sim.events[0]["journey_id"].rsplit("-j", 1)[0]
+    # the next live event a day after the month: idle partitions follow it, so the month's last deadlines fire
+    closing = {**sim.events[-1], "event_id": f"{prefix}-closing-{uuid.uuid4().hex[:6]}", "customer_id": None,
+               "journey_id": f"{prefix}-closing", "type": "VISIT", "stage": "before",
+               "occurred_at": sim.end_ms + DAY_MS, "attrs": {}}
+    with bench_servers("bench-backfill") as settings:
+        path = settings.home / "month.jsonl"
+        path.write_text("".join(json.dumps(event_to_json(e)) + "\n" for e in [*sim.events, closing]))
+        workers = [start(settings, "streams.worker", f"worker-{w}", w) for w in range(args.workers)]
+        sink = start(settings, "consumers.sink", "sink")
+        client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
+        try:
+            started = time.monotonic()
+            emit = subprocess.run([sys.executable, "-c", "from infra.cli import main; main()", "emit", "--file",
+                                   str(path)], env={**os.environ, **settings.to_env()}, capture_output=True,
+                                  text=True, timeout=1800)
+            if emit.returncode != 0:
+                raise SystemExit(f"journey emit failed: {emit.stderr.strip()[-500:]}")
+            emitted = time.monotonic() - started
+            last_change, seen, report = started, None, {"ok": False}
+            deadline = time.monotonic() + 1800
+            while time.monotonic() < deadline:
+                rows = client.query(INCIDENTS, parameters={"p": prefix})
+                incidents = [dict(zip(rows.column_names, r, strict=True)) for r in rows.result_rows]
+                state = sorted((i["incident_id"], i["status"], i["time_to_resolve_s"]) for i in incidents)
+                if state != seen:
+                    seen, last_change = state, time.monotonic()
+                    report = compare(sim, incidents)
+                elif report["ok"] and time.monotonic() - last_change > 10:
+                    break  # found everything and nothing changed for 10 s
+                time.sleep(1)
+            took = last_change - started
+            cpu: dict[str, Any] = {f"worker-{w}": cpu_seconds(p.pid) for w, p in enumerate(workers)}
+            cpu["sink"] = cpu_seconds(sink.pid)
+        finally:
+            for proc in [*workers, sink]:
+                proc.terminate()
+            for proc in [*workers, sink]:
+                proc.wait(timeout=60)
+    events = len(sim.events) + 1
+    rate, baseline = events / took, events / emitted
+    print(json.dumps({
+        "backfill_events_per_s": {"value": round(rate), "baseline": round(baseline), "ratio": round(rate / baseline, 3),
+                                  "note": "emit --file of a simulated month to the last incident change in "
+                                          "ClickHouse; baseline: the emit alone, same run"},
+        "events": events, "workers": args.workers, "truth_found": report["ok"], "incidents": len(seen or []),
+        "seconds": {"emit": round(emitted, 1), "to_last_incident_change": round(took, 1)},
+        "cpu_ms_per_1000_events": {name: round(1e6 * s / events) for name, s in cpu.items()},
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -30,15 +30,10 @@ from schemas.contract import event_to_json
 from streams.ground_truth import compare
 from streams.simulator import simulate
 from tests.bench.common import bench_servers, cpu_seconds
+from tests.integration.faults import INCIDENT_QUERY  # the ground-truth comparison's columns
 
 DAY_MS = 86_400_000
 EVENTS_PER_JOURNEY = 11  # about what the simulator emits per journey (streams.demo)
-INCIDENTS = """
-SELECT incident_id, journey_id, rule, status, toUnixTimestamp64Milli(failed_at) AS failed_at,
-       time_to_acknowledge_s, time_to_first_response_s, time_to_resolve_s, compensation_kind,
-       compensation_amount, post_recovery_score, recovered, severity, repeat_customer
-FROM journey.incidents FINAL WHERE startsWith(journey_id, {p:String})
-"""
 
 
 def start(settings: Settings, module: str, name: str, worker: int | None = None) -> subprocess.Popen[bytes]:
@@ -82,7 +77,7 @@ def main() -> None:
             last_change, seen, report = started, None, {"ok": False}
             deadline = time.monotonic() + 1800
             while time.monotonic() < deadline:
-                rows = client.query(INCIDENTS, parameters={"p": prefix})
+                rows = client.query(INCIDENT_QUERY, parameters={"p": prefix})
                 incidents = [dict(zip(rows.column_names, r, strict=True)) for r in rows.result_rows]
                 state = sorted((i["incident_id"], i["status"], i["time_to_resolve_s"]) for i in incidents)
                 if state != seen:

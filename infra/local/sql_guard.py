@@ -165,7 +165,7 @@ class Caps:
     max_memory_usage: int = 2 * 1024**3
     max_result_rows: int = 1_000_000
     max_threads: int = 1
-    max_cpus: float = 0.5  # CPU cores all read-only queries together may use (a workload's max_cpus)
+    max_cpus: float = 0.5  # the read-only workload's max_cpus (inert without CPU preemption, as in chDB 26.9)
 
     def as_settings(self) -> dict[str, int]:
         return {"max_execution_time": self.max_execution_time, "max_memory_usage": self.max_memory_usage,

@@ -3,12 +3,13 @@ incident change in ClickHouse (issue 17).
 
     python -m tests.bench.backfill_bench [--events 250000] [--workers 2]
 
-A simulated month (the simulator's journeys, failures and recoveries; about 11 events a journey)
+A simulated month (the simulator's journeys, failures and recoveries; about 9 events a journey)
 is written as a JSON-lines file and sent by `journey emit --file` into a stack with its workers
 and sink running. The figure is events / (emit start -> the last incident change in ClickHouse,
 with every injected failure found); the same run's baseline is `journey emit` alone (the rate the
 file reached the topic), so the ratio says how much of the backfill's time is detection and the
-sink. The CPU seconds of the workers and the sink per 1,000 events say where the time goes.
+sink. The CPU seconds of the workers and the sink per 1,000 events say where the time goes, and the
+incident changes published per incident how much of it is re-publishing versions.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import closing
 from typing import Any
+
+from kafka import TopicPartition
 
 from infra.base.clickhouse import get_client
 from infra.base.config import Settings
 from infra.base.heartbeat import service_ready
+from infra.base.kafka import consumer
 from infra.local import processes
 from schemas.contract import event_to_json
 from streams.ground_truth import compare
@@ -33,7 +38,7 @@ from tests.bench.common import bench_servers, cpu_seconds
 from tests.integration.faults import INCIDENT_QUERY  # the ground-truth comparison's columns
 
 DAY_MS = 86_400_000
-EVENTS_PER_JOURNEY = 11  # about what the simulator emits per journey (streams.demo)
+EVENTS_PER_JOURNEY = 8.7  # what the simulator emits per journey over a month (seed 17: 251,138 from 28,735)
 
 
 def start(settings: Settings, module: str, name: str, worker: int | None = None) -> subprocess.Popen[bytes]:
@@ -47,6 +52,13 @@ def start(settings: Settings, module: str, name: str, worker: int | None = None)
     return proc
 
 
+def published(settings: Settings, topic: str) -> int:
+    """Records ever written to `topic` (the sum of its end offsets)."""
+    with closing(consumer(settings)) as reader:
+        parts = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        return sum(reader.end_offsets(parts).values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=250_000)
@@ -54,7 +66,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=17)
     args = parser.parse_args()
     now = int(time.time() * 1000)
-    sim = simulate(args.seed, max(10, args.events // EVENTS_PER_JOURNEY), now - 32 * DAY_MS, 30 * 86_400)
+    sim = simulate(args.seed, max(10, int(args.events / EVENTS_PER_JOURNEY)), now - 32 * DAY_MS, 30 * 86_400)
     prefix = sim.events[0]["journey_id"].rsplit("-j", 1)[0]
     # the next live event a day after the month: idle partitions follow it, so the month's last deadlines fire
     closing = {**sim.events[-1], "event_id": f"{prefix}-closing-{uuid.uuid4().hex[:6]}", "customer_id": None,
@@ -89,6 +101,7 @@ def main() -> None:
             took = last_change - started
             cpu: dict[str, Any] = {f"worker-{w}": cpu_seconds(p.pid) for w, p in enumerate(workers)}
             cpu["sink"] = cpu_seconds(sink.pid)
+            changes = published(settings, settings.topics.incidents)
         finally:
             for proc in [*workers, sink]:
                 proc.terminate()
@@ -101,6 +114,7 @@ def main() -> None:
                                   "note": "emit --file of a simulated month to the last incident change in "
                                           "ClickHouse; baseline: the emit alone, same run"},
         "events": events, "workers": args.workers, "truth_found": report["ok"], "incidents": len(seen or []),
+        "incident_changes_per_incident": round(changes / max(1, len(seen or [])), 2),
         "seconds": {"emit": round(emitted, 1), "to_last_incident_change": round(took, 1)},
         "cpu_ms_per_1000_events": {name: round(1e6 * s / events) for name, s in cpu.items()},
     }))

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_short_demo_detects_every_injected_failure(tmp_path: Path) -> None:
-    env = own_stack_env(tmp_path / "home", JOURNEY_STARTUP_TIMEOUT_S="90")
+    # two workers: the ground truth's severity, repeat_customer and recovered must not depend on
+    # which worker holds which journey (issue 16)
+    env = own_stack_env(tmp_path / "home", JOURNEY_STARTUP_TIMEOUT_S="90", JOURNEY_WORKERS="2")
     result = subprocess.run(
         [sys.executable, "-c", "from infra.cli import main; main()", "demo", "--duration", "10", "--rate", "150",
          "--speed", "720", "--seed", "11", "--json"],

@@ -63,3 +63,21 @@ def test_a_live_pid_running_another_command_is_not_ours(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(timeout=5)
+
+
+def test_a_child_is_alive_as_soon_as_spawn_returns(tmp_path: Path) -> None:
+    """Regression: between `Popen` returning and the kernel setting up the new program's
+    arguments, /proc/PID/cmdline is empty; a pid file recorded then was called dead (under load
+    `stop` skipped a fresh child and left it running). `spawn` returns after that window."""
+    pid_dir = tmp_path / "pids"
+    for attempt in range(20):  # the window is short: several tries (it failed ~1 in 40 under load)
+        proc = processes.spawn(f"sleeper-{attempt}", [sys.executable, "-c", "import time; time.sleep(60)"],
+                               tmp_path / "sleeper.log", pid_dir)
+        try:
+            [tracked] = processes.tracked(pid_dir)
+            assert tracked.alive()
+            processes.stop(tracked, pid_dir, grace_s=5)
+            assert proc.wait(timeout=10) is not None
+        finally:
+            proc.kill()
+            proc.wait(timeout=5)

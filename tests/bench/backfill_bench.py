@@ -23,28 +23,14 @@ import uuid
 from typing import Any
 
 from infra.base.clickhouse import get_client
-from infra.base.config import Settings
-from infra.base.heartbeat import service_ready
-from infra.local import processes
 from schemas.contract import event_to_json
 from streams.ground_truth import compare
 from streams.simulator import simulate
-from tests.bench.common import bench_servers, cpu_seconds
+from tests.bench.common import bench_servers, cpu_seconds, start_service, stop_services
 from tests.integration.faults import INCIDENT_QUERY  # the ground-truth comparison's columns
 
 DAY_MS = 86_400_000
 EVENTS_PER_JOURNEY = 11  # about what the simulator emits per journey (streams.demo)
-
-
-def start(settings: Settings, module: str, name: str, worker: int | None = None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings.to_env()}
-    if worker is not None:
-        env["JOURNEY_WORKER_ID"] = str(worker)
-    proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    if not processes.wait_until(lambda: service_ready(settings, name) or proc.poll() is not None, 120):
-        raise SystemExit(f"{name} did not start within 120 s")
-    return proc
 
 
 def main() -> None:
@@ -63,10 +49,13 @@ def main() -> None:
     with bench_servers("bench-backfill") as settings:
         path = settings.home / "month.jsonl"
         path.write_text("".join(json.dumps(event_to_json(e)) + "\n" for e in [*sim.events, closing]))
-        workers = [start(settings, "streams.worker", f"worker-{w}", w) for w in range(args.workers)]
-        sink = start(settings, "consumers.sink", "sink")
-        client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
+        services: list[subprocess.Popen[bytes]] = []  # stopped below, however far the start got
         try:
+            for w in range(args.workers):
+                services.append(start_service(settings, "streams.worker", f"worker-{w}", w))
+            services.append(start_service(settings, "consumers.sink", "sink"))
+            *workers, sink = services
+            client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
             started = time.monotonic()
             emit = subprocess.run([sys.executable, "-c", "from infra.cli import main; main()", "emit", "--file",
                                    str(path)], env={**os.environ, **settings.to_env()}, capture_output=True,
@@ -90,10 +79,7 @@ def main() -> None:
             cpu: dict[str, Any] = {f"worker-{w}": cpu_seconds(p.pid) for w, p in enumerate(workers)}
             cpu["sink"] = cpu_seconds(sink.pid)
         finally:
-            for proc in [*workers, sink]:
-                proc.terminate()
-            for proc in [*workers, sink]:
-                proc.wait(timeout=60)
+            stop_services(services)
     events = len(sim.events) + 1
     rate, baseline = events / took, events / emitted
     print(json.dumps({

@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import gc
 import io
 import os
 import stat
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from infra.base.config import Settings
-from schemas.contract import ContractError, parse_json_line
-from streams.emitter import TouchpointEmitter, delivery_error
+from streams.emit_parallel import emit_lines_parallel
+from streams.emitter import TouchpointEmitter, delivery_error, fewer_gc_passes, take_line
 
 if TYPE_CHECKING:
     from streams.emit_batches import BatchEmitter
 
     Emitter = TouchpointEmitter | BatchEmitter
-
-GC_FIRST_GENERATION = 50_000  # allocations between collections while emitting (Python's default: 700)
-
-
-@contextmanager
-def fewer_gc_passes() -> Iterator[None]:
-    """Raise the cyclic collector's first threshold for a bulk emit, and restore it after.
-
-    Profiled: with the default, the collector ran ~550 times per 50k lines (each pass into the
-    older generations walking the producer's thousands of pending futures) and took 6-10 µs
-    per line, ~10% of it; with this, ~1 µs. Reference counting still frees everything acyclic
-    at once; only cycles wait longer.
-    """
-    old = gc.get_threshold()
-    gc.set_threshold(GC_FIRST_GENERATION, *old[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
 
 
 @dataclass
@@ -69,8 +48,6 @@ def emit_lines(
     (`streams.emit_batches`) instead of one by one as they are read.
     """
     if processes > 1 and emitter is None:
-        from streams.emit_parallel import emit_lines_parallel
-
         with fewer_gc_passes():
             accepted, rejected, failed = emit_lines_parallel(settings, lines, on_reject, processes, source)
         if failed:
@@ -105,19 +82,6 @@ def new_emitter(settings: Settings, bulk: bool) -> Emitter:
 
         return BatchEmitter(settings)
     return TouchpointEmitter(settings)
-
-
-def take_line(emitter: Emitter, number: int, line: str, source: str) -> str | None:
-    """Validate one input line and send it; a refused line goes to the dead-letter topic exactly
-    as it was read. Returns why it was refused, or None when it was sent."""
-    try:
-        event = parse_json_line(line)
-    except ContractError as exc:
-        # surrogateescape: undecodable input bytes come back exactly as they were sent
-        emitter.send_dead_letter(line.rstrip("\r\n").encode("utf-8", "surrogateescape"), str(exc), source, number)
-        return str(exc)
-    emitter.send(event)
-    return None
 
 
 def is_regular_file(stream: TextIO) -> bool:

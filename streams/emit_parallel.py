@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 
 from infra.base.config import Settings
 from infra.base.errors import JourneyError
-from streams.emit_lines import fewer_gc_passes, take_line
+from streams.emitter import fewer_gc_passes, take_line
 
 CHUNK_LINES = 2000
 _KEY = '"journey_id"'

@@ -12,11 +12,13 @@ per journey id and pass the partition explicitly.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -27,7 +29,7 @@ from infra.base.errors import JourneyError
 from infra.base.kafka_clients import client_args
 from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import encode
-from schemas.contract import validate_event
+from schemas.contract import ContractError, parse_json_line, validate_event
 from schemas.dead_letter import dead_letter_headers
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 TOUCHPOINT = "touchpoint"
 SETTLE_EVERY = 20_000  # pending futures checked (and released) in bulk this often
 _PARTITION_CACHE_MAX = 200_000
+GC_FIRST_GENERATION = 50_000  # allocations between collections while emitting (Python's default: 700)
 
 
 class DeliveryError(JourneyError):
@@ -56,6 +59,44 @@ def delivery_error(failed: list[tuple[str, str]]) -> DeliveryError:
         f"{len(failed)} events were not acknowledged by the broker "
         f"(first: {first_id}: {first_error}); re-send them once the broker is healthy"
     )
+
+
+@contextmanager
+def fewer_gc_passes() -> Iterator[None]:
+    """Raise the cyclic collector's first threshold for a bulk emit, and restore it after.
+
+    Profiled: with the default, the collector ran ~550 times per 50k lines (each pass into the
+    older generations walking the producer's thousands of pending futures) and took 6-10 µs
+    per line, ~10% of it; with this, ~1 µs. Reference counting still frees everything acyclic
+    at once; only cycles wait longer.
+    """
+    old = gc.get_threshold()
+    gc.set_threshold(GC_FIRST_GENERATION, *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+class LineEmitter(Protocol):
+    """What `take_line` sends through: `TouchpointEmitter` or `streams.emit_batches.BatchEmitter`."""
+
+    def send(self, event: dict[str, Any]) -> None: ...
+
+    def send_dead_letter(self, raw: bytes, reason: str, source: str, line: int) -> None: ...
+
+
+def take_line(emitter: LineEmitter, number: int, line: str, source: str) -> str | None:
+    """Validate one input line and send it; a refused line goes to the dead-letter topic exactly
+    as it was read. Returns why it was refused, or None when it was sent."""
+    try:
+        event = parse_json_line(line)
+    except ContractError as exc:
+        # surrogateescape: undecodable input bytes come back exactly as they were sent
+        emitter.send_dead_letter(line.rstrip("\r\n").encode("utf-8", "surrogateescape"), str(exc), source, number)
+        return str(exc)
+    emitter.send(event)
+    return None
 
 
 def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:

@@ -6,8 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from infra.base.config import Settings
-from streams.emit_lines import fewer_gc_passes
-from streams.emitter import TouchpointEmitter
+from streams.emitter import TouchpointEmitter, fewer_gc_passes
 
 PROGRESS_EVERY = 1000
 

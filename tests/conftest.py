@@ -15,6 +15,7 @@ import pytest
 from infra.base.config import Settings
 from infra.base.kafka import ensure_topics
 from infra.local import processes, stack
+from tests.topic_names import suffixed
 
 
 @pytest.fixture(scope="session")
@@ -46,17 +47,6 @@ def stack_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
 def unique_topics(stack_settings: Settings) -> Settings:
     """Settings whose topic names are unique to this test (created, 4 partitions each)."""
     suffix = uuid.uuid4().hex[:8]
-    topics = stack_settings.topics
-    settings = stack_settings.with_(
-        topics=type(topics)(
-            touchpoints=f"{topics.touchpoints}-{suffix}",
-            dlq=f"{topics.dlq}-{suffix}",
-            incidents=f"{topics.incidents}-{suffix}",
-            alerts=f"{topics.alerts}-{suffix}",
-            silences=f"{topics.silences}-{suffix}",
-            customers=f"{topics.customers}-{suffix}",
-            late=f"{topics.late}-{suffix}",
-        )
-    )
+    settings = stack_settings.with_(topics=suffixed(stack_settings.topics, suffix))
     ensure_topics(settings, settings.topics.all())
     return settings

@@ -19,7 +19,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_CLICKHOUSE_READONLY_MAX_EXECUTION_S | 60 | `max_execution_time` cap of a read-only user |
 | JOURNEY_CLICKHOUSE_READONLY_MAX_MEMORY | 2147483648 | read-only user's `max_memory_usage` cap, bytes |
 | JOURNEY_CLICKHOUSE_READONLY_MAX_RESULT_ROWS | 1000000 | a read-only user's `max_result_rows` cap |
-| JOURNEY_CLICKHOUSE_READONLY_MAX_CPUS | 0.5 | max_cpus of the read-only workload (caps only where the engine preempts CPU; not chDB 26.9) |
+| JOURNEY_CLICKHOUSE_READONLY_MAX_CPUS | 0.5 | read-only workload max_cpus (inert without CPU preemption: chDB 26.9) |
 | JOURNEY_CLICKHOUSE_MUTATION_WAIT_S | 60 | longest wait for a DELETE's mutation, then UNFINISHED (it goes on) |
 | JOURNEY_CLICKHOUSE_CORS_ORIGINS | (unset) | browser origins the local endpoint serves (others: 403), comma-separated |
 | JOURNEY_TOPIC_TOUCHPOINTS | touchpoints | topic of all touchpoint events |

@@ -27,7 +27,7 @@ def import_(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from streams.emit_lines import fewer_gc_passes
+    from streams.emitter import fewer_gc_passes
     from streams.history_import import load_mapping, read_export
     from streams.import_producer import produce_history
 

@@ -98,11 +98,22 @@ def private_dir(path: Path) -> Path:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path`, readable by the owner only (0600)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
-    os.fchmod(fd, PRIVATE_FILE)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    """Write `text` to `path`, readable by the owner only (0600), all at once.
+
+    Written beside it and renamed over it: a reader (`journey status`, `tracked`) sees the old
+    file or the new one, never an empty or half-written one (which `tracked` would take for a
+    broken pid file and delete).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def spawn(
@@ -131,10 +142,24 @@ def spawn(
             start_new_session=True,
             umask=0o077,
         )
+    _wait_for_exec(proc)
     record = {"name": name, "pid": proc.pid, "start_time": _start_time(proc.pid), "argv": argv[0],
               "cmdline": list(argv)}
     write_private(pid_dir / f"{name}.pid", json.dumps(record))
     return proc
+
+
+def _wait_for_exec(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Return once the kernel has set up the new program's command line (or the child ended).
+
+    `Popen` returns when the exec passed its point of no return (the close-on-exec pipe it
+    waits on is closed there), but the kernel sets up the new image's argument area a moment
+    later: in between, /proc/PID/cmdline is empty and `TrackedProcess.alive()` would call our
+    own fresh child dead (seen under load: `journey down` right after a start left it running).
+    """
+    deadline = time.monotonic() + timeout_s
+    while not _cmdline(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def tracked(pid_dir: Path) -> list[TrackedProcess]:

@@ -46,9 +46,7 @@ def saver(settings: Settings) -> Callable[[RegisteredSchema], None]:
         path = state_file(settings)
         items = json.loads(path.read_text()) if path.is_file() else []
         items.append({"id": entry.id, "subject": entry.subject, "version": entry.version, "schema": entry.raw})
-        tmp = path.with_suffix(".tmp")
-        write_private(tmp, json.dumps(items, indent=1))
-        tmp.replace(path)
+        write_private(path, json.dumps(items, indent=1))  # all at once: written beside it and renamed
         log.info("registered %s version %d as id %d", entry.subject, entry.version, entry.id)
     return save
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,11 +23,10 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 
 from infra.base.config import Settings
-from infra.base.heartbeat import service_ready
 from infra.local import processes
 from schemas.codec import decode, encode
 from schemas.event_types import STAGE_OF_TYPE
-from tests.bench.common import bench_servers
+from tests.bench.common import bench_servers, start_service, stop_services
 
 PROBE_TIMEOUT_S = 10  # a probe never seen is an error, not a hang
 
@@ -138,14 +134,6 @@ def kafka_round_trip_ms(settings: Settings, count: int) -> list[float]:
     return out
 
 
-def _start(settings: Settings, module: str, name: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", module], env={**os.environ, **settings.to_env(),
-                                                                  "JOURNEY_WORKER_ID": "0"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    processes.wait_until(lambda: service_ready(settings, name) or proc.poll() is not None, 120)
-    return proc
-
-
 def run(load: int, probes: int) -> dict[str, Any]:
     arrivals = Arrivals()
     hook = _webhook_server(arrivals)
@@ -153,7 +141,8 @@ def run(load: int, probes: int) -> dict[str, Any]:
         settings = base.with_(web_port=processes.free_port(), oncall_token="bench",
                               webhooks={"bench": f"http://127.0.0.1:{hook.server_address[1]}/"})
         baseline = kafka_round_trip_ms(settings, probes)
-        procs = [_start(settings, "streams.worker", "worker-0"), _start(settings, "consumers.notifier", "notifier")]
+        procs = [start_service(settings, "streams.worker", "worker-0", 0)]
+        procs.append(start_service(settings, "consumers.notifier", "notifier"))
         stop = threading.Event()
         threads = [threading.Thread(target=_background, args=(settings, load, stop), daemon=True),
                    threading.Thread(target=_follow_alerts, args=(settings, arrivals, stop), daemon=True)]
@@ -182,10 +171,7 @@ def run(load: int, probes: int) -> dict[str, Any]:
             stop.set()
             for t in threads:
                 t.join(timeout=30)
-            for proc in procs:
-                proc.terminate()
-            for proc in procs:
-                proc.wait(timeout=60)
+            stop_services(procs)
     hook.shutdown()
     topic_ms = [arrivals.topic[j] - t for j, t in sent.items() if j in arrivals.topic]
     webhook_ms = [arrivals.webhook[j] - t for j, t in sent.items() if j in arrivals.webhook]

@@ -28,28 +28,15 @@ from kafka import TopicPartition
 
 from infra.base.clickhouse import get_client
 from infra.base.config import Settings
-from infra.base.heartbeat import service_ready
 from infra.base.kafka import consumer
-from infra.local import processes
 from schemas.contract import event_to_json
 from streams.ground_truth import compare
 from streams.simulator import simulate
-from tests.bench.common import bench_servers, cpu_seconds
+from tests.bench.common import bench_servers, cpu_seconds, start_service, stop_services
 from tests.integration.faults import INCIDENT_QUERY  # the ground-truth comparison's columns
 
 DAY_MS = 86_400_000
 EVENTS_PER_JOURNEY = 8.7  # what the simulator emits per journey over a month (seed 17: 251,138 from 28,735)
-
-
-def start(settings: Settings, module: str, name: str, worker: int | None = None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **settings.to_env()}
-    if worker is not None:
-        env["JOURNEY_WORKER_ID"] = str(worker)
-    proc = subprocess.Popen([sys.executable, "-m", module], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    if not processes.wait_until(lambda: service_ready(settings, name) or proc.poll() is not None, 120):
-        raise SystemExit(f"{name} did not start within 120 s")
-    return proc
 
 
 def published(settings: Settings, topic: str) -> int:
@@ -69,16 +56,19 @@ def main() -> None:
     sim = simulate(args.seed, max(10, int(args.events / EVENTS_PER_JOURNEY)), now - 32 * DAY_MS, 30 * 86_400)
     prefix = sim.events[0]["journey_id"].rsplit("-j", 1)[0]
     # the next live event a day after the month: idle partitions follow it, so the month's last deadlines fire
-    closing = {**sim.events[-1], "event_id": f"{prefix}-closing-{uuid.uuid4().hex[:6]}", "customer_id": None,
-               "journey_id": f"{prefix}-closing", "type": "VISIT", "stage": "before",
-               "occurred_at": sim.end_ms + DAY_MS, "attrs": {}}
+    closing_visit = {**sim.events[-1], "event_id": f"{prefix}-closing-{uuid.uuid4().hex[:6]}", "customer_id": None,
+                     "journey_id": f"{prefix}-closing", "type": "VISIT", "stage": "before",
+                     "occurred_at": sim.end_ms + DAY_MS, "attrs": {}}
     with bench_servers("bench-backfill") as settings:
         path = settings.home / "month.jsonl"
-        path.write_text("".join(json.dumps(event_to_json(e)) + "\n" for e in [*sim.events, closing]))
-        workers = [start(settings, "streams.worker", f"worker-{w}", w) for w in range(args.workers)]
-        sink = start(settings, "consumers.sink", "sink")
-        client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
+        path.write_text("".join(json.dumps(event_to_json(e)) + "\n" for e in [*sim.events, closing_visit]))
+        services: list[subprocess.Popen[bytes]] = []  # stopped below, however far the start got
         try:
+            for w in range(args.workers):
+                services.append(start_service(settings, "streams.worker", f"worker-{w}", w))
+            services.append(start_service(settings, "consumers.sink", "sink"))
+            *workers, sink = services
+            client = get_client(settings.clickhouse_url, settings.clickhouse_user, settings.clickhouse_password)
             started = time.monotonic()
             emit = subprocess.run([sys.executable, "-c", "from infra.cli import main; main()", "emit", "--file",
                                    str(path)], env={**os.environ, **settings.to_env()}, capture_output=True,
@@ -103,10 +93,7 @@ def main() -> None:
             cpu["sink"] = cpu_seconds(sink.pid)
             changes = published(settings, settings.topics.incidents)
         finally:
-            for proc in [*workers, sink]:
-                proc.terminate()
-            for proc in [*workers, sink]:
-                proc.wait(timeout=60)
+            stop_services(services)
     events = len(sim.events) + 1
     rate, baseline = events / took, events / emitted
     print(json.dumps({

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -25,12 +22,11 @@ from kafka import KafkaProducer
 
 from infra.base.clickhouse import admin_client, get_client
 from infra.base.config import Settings
-from infra.base.heartbeat import service_ready
 from infra.base.kafka import ensure_topics
 from infra.local import processes
 from schemas.codec import encode
 from streams.emitter import producer_config
-from tests.bench.common import bench_servers
+from tests.bench.common import bench_servers, start_service, stop_services
 from tests.bench.sink_bench import percentile, touchpoint
 
 BI_USER = "bi"
@@ -80,23 +76,22 @@ def phase(settings: Settings, rows: int, bi_seconds: int | None) -> tuple[float,
     for t in threads:
         t.start()
     time.sleep(1.0)  # the dashboard query is running before the sink starts
-    sink = subprocess.Popen([sys.executable, "-m", "consumers.sink"], env={**os.environ, **settings.to_env()},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: list[tuple[float, int]] = []
+
+    def drained() -> bool:
+        count = client.query("SELECT count() FROM journey.touchpoints").result_rows[0][0] - before
+        if count:
+            seen.append((time.perf_counter(), count))
+        return count >= rows
+
     try:
-        processes.wait_until(lambda: service_ready(settings, "sink"), 60)
-        seen: list[tuple[float, int]] = []
-
-        def drained() -> bool:
-            count = client.query("SELECT count() FROM journey.touchpoints").result_rows[0][0] - before
-            if count:
-                seen.append((time.perf_counter(), count))
-            return count >= rows
-
-        processes.wait_until(drained, 600, interval_s=0.02)
+        sink = start_service(settings, "consumers.sink", "sink", timeout_s=60)
+        try:
+            processes.wait_until(drained, 600, interval_s=0.02)
+        finally:
+            stop_services([sink], timeout_s=30)
     finally:
         stop.set()
-        sink.terminate()
-        sink.wait(timeout=30)
     (first_at, first_rows), (done_at, _) = seen[0], seen[-1]
     if first_rows >= rows:
         raise SystemExit(f"--rows {rows} went in as one batch: use at least 4 batches of {settings.sink_batch_rows}")

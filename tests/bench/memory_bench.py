@@ -15,22 +15,20 @@ import argparse
 import gc
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from kafka import KafkaProducer
 
-from infra.base.heartbeat import read_heartbeat, service_ready
+from infra.base.heartbeat import read_heartbeat
 from infra.local import processes
 from schemas.codec import encode
 from streams.customers.book import CustomerBook, CustomerRules
 from streams.domain.config import load_detection_config
 from streams.domain.processor import Detector
 from streams.emitter import producer_config
-from tests.bench.common import bench_servers
+from tests.bench.common import bench_servers, start_service, stop_services
 
 
 def rss_bytes(pid: int) -> int:
@@ -96,17 +94,13 @@ def main() -> None:
     customer_baseline = book_bytes_per_customer(args.journeys, at)
     count = args.journeys
     with bench_servers("bench-memory") as settings:
-        worker = subprocess.Popen([sys.executable, "-m", "streams.worker"],
-                                  env={**os.environ, **settings.to_env(), "JOURNEY_WORKER_ID": "0"},
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker = start_service(settings, "streams.worker", "worker-0", 0)
         try:
-            processes.wait_until(lambda: service_ready(settings, "worker-0"), 120)
             time.sleep(2)
             journeys_grown = open_journeys(settings, worker.pid, 0, count, at, customers=False)
             customers_grown = open_journeys(settings, worker.pid, count, count, at, customers=True)
         finally:
-            worker.terminate()
-            worker.wait(timeout=120)
+            stop_services([worker], timeout_s=120)
     per_journey = journeys_grown / count
     per_customer = customers_grown / count - per_journey
     print(json.dumps({"bytes_per_open_journey": {"value": round(per_journey), "baseline": round(baseline),

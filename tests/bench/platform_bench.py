@@ -32,8 +32,7 @@ from infra.base.config import Settings
 from infra.base.kafka import ensure_topics
 from infra.local import processes
 from schemas.contract import iso_from_ms
-from streams.emit_lines import fewer_gc_passes
-from streams.emitter import TouchpointEmitter
+from streams.emitter import TouchpointEmitter, fewer_gc_passes
 from streams.history_import import load_mapping, read_export
 from streams.import_producer import produce_history
 from streams.platforms.common import sign

@@ -18,7 +18,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 from typing import TextIO
 
@@ -26,11 +25,10 @@ from kafka import KafkaProducer
 
 from consumers.sink import INCIDENT_COLUMNS, TOUCHPOINT_COLUMNS
 from infra.base.clickhouse import admin_client
-from infra.base.heartbeat import service_ready
 from infra.local import processes, stack
 from schemas.codec import encode
 from streams.emitter import producer_config
-from tests.bench.common import bench_servers, cpu_seconds, own_cpu_seconds
+from tests.bench.common import bench_servers, cpu_seconds, own_cpu_seconds, start_service, stop_services
 
 
 def touchpoint(i: int, base: int) -> dict:
@@ -95,10 +93,8 @@ def main() -> None:
             for e in events:
                 producer.send(settings.topics.touchpoints, key=e["journey_id"].encode(), value=encode("touchpoint", e))
             producer.flush()
-            sink = subprocess.Popen([sys.executable, "-m", "consumers.sink"], env={**os.environ, **settings.to_env()},
-                                    stdout=subprocess.DEVNULL, stderr=_log_file())
             launched = time.perf_counter()
-            processes.wait_until(lambda: service_ready(settings, "sink"), 60)
+            sink = start_service(settings, "consumers.sink", "sink", stderr=_log_file(), timeout_s=60)
             started = time.perf_counter()
             seen: list[tuple[float, int, float, float]] = []  # (time, rows visible, sink CPU s, servers CPU s)
 
@@ -147,8 +143,7 @@ def main() -> None:
             producer.close()
         finally:
             if sink is not None:
-                sink.terminate()
-                sink.wait(timeout=30)
+                stop_services([sink], timeout_s=30)
     rate = {"value": round(sink_rate), "baseline": round(baseline), "ratio": round(sink_rate / baseline, 3)}
     print(json.dumps({
         "sink_rows_per_s": rate,

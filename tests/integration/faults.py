@@ -34,6 +34,7 @@ from infra.local.stack import Component
 from streams.demo import CLOSING_VISITS, send
 from streams.ground_truth import compare
 from streams.simulator import Simulation, simulate
+from tests.child import stop_child
 
 EVENTS = int(os.environ.get("JOURNEY_CRASH_EVENTS", "20000"))
 KILLS = int(os.environ.get("JOURNEY_CRASH_KILLS", "3"))
@@ -109,12 +110,7 @@ class Service:
     def stop(self) -> None:
         """SIGTERM and wait: a graceful leave."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_child(self.proc, 60)
 
     def log_tail(self, chars: int = 3000) -> str:
         try:

@@ -16,15 +16,14 @@ from infra.base.kafka import ensure_topics
 from infra.local.processes import free_port, wait_until
 from tests.integration.test_detection import start_worker, stop_worker
 from tests.integration.test_sink import start_sink
+from tests.topic_names import suffixed
 
 
 def own_topics(stack_settings: Settings, **changes: Any) -> Settings:
     """`stack_settings` with topics, app id and notifier port of its own (topics created), plus `changes`."""
     suffix = uuid.uuid4().hex[:8]
-    t = stack_settings.topics
     settings = stack_settings.with_(
-        app_id=f"jt-{suffix}", web_port=free_port(),
-        topics=type(t)(*(f"{name}-{suffix}" for name in t.all())), **changes)
+        app_id=f"jt-{suffix}", web_port=free_port(), topics=suffixed(stack_settings.topics, suffix), **changes)
     settings.home.mkdir(parents=True, exist_ok=True)
     ensure_topics(settings, settings.topics.all())
     return settings

@@ -30,6 +30,7 @@ from streams.domain.config import DEFAULT_RULES_FILE
 from streams.domain.incidents import incident_id
 from streams.topic_reader import follow
 from tests.integration.test_detection import event, incidents_until, produce, start_worker, stop_worker
+from tests.topic_names import suffixed
 
 pytestmark = pytest.mark.integration
 
@@ -82,11 +83,9 @@ def oncall_settings(stack_settings: Settings, home: Path, **changes: Any) -> Set
     from infra.base.kafka import ensure_topics
 
     suffix = uuid.uuid4().hex[:8]
-    t = stack_settings.topics
     settings = stack_settings.with_(
         home=home, app_id=f"jt-{suffix}", web_port=processes.free_port(),
-        topics=type(t)(touchpoints=f"tp-{suffix}", dlq=f"dlq-{suffix}", incidents=f"inc-{suffix}",
-                       alerts=f"al-{suffix}", silences=f"sil-{suffix}"), **changes)
+        topics=suffixed(stack_settings.topics, suffix), **changes)
     ensure_topics(settings, settings.topics.all())
     return settings
 

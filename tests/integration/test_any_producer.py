@@ -42,6 +42,7 @@ from streams.dead_letters import ReplayResult, read_dead_letters, replay_dead_le
 from streams.topic_reader import assigned_consumer, follow
 from tests.integration.test_detection import event, incidents_until, start_worker, stop_worker
 from tests.integration.test_sink import start_sink
+from tests.topic_names import suffixed
 
 pytestmark = pytest.mark.integration
 
@@ -51,11 +52,10 @@ CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
 @pytest.fixture(scope="module")
 def pipeline(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     suffix = uuid.uuid4().hex[:8]
-    t = stack_settings.topics
     settings = stack_settings.with_(
         home=tmp_path_factory.mktemp("any-producer"), app_id=f"jt-{suffix}",
         kafka=KafkaConnection(compression="zstd"), schema_registry_port=free_port(),
-        topics=type(t)(*(f"{name}-{suffix}" for name in (t.touchpoints, t.dlq, t.incidents, t.alerts, t.silences))))
+        topics=suffixed(stack_settings.topics, suffix))
     ensure_topics(settings, settings.topics.all())
     log = open(settings.home / "services.log", "ab")  # noqa: SIM115 - closed below
     procs: dict[str, subprocess.Popen[bytes]] = {}

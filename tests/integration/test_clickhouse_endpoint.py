@@ -15,6 +15,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from infra.base.clickhouse import admin_client, get_client, wait_ready
 from infra.local import processes
+from tests.child import stop_child
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +40,7 @@ def start_endpoint(data_dir: Path, port: int, *extra: str, env: dict[str, str] |
 
 
 def stop_endpoint(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_child(proc, 15)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from infra.local import processes, stack
 from schemas.contract import iso_from_ms
 from streams.topic_reader import follow
 from tests.collector_process import collector_process, request
+from tests.topic_names import suffixed
 
 pytestmark = pytest.mark.integration
 
@@ -82,13 +83,11 @@ def collector(stack_settings: Settings, page_server: PageServer,
               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """One collector on topics of its own: three sources, the test page's origin, small limits."""
     suffix = uuid.uuid4().hex[:8]
-    t = stack_settings.topics
     settings = stack_settings.with_(
         home=tmp_path_factory.mktemp("collector-home"), collector_port=processes.free_port(),
         collector_keys=KEYS, collector_origins=(page_server.origin,), collector_max_body_bytes=64 * 1024,
         collector_max_batch=100, collector_rate_per_s=100,
-        topics=type(t)(touchpoints=f"tp-{suffix}", dlq=f"dlq-{suffix}", incidents=f"inc-{suffix}",
-                       alerts=f"al-{suffix}", silences=f"sil-{suffix}"),
+        topics=suffixed(stack_settings.topics, suffix),
     )
     ensure_topics(settings, settings.topics.all())
     with collector_process(settings):

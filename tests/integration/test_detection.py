@@ -24,6 +24,7 @@ from schemas.contract import validate_event
 from schemas.event_types import STAGE_OF_TYPE
 from streams.domain.incidents import incident_id
 from streams.topic_reader import follow
+from tests.child import stop_child
 
 pytestmark = pytest.mark.integration
 
@@ -49,12 +50,7 @@ def start_worker(settings: Settings, worker_id: int = 0) -> subprocess.Popen[byt
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_child(proc, 30)
 
 
 @pytest.fixture

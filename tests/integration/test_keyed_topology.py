@@ -24,6 +24,7 @@ from streams.domain.incidents import incident_id
 from tests.integration.keyed_file import keyed_file, reference
 from tests.integration.test_detection import incidents_until, start_worker, stop_worker
 from tests.integration.test_sink import start_sink
+from tests.topic_names import suffixed
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +36,8 @@ COMPARED = [c for c in INCIDENT_COLUMNS if c not in ("detected_at", "detection_l
 def fresh(stack_settings: Settings, home: Any, tag: str) -> Settings:
     """Settings of a fresh run on the shared stack: own topics, app id (internal topics, changelogs)."""
     suffix = f"{tag}-{uuid.uuid4().hex[:6]}"
-    topics = stack_settings.topics
     settings = stack_settings.with_(
-        home=home / suffix, app_id=f"jk-{suffix}",
-        topics=type(topics)(**{name: f"{getattr(topics, name)}-{suffix}" for name in
-                               ("touchpoints", "dlq", "incidents", "alerts", "silences", "customers")}))
+        home=home / suffix, app_id=f"jk-{suffix}", topics=suffixed(stack_settings.topics, suffix))
     settings.home.mkdir(parents=True)
     ensure_topics(settings, settings.topics.all())
     return settings

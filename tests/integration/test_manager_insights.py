@@ -41,6 +41,7 @@ from infra.local.services import notifier_components
 from streams.demo import send
 from streams.simulator import Injected, ReturnModel, Simulation, simulate
 from tests.integration.faults import Service, client_for, sink_component, worker_component
+from tests.topic_names import suffixed
 
 pytestmark = pytest.mark.integration
 
@@ -56,11 +57,9 @@ ARTIFACTS = Path(os.environ.get("JOURNEY_ARTIFACTS_DIR", Path(__file__).resolve(
 def planted(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     home = tmp_path_factory.mktemp("insights-home")
     suffix = uuid.uuid4().hex[:8]
-    t = stack_settings.topics
     settings = stack_settings.with_(
         home=home, app_id=f"jt-{suffix}", web_port=processes.free_port(), oncall_token=ONCALL, manager_token=MANAGER,
-        topics=type(t)(touchpoints=f"tp-{suffix}", dlq=f"dlq-{suffix}", incidents=f"inc-{suffix}",
-                       alerts=f"al-{suffix}", silences=f"sil-{suffix}"))
+        topics=suffixed(stack_settings.topics, suffix))
     ensure_topics(settings, settings.topics.all())
     services = [Service(settings, worker_component(settings, 0)).start(),
                 Service(settings, sink_component(settings)).start(),

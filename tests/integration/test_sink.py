@@ -122,12 +122,18 @@ def test_sink_killed_mid_batch_loses_and_duplicates_nothing(unique_topics: Setti
     sink = start_sink(settings)
     produce_chunk(0)
     assert wait_until(lambda: rows() >= chunk, 60, 0.05)  # the sink is up and inserting
-    # the rest arrives paced (>= 5.8 s), so the sink is busy inserting and committing when it is killed;
-    # a sink fast enough to drain a burst before the first count returned cannot dodge the kill this way
+    # the rest arrives paced, so the sink is busy inserting and committing when it is killed (a sink
+    # fast enough to drain a burst before the first count returned cannot dodge the kill this way);
+    # the last chunk waits for the kill, so the kill interrupts the run however slow the sink is
+    # (a fixed pace alone once ended before a sink on a loaded machine had passed the first chunk)
+    killed = threading.Event()
+
     def produce_paced() -> None:
-        for start in range(chunk, total, chunk):
+        for start in range(chunk, total - chunk, chunk):
             produce_chunk(start)
             time.sleep(0.2)
+        killed.wait(120)
+        produce_chunk(total - chunk)
 
     paced = threading.Thread(target=produce_paced)
     paced.start()
@@ -135,8 +141,9 @@ def test_sink_killed_mid_batch_loses_and_duplicates_nothing(unique_topics: Setti
         assert wait_until(lambda: rows() > chunk, 60, 0.05)
         os.kill(sink.pid, signal.SIGKILL)
         sink.wait()
-        assert paced.is_alive(), "the kill came too late to interrupt the run"
+        assert rows() < total  # the run was interrupted: the last chunk was not even sent yet
     finally:
+        killed.set()
         paced.join()
         producer.close()
     sink = start_sink(settings)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import json
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -12,7 +10,7 @@ from hypothesis import strategies as st
 
 from schemas.codec import DecodeError, decode, decode_many, encode, encode_with
 from schemas.event_types import EVENT_TYPES, STAGE_OF_TYPE
-from schemas.registry import SCHEMA_DIR, get_registry, load_registry
+from schemas.registry import SCHEMA_DIR, get_registry
 
 
 def make_event(type_: str = "ITEM_REQUESTED", **extra: object) -> dict[str, object]:
@@ -48,34 +46,22 @@ def test_enum_symbols_match_the_python_constants() -> None:
     assert set(symbols) == set(EVENT_TYPES) | {"UNKNOWN"}
 
 
-@pytest.fixture
-def v2_registry() -> Iterator[tuple[object, int, int]]:
-    """A registry with touchpoint v2 = v1 plus an optional `device` field and a new type symbol."""
-    registry = load_registry()
-    v1 = registry.latest("touchpoint")
-    raw = copy.deepcopy(v1.raw)
-    raw["fields"].append({"name": "device", "type": ["null", "string"], "default": None})
-    next(f for f in raw["fields"] if f["name"] == "type")["type"]["symbols"].append("TABLE_RESET")
-    v2 = registry.register(1001, "touchpoint", v1.version + 1, raw)
-    yield registry, v1.id, v2.id
-
-
-def test_new_writer_old_reader(v2_registry) -> None:
-    registry, v1_id, v2_id = v2_registry
+def test_new_writer_old_reader(touchpoint_v2) -> None:
+    registry, v1_id, v2_id = touchpoint_v2
     data = encode_with(v2_id, make_event(device="kiosk-3"), registry)
     # A consumer still reading with v1 resolves the v2 writer schema: the new field is dropped.
     event = decode(data, "touchpoint", registry, reader=registry.by_id(v1_id))
     assert "device" not in event and event == make_event()
 
 
-def test_unknown_enum_symbol_falls_back_to_default(v2_registry) -> None:
-    registry, v1_id, v2_id = v2_registry
+def test_unknown_enum_symbol_falls_back_to_default(touchpoint_v2) -> None:
+    registry, v1_id, v2_id = touchpoint_v2
     data = encode_with(v2_id, make_event(device=None) | {"type": "TABLE_RESET"}, registry)
     assert decode(data, "touchpoint", registry, reader=registry.by_id(v1_id))["type"] == "UNKNOWN"
 
 
-def test_old_writer_new_reader(v2_registry) -> None:
-    registry, v1_id, _ = v2_registry
+def test_old_writer_new_reader(touchpoint_v2) -> None:
+    registry, v1_id, _ = touchpoint_v2
     data = encode_with(v1_id, make_event(), registry)
     event = decode(data, "touchpoint", registry)
     assert event["device"] is None and event["journey_id"] == "j-1"

@@ -11,9 +11,8 @@ from hypothesis import strategies as st
 from kafka.cluster import ClusterMetadata
 from kafka.partitioner import DefaultPartitioner
 
-from streams.emit_lines import GC_FIRST_GENERATION, fewer_gc_passes
 from streams.emit_parallel import route
-from streams.emitter import KeyPartitioner
+from streams.emitter import GC_FIRST_GENERATION, KeyPartitioner, fewer_gc_passes
 
 
 @given(st.binary(min_size=1, max_size=64), st.integers(min_value=1, max_value=64))

@@ -63,3 +63,48 @@ def test_a_live_pid_running_another_command_is_not_ours(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait(timeout=5)
+
+
+def test_a_child_is_alive_as_soon_as_spawn_returns(tmp_path: Path) -> None:
+    """Regression: between `Popen` returning and the kernel setting up the new program's
+    arguments, /proc/PID/cmdline is empty; a pid file recorded then was called dead (under load
+    `stop` skipped a fresh child and left it running). `spawn` returns after that window."""
+    pid_dir = tmp_path / "pids"
+    for attempt in range(20):  # the window is short: several tries (it failed ~1 in 40 under load)
+        proc = processes.spawn(f"sleeper-{attempt}", [sys.executable, "-c", "import time; time.sleep(60)"],
+                               tmp_path / "sleeper.log", pid_dir)
+        try:
+            [tracked] = processes.tracked(pid_dir)
+            assert tracked.alive()
+            processes.stop(tracked, pid_dir, grace_s=5)
+            assert proc.wait(timeout=10) is not None
+        finally:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def test_a_pid_file_is_never_read_half_written(tmp_path: Path) -> None:
+    """Regression: written in place (truncate, then write), a pid file read meanwhile was empty,
+    and `tracked` deletes a pid file it cannot parse: `journey status` during a start lost one."""
+    import json
+    import threading
+
+    path = tmp_path / "sleeper.pid"
+    record = json.dumps({"name": "sleeper", "pid": 1, "start_time": "1", "cmdline": ["x" * 2000]})
+    processes.write_private(path, record)
+    done = threading.Event()
+
+    def rewrite() -> None:
+        for _ in range(3000):
+            processes.write_private(path, record)
+        done.set()
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    reads = set()
+    while not done.is_set():
+        reads.add(path.read_text())
+    writer.join()
+    assert reads == {record}
+    assert [p.name for p in tmp_path.iterdir()] == ["sleeper.pid"]  # no temporary file left
+    assert path.stat().st_mode & 0o777 == 0o600

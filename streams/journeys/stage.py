@@ -77,9 +77,9 @@ class JourneysStage(Stage):
         for message in messages:
             partition, value = message.partition, message.value
             if is_envelope(value):
-                entries, marks = unpack(value)
-                n_events += len(entries)
-                events += [(partition, event) for _, event in entries]
+                unpacked, marks = unpack(value)
+                n_events += len(unpacked)
+                events += [(partition, event) for event in unpacked]
                 for mark in marks:
                     apply(partition, mark)
             elif is_mark(value):

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from schemas.codec import encode
-from streams.batch_consumer import writing_partition
+from streams.batch_consumer import write_table
 from streams.customers.book import Customer, CustomerBook
 from streams.stage import Stage
 
@@ -76,12 +76,7 @@ class CustomersStage(Stage):
             return [await self.app.producer.send(topic, key, value, None, None, None) for topic, key, value in out]
 
         async def persist() -> None:
-            for key, value in snapshot:
-                with writing_partition(self.topic, self.partition_of(key)):
-                    if value is None:
-                        self.table.pop(key, None)
-                    else:
-                        self.table[key] = value
+            await write_table(self.app, self.table, [(self.partition_of(key), key, value) for key, value in snapshot])
 
         if not await self.checkpoint.commit(generation, messages, publish, persist):
             self.resync()

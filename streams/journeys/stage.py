@@ -7,7 +7,7 @@ the `Detector` (marks clock): each fires only its own journey's deadlines; the l
 the marks fires the rest. Incident changes of a known customer and journey starts go to the
 customers stage, keyed by customer with our partitioner; incidents without a customer are
 published here (nobody else can change them). Journey state lives in a changelog-backed table
-(RocksDB locally), one write per changed journey per batch.
+(RocksDB locally), each changed journey written once per batch, in one write per partition.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from schemas.codec import encode
-from streams.batch_consumer import send_records, writing_partition
+from streams.batch_consumer import send_records, write_table
 from streams.customers.book import published_version
 from streams.domain.processor import Detector, ProcessResult
 from streams.intake.envelope import is_envelope, unpack
@@ -148,12 +148,9 @@ class JourneysStage(Stage):
         return out
 
     async def persist(self, snapshot: list[tuple[bytes, int, bytes | None]]) -> None:
-        for key, partition, value in snapshot:
-            with writing_partition(self.topic, partition):
-                if value is None:  # gone (its tombstone ran out): a deletion in the changelog and RocksDB
-                    self.table.pop(key, None)
-                else:
-                    self.table[key] = value
+        """The batch's changed journeys into the table, as one write per partition (None: gone, its
+        tombstone ran out: a deletion in the changelog and RocksDB)."""
+        await write_table(self.app, self.table, [(partition, key, value) for key, partition, value in snapshot])
 
 
 def _now_ms() -> int:

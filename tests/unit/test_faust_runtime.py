@@ -31,6 +31,16 @@ def test_the_internals_used_still_exist_with_the_shapes_we_rely_on() -> None:
     assert hasattr(faust_aiokafka.Producer, "_ensure_producer")
     for name in ("rebalancing", "rebalancing_count", "consumer_generation_id", "flow_control", "_new_transport"):
         assert hasattr(faust.App, name), name
+    # write_table: the RocksDB store's partition databases, key index and changelog offset
+    from faust.stores.rocksdb import Store
+
+    assert "self._key_index" in inspect.getsource(Store.__init__)
+    assert "self.use_rocksdict" in inspect.getsource(Store.__init__)
+    assert "self._db_for_partition(tp.partition).put(self.offset_key" in inspect.getsource(Store.set_persisted_offset)
+    for name in ("_db_for_partition", "apply_changelog_batch"):
+        assert hasattr(Store, name), name
+    assert "set_persisted_offset(res.topic_partition, res.offset)" in inspect.getsource(
+        faust.tables.base.Collection._on_changelog_sent)  # what write_table does per record batch
 
 
 def test_only_the_runtime_module_imports_faust_internals() -> None:

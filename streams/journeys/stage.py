@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from schemas.codec import encode
-from streams.batch_consumer import send_records, write_table
+from streams.batch_consumer import send_keyed, send_records, write_table
 from streams.customers.book import published_version
 from streams.domain.processor import Detector, ProcessResult
 from streams.intake.envelope import is_envelope, unpack
@@ -107,7 +107,7 @@ class JourneysStage(Stage):
         """Incident changes and journey starts to the customers stage (or, without a customer,
         the incident row itself to the incidents topic); their delivery futures."""
         to_customers: list[tuple[int, bytes | None, bytes]] = []
-        to_incidents: list[tuple[int, bytes | None, bytes]] = []
+        to_incidents: list[tuple[bytes, bytes]] = []
         for change in result.incident_changes:
             customer = change.get("customer_id")
             if customer:
@@ -115,19 +115,18 @@ class JourneysStage(Stage):
                 to_customers.append((self.partition_of(key), key, orjson.dumps({"k": "i", **change})))
             else:
                 row = {**change, "version": published_version(change["version"], False, False)}
-                to_incidents.append((-1, change["incident_id"].encode(), encode("incident", row)))
+                to_incidents.append((change["incident_id"].encode(), encode("incident", row)))
         for journey_id, customer, first in result.journey_starts:
             key = customer.encode()
             to_customers.append((self.partition_of(key), key, orjson.dumps(
                 {"k": "s", "journey_id": journey_id, "customer_id": customer, "at": first})))
         futures = await send_records(self.app, self.customers_topic, to_customers)
         if self.late_topic:  # the touchpoint rows' flag (ClickHouse `late_touchpoints`, read by `late_by_s`)
-            for event_id, journey_id, behind_ms in result.late:
-                value = orjson.dumps({"event_id": event_id, "journey_id": journey_id, "late_by_s": behind_ms / 1000})
-                sent = await self.app.producer.send(self.late_topic, event_id.encode(), value, None, None, None)
-                futures.append(sent)
-        for _, key, value in to_incidents:
-            futures.append(await self.app.producer.send(self.incidents, key, value, None, None, None))
+            futures += await send_keyed(self.app, self.late_topic, [
+                (event_id.encode(),
+                 orjson.dumps({"event_id": event_id, "journey_id": journey_id, "late_by_s": behind_ms / 1000}))
+                for event_id, journey_id, behind_ms in result.late])
+        futures += await send_keyed(self.app, self.incidents, to_incidents)
         self.stats.incident_changes += len(result.incident_changes)
         self.stats.unmatched_recovery += len(result.unmatched_recovery)
         for event in result.unmatched_recovery:

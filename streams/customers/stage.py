@@ -18,7 +18,7 @@ import orjson
 from schemas.codec import encode
 from streams.batch_consumer import send_keyed, write_table
 from streams.customers.book import Customer, CustomerBook
-from streams.stage import Stage
+from streams.stage import Stage, process_cpu_ms
 
 log = logging.getLogger("journey.customers")
 EXPIRE_EVERY_S = 60.0
@@ -72,6 +72,7 @@ class CustomersStage(Stage):
             incidents = [(row["incident_id"].encode(), encode("incident", row)) for row in rows]
             self.stats.incident_rows += len(rows)
             self.stats.last_batch_at = int(time.time() * 1000)
+            self.stats.last_batch_cpu_ms = process_cpu_ms()
             return await send_keyed(self.app, self.incidents, incidents) + await send_keyed(self.app, self.profiles,
                                                                                               profiles)
 

@@ -27,7 +27,7 @@ from streams.domain.event_time import trusted
 from streams.intake.batch import sort_batch
 from streams.intake.envelope import Event, pack
 from streams.intake.marks import Mark, SourceClocks
-from streams.stage import Stage
+from streams.stage import Stage, process_cpu_ms
 
 log = logging.getLogger("journey.intake")
 
@@ -81,6 +81,7 @@ class IntakeStage(Stage):
     async def handle(self, generation: int, messages: list[Any]) -> None:
         now = _now_ms()
         self.stats.first_batch_at = self.stats.first_batch_at or now
+        self.stats.first_batch_cpu_ms = self.stats.first_batch_cpu_ms or process_cpu_ms()
         sorted_ = sort_batch([m.value for m in messages], now)
         for index, event in sorted_.valid:
             self.event_time(event, messages[index].timestamp, now)
@@ -114,6 +115,7 @@ class IntakeStage(Stage):
         else:
             self.resync()
         self.stats.last_batch_at = _now_ms()
+        self.stats.last_batch_cpu_ms = process_cpu_ms()
 
     async def tick(self, generation: int) -> None:
         """Every source partition's progress, so idle ones advance with the wall clock downstream."""

@@ -25,7 +25,7 @@ from streams.domain.processor import Detector, ProcessResult
 from streams.intake.envelope import is_envelope, unpack
 from streams.intake.marks import Mark, is_mark
 from streams.journeys.low_watermark import LowWatermark
-from streams.stage import Stage
+from streams.stage import Stage, process_cpu_ms
 from streams.state_codec import decode_journey, encode_journey, encode_tombstone
 
 log = logging.getLogger("journey.journeys")
@@ -96,6 +96,7 @@ class JourneysStage(Stage):
             self.stats.duplicates += result.duplicates
             self.withdrawn += result.withdrawn
             self.stats.last_batch_at = _now_ms()
+            self.stats.last_batch_cpu_ms = process_cpu_ms()
         else:
             self.detector.take_dirty()
             self.resync()

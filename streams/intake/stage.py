@@ -127,4 +127,3 @@ class IntakeStage(Stage):
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-

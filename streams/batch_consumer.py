@@ -384,7 +384,9 @@ async def write_table(app: Any, table: Any, writes: list[tuple[int, bytes, bytes
         return
     if not writes:
         return
-    sent = await _send_batches(app, table.changelog_topic.get_topic_name(), writes)
+    # RocksDB first, with no await since the caller checked the partitions are still ours (as the
+    # per-key path): an await here lets a rebalance revoke them, and a write would then reopen a
+    # revoked partition's RocksDB -- locking out the worker taking it over on the same JOURNEY_HOME
     batches: dict[int, Any] = {}
     for partition, key, value in writes:
         batch = batches.get(partition)
@@ -397,6 +399,7 @@ async def write_table(app: Any, table: Any, writes: list[tuple[int, bytes, bytes
             store._key_index[key] = partition
     for partition, batch in batches.items():
         store._db_for_partition(partition).write(batch)
+    sent = await _send_batches(app, table.changelog_topic.get_topic_name(), writes)
     for future, count in sent:
         future.add_done_callback(partial(_persist_offset, store, count))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from streams.batch_consumer import (
@@ -30,6 +31,12 @@ from streams.checkpoint import Checkpoint
 from streams.emitter import KeyPartitioner
 
 log = logging.getLogger("journey.stage")
+
+
+def process_cpu_ms() -> int:
+    """CPU time of this process so far (user + system, all threads; ms)."""
+    times = os.times()
+    return int((times.user + times.system) * 1000)
 
 
 class Stage:

@@ -71,6 +71,9 @@ class WorkerStats:
     incident_rows: int = 0  # incident rows the customers stage published
     first_batch_at: int = 0  # wall ms when the first batch arrived (throughput = events / span)
     last_batch_at: int = 0
+    # the process's CPU (all threads, ms) at its first and last batch: CPU per event = span / events
+    first_batch_cpu_ms: int = 0
+    last_batch_cpu_ms: int = 0
 
 
 def create_app(settings: Settings) -> faust.App:

@@ -16,9 +16,9 @@ from typing import Any
 import orjson
 
 from schemas.codec import encode
-from streams.batch_consumer import writing_partition
+from streams.batch_consumer import send_keyed, write_table
 from streams.customers.book import Customer, CustomerBook
-from streams.stage import Stage
+from streams.stage import Stage, process_cpu_ms
 
 log = logging.getLogger("journey.customers")
 EXPIRE_EVERY_S = 60.0
@@ -63,25 +63,21 @@ class CustomersStage(Stage):
 
     async def _commit(self, generation: int, messages: list[Any], rows: list[dict[str, Any]]) -> None:
         dirty = sorted(self.book.take_dirty())
-        profiles = [(self.profiles, cid.encode(), orjson.dumps(self.book.profile(cid)))
-                    for cid in dirty if cid in self.book.customers]
+        profiles = [(cid.encode(), orjson.dumps(self.book.profile(cid))) for cid in dirty if cid in self.book.customers]
         # the changed customers, encoded now (None: dropped)
         snapshot = [(cid.encode(), None if cid not in self.book.customers else
                      orjson.dumps(self.book.customers[cid].to_state())) for cid in dirty]
 
         async def publish() -> list[Any]:
-            out = [(self.incidents, row["incident_id"].encode(), encode("incident", row)) for row in rows] + profiles
+            incidents = [(row["incident_id"].encode(), encode("incident", row)) for row in rows]
             self.stats.incident_rows += len(rows)
             self.stats.last_batch_at = int(time.time() * 1000)
-            return [await self.app.producer.send(topic, key, value, None, None, None) for topic, key, value in out]
+            self.stats.last_batch_cpu_ms = process_cpu_ms()
+            return await send_keyed(self.app, self.incidents, incidents) + await send_keyed(self.app, self.profiles,
+                                                                                              profiles)
 
         async def persist() -> None:
-            for key, value in snapshot:
-                with writing_partition(self.topic, self.partition_of(key)):
-                    if value is None:
-                        self.table.pop(key, None)
-                    else:
-                        self.table[key] = value
+            await write_table(self.app, self.table, [(self.partition_of(key), key, value) for key, value in snapshot])
 
         if not await self.checkpoint.commit(generation, messages, publish, persist):
             self.resync()

@@ -7,13 +7,14 @@ journeys stage unpacks it in order, so the order within a partition is exactly w
 records gave. Large shares are split below `ENVELOPE_MAX_BYTES`, well under the broker's message
 size limit (Kafka's and Tansu's default 1 MiB) and the producer's batch size.
 
-Layout: b"E", the count of marks (u16), the marks (`Mark` without its prefix), then one JSON array
-of [received_at, event] pairs, in order: each event next to the timestamp of the source record it
-came in (ms; -1 when it had none). The marks apply after the events (intake reports a source's
-progress once the batch that made it is out). Events travel as the JSON of the decoded record, not
-as their Avro frames: intake decodes every frame anyway (the contract check and the dead letters
-are its job), and one `orjson.dumps` + `loads` of the batch costs less than a second Avro decode
-in the journeys stage (measured, BENCHMARKS.md).
+Layout: b"F", the count of marks (u16), the marks (`Mark` without its prefix), then one JSON array
+of the events, in order. The marks apply after the events (intake reports a source's progress once
+the batch that made it is out). Events travel as the JSON of the decoded record, not as their Avro
+frames: intake decodes every frame anyway (the contract check and the dead letters are its job), and
+one `orjson.dumps` + `loads` of the batch costs less than a second Avro decode in the journeys stage
+(measured, BENCHMARKS.md). An older intake wrote b"E" envelopes: the same layout, each event as a
+pair [source record timestamp, event] that nothing downstream read (dropped from the layout: it
+cost a timestamp conversion, a tuple and ~20 JSON bytes per event); they still unpack.
 """
 
 from __future__ import annotations
@@ -25,44 +26,48 @@ import orjson
 
 from streams.intake.marks import MARK_PREFIX, Mark
 
-ENVELOPE_PREFIX = b"E"
+ENVELOPE_PREFIX = b"F"
+_PAIRS_PREFIX = b"E"  # the older layout: [received_at, event] pairs
 ENVELOPE_MAX_BYTES = 512 * 1024
 _COUNT = struct.Struct(">H")
 
-Entry = tuple[int, dict[str, Any]]  # (source record timestamp ms or -1, event)
+Event = dict[str, Any]
 
 
-def _arrays(entries: list[Entry], limit: int) -> list[bytes]:
-    """`entries` as JSON arrays of at most ~`limit` bytes each, in order (one larger entry goes
+def _arrays(events: list[Event], limit: int) -> list[bytes]:
+    """`events` as JSON arrays of at most ~`limit` bytes each, in order (one larger event goes
     alone). Encoded whole first: a share over the limit is cut into as many equal runs as its size
-    needs, each encoded again (orjson's one call per run costs less than one per entry)."""
-    whole = orjson.dumps(entries)
-    if len(whole) <= limit or len(entries) == 1:
+    needs, each encoded again (orjson's one call per run costs less than one per event)."""
+    whole = orjson.dumps(events)
+    if len(whole) <= limit or len(events) == 1:
         return [whole]
-    runs = min(len(entries), len(whole) // limit + 1)
-    step = -(-len(entries) // runs)
-    return [array for start in range(0, len(entries), step) for array in _arrays(entries[start:start + step], limit)]
+    runs = min(len(events), len(whole) // limit + 1)
+    step = -(-len(events) // runs)
+    return [array for start in range(0, len(events), step) for array in _arrays(events[start:start + step], limit)]
 
 
-def pack(entries: list[Entry], marks: list[Mark], limit: int = ENVELOPE_MAX_BYTES) -> list[bytes]:
-    """One internal partition's share of a batch: its entries in order, then the marks (in the last
+def pack(events: list[Event], marks: list[Mark], limit: int = ENVELOPE_MAX_BYTES) -> list[bytes]:
+    """One internal partition's share of a batch: its events in order, then the marks (in the last
     envelope). At least one envelope when there are marks; none for neither."""
-    if not entries and not marks:
+    if not events and not marks:
         return []
-    arrays = _arrays(entries, limit)
+    arrays = _arrays(events, limit)
     head = ENVELOPE_PREFIX + _COUNT.pack(0)
     tail = ENVELOPE_PREFIX + _COUNT.pack(len(marks)) + b"".join(m.encode()[1:] for m in marks)
     return [head + a for a in arrays[:-1]] + [tail + arrays[-1]]
 
 
 def is_envelope(value: bytes) -> bool:
-    return value[:1] == ENVELOPE_PREFIX
+    return value[:1] in (ENVELOPE_PREFIX, _PAIRS_PREFIX)
 
 
-def unpack(value: bytes) -> tuple[list[Entry], list[Mark]]:
-    """(entries, marks) of an envelope from `pack`."""
+def unpack(value: bytes) -> tuple[list[Event], list[Mark]]:
+    """(events, marks) of an envelope from `pack` (or from an older intake's pairs layout)."""
     (count,) = _COUNT.unpack_from(value, 1)
     size = Mark.size()
     start = 1 + _COUNT.size
     marks = [Mark.decode(MARK_PREFIX + value[start + i * size:start + (i + 1) * size]) for i in range(count)]
-    return orjson.loads(value[start + count * size:]), marks
+    events = orjson.loads(value[start + count * size:])
+    if value[:1] == _PAIRS_PREFIX:
+        events = [event for _, event in events]
+    return events, marks

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-MARK_PREFIX = b"W"  # internal-topic values: a mark alone starts with this, an envelope with b"E"
+MARK_PREFIX = b"W"  # internal-topic values: a mark alone starts with this, an envelope with b"F" (b"E": older intakes)
 _MARK = struct.Struct(">iiq??")  # source partition, sources in all, watermark ms (-1: none yet), caught up, idle
 _MARK_V1 = struct.Struct(">iiq?")  # before `idle` (a mark still in the topic from an older intake)
 

@@ -5,9 +5,9 @@ count), sorts each batch into events and dead letters (`sort_batch`), and sends 
 event-time order within the batch, to the internal topic at the partition OUR partitioner gives
 their journey (murmur2, as Java and kafka-python): one journey's events meet in one partition of
 a topic whose partition count we own. A batch's events go as one envelope per internal partition
-(`streams.intake.envelope`), each event next to its source record's timestamp, with a mark of
-every source partition of the batch folded in; on every tick each internal partition gets a mark
-of every source partition this worker reads (`streams.intake.marks`).
+(`streams.intake.envelope`), with a mark of every source partition of the batch folded in; on
+every tick each internal partition gets a mark of every source partition this worker reads
+(`streams.intake.marks`).
 Stateless: nothing to restore; a re-read batch sends the same events again (the journeys stage
 drops repeated event ids).
 """
@@ -25,9 +25,9 @@ from schemas.dead_letter import dead_letter_headers
 from streams.batch_consumer import partition_count, position, send_records
 from streams.domain.event_time import trusted
 from streams.intake.batch import sort_batch
-from streams.intake.envelope import Entry, pack
+from streams.intake.envelope import Event, pack
 from streams.intake.marks import Mark, SourceClocks
-from streams.stage import Stage
+from streams.stage import Stage, process_cpu_ms
 
 log = logging.getLogger("journey.intake")
 
@@ -81,17 +81,16 @@ class IntakeStage(Stage):
     async def handle(self, generation: int, messages: list[Any]) -> None:
         now = _now_ms()
         self.stats.first_batch_at = self.stats.first_batch_at or now
+        self.stats.first_batch_cpu_ms = self.stats.first_batch_cpu_ms or process_cpu_ms()
         sorted_ = sort_batch([m.value for m in messages], now)
         for index, event in sorted_.valid:
             self.event_time(event, messages[index].timestamp, now)
         valid = sorted(sorted_.valid, key=lambda item: item[1]["occurred_at"])  # stable: ties keep offset order
-        shares: dict[int, list[Entry]] = {p: [] for p in range(self.internal_partitions)}
-        partition_of = self.partition_of
+        shares: dict[int, list[Event]] = {p: [] for p in range(self.internal_partitions)}
+        partition_of, saw = self.partition_of, self.clocks.saw
         for index, event in valid:
-            message = messages[index]
-            received_at = _timestamp_ms(message)
-            self.clocks.saw(message.partition, event["occurred_at"], now)  # the trusted time (event_time)
-            shares[partition_of(event["journey_id"].encode())].append((received_at, event))
+            saw(messages[index].partition, event["occurred_at"], now)  # the trusted time (event_time)
+            shares[partition_of(event["journey_id"].encode())].append(event)
         # one envelope per internal partition (split when large), the batch's marks folded in
         marks = self._marks({m.partition for m in messages}, now)
         records = [(partition, None, value) for partition, entries in shares.items()
@@ -116,6 +115,7 @@ class IntakeStage(Stage):
         else:
             self.resync()
         self.stats.last_batch_at = _now_ms()
+        self.stats.last_batch_cpu_ms = process_cpu_ms()
 
     async def tick(self, generation: int) -> None:
         """Every source partition's progress, so idle ones advance with the wall clock downstream."""
@@ -127,8 +127,3 @@ class IntakeStage(Stage):
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _timestamp_ms(message: Any) -> int:
-    """The source record's timestamp (ms; -1 when it has none)."""
-    return -1 if message.timestamp is None else round(message.timestamp * 1000)

@@ -7,7 +7,7 @@ the `Detector` (marks clock): each fires only its own journey's deadlines; the l
 the marks fires the rest. Incident changes of a known customer and journey starts go to the
 customers stage, keyed by customer with our partitioner; incidents without a customer are
 published here (nobody else can change them). Journey state lives in a changelog-backed table
-(RocksDB locally), one write per changed journey per batch.
+(RocksDB locally), each changed journey written once per batch, in one write per partition.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from typing import Any
 import orjson
 
 from schemas.codec import encode
-from streams.batch_consumer import send_records, writing_partition
+from streams.batch_consumer import send_keyed, send_records, write_table
 from streams.customers.book import published_version
 from streams.domain.processor import Detector, ProcessResult
 from streams.intake.envelope import is_envelope, unpack
 from streams.intake.marks import Mark, is_mark
 from streams.journeys.low_watermark import LowWatermark
-from streams.stage import Stage
+from streams.stage import Stage, process_cpu_ms
 from streams.state_codec import decode_journey, encode_journey, encode_tombstone
 
 log = logging.getLogger("journey.journeys")
@@ -77,9 +77,9 @@ class JourneysStage(Stage):
         for message in messages:
             partition, value = message.partition, message.value
             if is_envelope(value):
-                entries, marks = unpack(value)
-                n_events += len(entries)
-                events += [(partition, event) for _, event in entries]
+                unpacked, marks = unpack(value)
+                n_events += len(unpacked)
+                events += [(partition, event) for event in unpacked]
                 for mark in marks:
                     apply(partition, mark)
             elif is_mark(value):
@@ -96,6 +96,7 @@ class JourneysStage(Stage):
             self.stats.duplicates += result.duplicates
             self.withdrawn += result.withdrawn
             self.stats.last_batch_at = _now_ms()
+            self.stats.last_batch_cpu_ms = process_cpu_ms()
         else:
             self.detector.take_dirty()
             self.resync()
@@ -107,7 +108,7 @@ class JourneysStage(Stage):
         """Incident changes and journey starts to the customers stage (or, without a customer,
         the incident row itself to the incidents topic); their delivery futures."""
         to_customers: list[tuple[int, bytes | None, bytes]] = []
-        to_incidents: list[tuple[int, bytes | None, bytes]] = []
+        to_incidents: list[tuple[bytes, bytes]] = []
         for change in result.incident_changes:
             customer = change.get("customer_id")
             if customer:
@@ -115,19 +116,18 @@ class JourneysStage(Stage):
                 to_customers.append((self.partition_of(key), key, orjson.dumps({"k": "i", **change})))
             else:
                 row = {**change, "version": published_version(change["version"], False, False)}
-                to_incidents.append((-1, change["incident_id"].encode(), encode("incident", row)))
+                to_incidents.append((change["incident_id"].encode(), encode("incident", row)))
         for journey_id, customer, first in result.journey_starts:
             key = customer.encode()
             to_customers.append((self.partition_of(key), key, orjson.dumps(
                 {"k": "s", "journey_id": journey_id, "customer_id": customer, "at": first})))
         futures = await send_records(self.app, self.customers_topic, to_customers)
         if self.late_topic:  # the touchpoint rows' flag (ClickHouse `late_touchpoints`, read by `late_by_s`)
-            for event_id, journey_id, behind_ms in result.late:
-                value = orjson.dumps({"event_id": event_id, "journey_id": journey_id, "late_by_s": behind_ms / 1000})
-                sent = await self.app.producer.send(self.late_topic, event_id.encode(), value, None, None, None)
-                futures.append(sent)
-        for _, key, value in to_incidents:
-            futures.append(await self.app.producer.send(self.incidents, key, value, None, None, None))
+            futures += await send_keyed(self.app, self.late_topic, [
+                (event_id.encode(),
+                 orjson.dumps({"event_id": event_id, "journey_id": journey_id, "late_by_s": behind_ms / 1000}))
+                for event_id, journey_id, behind_ms in result.late])
+        futures += await send_keyed(self.app, self.incidents, to_incidents)
         self.stats.incident_changes += len(result.incident_changes)
         self.stats.unmatched_recovery += len(result.unmatched_recovery)
         for event in result.unmatched_recovery:
@@ -148,12 +148,9 @@ class JourneysStage(Stage):
         return out
 
     async def persist(self, snapshot: list[tuple[bytes, int, bytes | None]]) -> None:
-        for key, partition, value in snapshot:
-            with writing_partition(self.topic, partition):
-                if value is None:  # gone (its tombstone ran out): a deletion in the changelog and RocksDB
-                    self.table.pop(key, None)
-                else:
-                    self.table[key] = value
+        """The batch's changed journeys into the table, as one write per partition (None: gone, its
+        tombstone ran out: a deletion in the changelog and RocksDB)."""
+        await write_table(self.app, self.table, [(partition, key, value) for key, partition, value in snapshot])
 
 
 def _now_ms() -> int:

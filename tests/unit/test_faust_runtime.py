@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 from importlib.metadata import version
 
+import aiokafka
 import faust
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
@@ -31,6 +32,20 @@ def test_the_internals_used_still_exist_with_the_shapes_we_rely_on() -> None:
     assert hasattr(faust_aiokafka.Producer, "_ensure_producer")
     for name in ("rebalancing", "rebalancing_count", "consumer_generation_id", "flow_control", "_new_transport"):
         assert hasattr(faust.App, name), name
+    # write_table: the RocksDB store's partition databases, key index and changelog offset
+    from faust.stores.rocksdb import Store
+
+    assert "self._key_index" in inspect.getsource(Store.__init__)
+    assert "self.use_rocksdict" in inspect.getsource(Store.__init__)
+    assert "self._db_for_partition(tp.partition).put(self.offset_key" in inspect.getsource(Store.set_persisted_offset)
+    for name in ("_db_for_partition", "apply_changelog_batch"):
+        assert hasattr(Store, name), name
+    # send_keyed: the aiokafka producer's own partition choice, as its `send` makes it
+    assert list(inspect.signature(aiokafka.AIOKafkaProducer._partition).parameters) == [
+        "self", "topic", "partition", "key", "value", "serialized_key", "serialized_value"]
+    assert "await self.client._wait_on_metadata(topic)" in inspect.getsource(aiokafka.AIOKafkaProducer.send)
+    assert "set_persisted_offset(res.topic_partition, res.offset)" in inspect.getsource(
+        faust.tables.base.Collection._on_changelog_sent)  # what write_table does per record batch
 
 
 def test_only_the_runtime_module_imports_faust_internals() -> None:

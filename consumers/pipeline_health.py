@@ -18,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.errors import KafkaError
 
 from infra.base.config import Settings
 from infra.base.heartbeat import read_heartbeat
+from infra.base.kafka import records_written
 from infra.base.kafka_clients import client_args
 
 
@@ -78,8 +79,7 @@ def probe(settings: Settings, now_ms: int) -> dict[str, Any]:
                                             [t.touchpoints, settings.topic_by_journey, settings.topic_by_customer])
         snapshot["sink_lag"] = _group_lag(admin, reader, f"{settings.app_id}-sink",
                                           [t.touchpoints, t.incidents, t.alerts])
-        dlq = [TopicPartition(t.dlq, p) for p in reader.partitions_for_topic(t.dlq) or ()]
-        snapshot["dead_letters"] = sum(reader.end_offsets(dlq).values()) if dlq else 0
+        snapshot["dead_letters"] = records_written(reader, t.dlq)
     except KafkaError:
         pass
     finally:

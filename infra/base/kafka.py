@@ -105,6 +105,12 @@ def consumer(settings: Settings, *topics: str, group_id: str | None = None, **kw
     return KafkaConsumer(*topics, **defaults)
 
 
+def records_written(reader: KafkaConsumer, topic: str) -> int:
+    """Records ever written to `topic`: the sum of its partitions' end offsets (0 if it has none)."""
+    parts = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+    return sum(reader.end_offsets(parts).values()) if parts else 0
+
+
 def _read_each(settings: Settings, starts: dict[TopicPartition, int],
                take: Callable[[TopicPartition, list[Any]], bool], timeout_s: float) -> None:
     """Read every partition of `starts` from its offset, handing each fetched run of records to `take`

@@ -24,11 +24,9 @@ import uuid
 from contextlib import closing
 from typing import Any
 
-from kafka import TopicPartition
-
 from infra.base.clickhouse import get_client
 from infra.base.config import Settings
-from infra.base.kafka import consumer
+from infra.base.kafka import consumer, records_written
 from schemas.contract import event_to_json
 from streams.ground_truth import compare
 from streams.simulator import simulate
@@ -40,10 +38,9 @@ EVENTS_PER_JOURNEY = 8.7  # what the simulator emits per journey over a month (s
 
 
 def published(settings: Settings, topic: str) -> int:
-    """Records ever written to `topic` (the sum of its end offsets)."""
+    """Records ever written to `topic`."""
     with closing(consumer(settings)) as reader:
-        parts = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
-        return sum(reader.end_offsets(parts).values())
+        return records_written(reader, topic)
 
 
 def main() -> None:

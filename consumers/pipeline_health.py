@@ -22,14 +22,9 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.errors import KafkaError
 
 from infra.base.config import Settings
-from infra.base.heartbeat import read_heartbeat
+from infra.base.heartbeat import read_heartbeat, worker_names
 from infra.base.kafka import records_written
 from infra.base.kafka_clients import client_args
-
-
-def worker_names(settings: Settings) -> list[str]:
-    run = settings.home.resolve() / "run"
-    return sorted(p.stem for p in run.glob("worker-*.json")) if run.is_dir() else []
 
 
 def _group_lag(admin: KafkaAdminClient, reader: KafkaConsumer, group: str, topics: list[str]) -> int | None:

@@ -20,6 +20,8 @@ from typing import Any
 from kafka import KafkaConsumer
 
 from infra.base.config import Settings
+from infra.base.errors import JourneyError
+from infra.base.heartbeat import read_heartbeat, worker_names
 from infra.base.kafka_clients import client_args
 from schemas.codec import DecodeError, decode
 from streams.domain.config import load_detection_config
@@ -135,6 +137,8 @@ def run_demo(settings: Settings, duration_s: float, rate: float, speed: float, s
     # The day ends now: the last hour's failures are paged live; older ones are past the
     # notifier's paging horizon by the time they are sent, so they are recorded, not paged.
     now = int(time.time() * 1000)
+    config = load_detection_config(settings.rules_file)
+    check_stack_clock(settings, now - int(span_s * 1000), int(config.allowed_lateness_s * 1000))
     sim = simulate(seed, journeys, start_ms=now - int(span_s * 1000), span_s=span_s)
     prefix = sim.events[0]["event_id"].rsplit("-", 1)[0]
     follower = RunFollower(settings, prefix)
@@ -155,7 +159,7 @@ def run_demo(settings: Settings, duration_s: float, rate: float, speed: float, s
     follower.stop()
     incidents = list(follower.latest.values())
     result = {"events": len(sim.events), "journeys": journeys, "simulated_hours": round(span_s / 3600, 2),
-              **compare(sim, incidents, load_detection_config(settings.rules_file)),
+              **compare(sim, incidents, config),
               "recovery_metrics": recovery_metrics(incidents),
               "truth_metrics": recovery_metrics([
                   {"time_to_acknowledge_s": t.acknowledge_s, "time_to_first_response_s": t.first_response_s,
@@ -163,6 +167,26 @@ def run_demo(settings: Settings, duration_s: float, rate: float, speed: float, s
     result["by_rule"] = _by_rule(incidents)
     result["alerts"] = dict(follower.alerts)
     return result
+
+
+def check_stack_clock(settings: Settings, day_start_ms: int, lateness_ms: int) -> None:
+    """Refuse a day the stack's event time has already passed.
+
+    The demo sends a past day (it ends now) in event-time order. A stack whose event time is past
+    the day's start -- the closing visits of an earlier demo put it 2 h ahead; live traffic puts it
+    at now -- takes the day's events as late, fires their deadlines at once and finds the truth
+    wrong. A stack the demo starts itself starts with a clock of its own (no re-seed); a running
+    one is read from its workers' heartbeats (none: nothing to go by, the day is sent)."""
+    marks = [int(mark) for name in worker_names(settings) for mark in
+             ((read_heartbeat(settings, name) or {}).get("watermarks") or {}).values()]
+    if marks and max(marks) > day_start_ms + lateness_ms:
+        behind_h = (max(marks) - day_start_ms) / 3_600_000
+        raise JourneyError(
+            f"the running stack's event time is already {behind_h:.1f} h past the start of the day the demo "
+            "would send (an earlier demo's day, or live traffic), so the day would arrive late and be judged "
+            "wrongly: stop the stack (`journey down`) and run `journey demo` again -- it then starts a stack "
+            "with a clock of its own -- or use another JOURNEY_HOME"
+        )
 
 
 def clock_tolerance_s(settings: Settings) -> float:

@@ -19,6 +19,12 @@ def heartbeat_path(settings: Settings, name: str) -> Path:
     return settings.home.resolve() / "run" / f"{name}.json"
 
 
+def worker_names(settings: Settings) -> list[str]:
+    """The workers that wrote a heartbeat under this JOURNEY_HOME (`worker-0`, ...)."""
+    run = settings.home.resolve() / "run"
+    return sorted(p.stem for p in run.glob("worker-*.json")) if run.is_dir() else []
+
+
 def write_heartbeat(settings: Settings, name: str, data: dict[str, Any]) -> None:
     """Atomically replace the heartbeat (a reader never sees half a file)."""
     path = heartbeat_path(settings, name)

@@ -51,7 +51,9 @@ def demo(
             components = stack.plan(settings)
             for component in components:  # (frozen dataclasses; their env is a dict, read at spawn)
                 component.env["JOURNEY_CLOCK_TOLERANCE_S"] = str(clock_tolerance_s(settings))
-            stack.start(settings, components, echo=lambda line: progress("stack", {"line": line}))
+            # Not re-seeded: an earlier day's touchpoints (an earlier demo's closing visits are
+            # 2 h ahead) would put the clock past this day, which would then arrive late.
+            stack.start(settings, components, echo=lambda line: progress("stack", {"line": line}), reseed=False)
         try:
             result = run_demo(settings, duration, rate, speed, seed, progress)
         finally:

@@ -173,15 +173,17 @@ def _child_env(settings: Settings, comp: Component) -> dict[str, str]:
     return env
 
 
-def start(settings: Settings, components: list[Component], echo: Callable[[str], None]) -> None:
+def start(settings: Settings, components: list[Component], echo: Callable[[str], None], reseed: bool = True) -> None:
     """Start every managed component and wait until each is ready; on failure stop them all.
 
     A stack left behind by a crash (power cut, kill -9) is recognised by liveness, not refused:
     its stale pid files are forgotten and any survivors stopped. With the embedded broker, what
-    the pipeline still needs is re-seeded from ClickHouse before the services start (infra/local/restore.py).
+    the pipeline still needs is re-seeded from ClickHouse before the services start
+    (infra/local/restore.py), unless `reseed` is False: then the pipeline starts empty, with a
+    clock of its own (`journey demo`), and ClickHouse keeps what it has.
     """
     with _starting(settings):
-        _start(settings, components, echo)
+        _start(settings, components, echo, reseed)
 
 
 @contextmanager
@@ -201,7 +203,7 @@ def _starting(settings: Settings) -> Iterator[None]:
         yield
 
 
-def _start(settings: Settings, components: list[Component], echo: Callable[[str], None]) -> None:
+def _start(settings: Settings, components: list[Component], echo: Callable[[str], None], reseed: bool) -> None:
     previous = _previous_life(settings, echo)
     for comp in components:
         if comp.managed and comp.port is not None and not processes.port_free(settings.host, comp.port):
@@ -231,19 +233,20 @@ def _start(settings: Settings, components: list[Component], echo: Callable[[str]
     try:
         for comp in components:
             if not reseeded and comp.name not in early and not comp.name.startswith("worker-"):
-                _record_restart(settings, previous, echo)
+                _record_restart(settings, previous, echo, reseed)
                 reseeded = True
             _start_one(settings, comp, pid_dir, log_dir, echo)
         if not reseeded:
-            _record_restart(settings, previous, echo)
+            _record_restart(settings, previous, echo, reseed)
     except BaseException:
         stop(settings)
         raise
 
 
-def _record_restart(settings: Settings, previous: dict[str, object], echo: Callable[[str], None]) -> None:
+def _record_restart(settings: Settings, previous: dict[str, object], echo: Callable[[str], None],
+                    reseed: bool) -> None:
     """Between the servers and the services: re-seed an empty embedded broker from ClickHouse."""
-    if settings.runs_local_broker:
+    if settings.runs_local_broker and reseed:
         restore.reseed(settings, previous, echo)
     else:
         restore.record_plain_start(settings, previous)

@@ -74,7 +74,7 @@ def probe(settings: Settings, now_ms: int) -> dict[str, Any]:
                                             [t.touchpoints, settings.topic_by_journey, settings.topic_by_customer])
         snapshot["sink_lag"] = _group_lag(admin, reader, f"{settings.app_id}-sink",
                                           [t.touchpoints, t.incidents, t.alerts])
-        snapshot["dead_letters"] = records_written(reader, t.dlq)
+        snapshot["dead_letters"] = records_written(settings, reader, t.dlq)
     except KafkaError:
         pass
     finally:

@@ -105,10 +105,17 @@ def consumer(settings: Settings, *topics: str, group_id: str | None = None, **kw
     return KafkaConsumer(*topics, **defaults)
 
 
-def records_written(reader: KafkaConsumer, topic: str) -> int:
-    """Records ever written to `topic`: the sum of its partitions' end offsets (0 if it has none)."""
+def records_written(settings: Settings, reader: KafkaConsumer, topic: str) -> int:
+    """Records ever written to `topic`: the sum of its partitions' true ends (0 if it has none).
+
+    Not the reported end offsets alone: Tansu reports the base offset of a partition's last record
+    batch + 1 (see `last_offsets_from`), so 3 dead letters sent as one batch counted 1."""
     parts = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
-    return sum(reader.end_offsets(parts).values()) if parts else 0
+    if not parts:
+        return 0
+    reported = reader.end_offsets(parts)
+    last = last_offsets_from(settings, {(tp.topic, tp.partition): end - 1 for tp, end in reported.items()})
+    return sum(offset + 1 for offset in last.values())
 
 
 def _read_each(settings: Settings, starts: dict[TopicPartition, int],

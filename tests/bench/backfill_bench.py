@@ -40,7 +40,7 @@ EVENTS_PER_JOURNEY = 8.7  # what the simulator emits per journey over a month (s
 def published(settings: Settings, topic: str) -> int:
     """Records ever written to `topic`."""
     with closing(consumer(settings)) as reader:
-        return records_written(reader, topic)
+        return records_written(settings, reader, topic)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 
 from infra.base.clickhouse import get_client
 from infra.base.config import Settings
-from infra.base.kafka import consumer, ensure_topics
+from infra.base.kafka import consumer, ensure_topics, records_written
 from infra.local.smoke import clickhouse_round_trip, kafka_round_trip
 
 pytestmark = pytest.mark.integration
@@ -128,3 +128,22 @@ def test_cli_up_refuses_a_port_in_use_with_one_clear_line(stack_settings: Settin
     assert f"port {stack_settings.kafka_port} is already in use" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_records_written_counts_every_record_of_a_partitions_last_batch(stack_settings: Settings) -> None:
+    """Tansu reports a partition's end as its last record batch's base offset + 1: three dead
+    letters sent as one batch were counted as one by `journey status`."""
+    topic = f"it-{uuid.uuid4().hex[:8]}"
+    ensure_topics(stack_settings, [topic], partitions=2)
+    producer = KafkaProducer(bootstrap_servers=stack_settings.bootstrap_servers, acks="all", linger_ms=200)
+    for i in range(3):
+        producer.send(topic, value=f"letter-{i}".encode(), partition=0)  # one record batch
+    producer.send(topic, value=b"alone", partition=1)
+    producer.flush()
+    producer.close()
+    reader = consumer(stack_settings)
+    try:
+        assert records_written(stack_settings, reader, topic) == 4
+        assert records_written(stack_settings, reader, f"{topic}-never-created") == 0
+    finally:
+        reader.close()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -34,7 +35,7 @@ from typing import Any, ClassVar, cast
 
 import aiokafka
 import faust
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, ProducerClosed
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
@@ -90,7 +91,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         resume = {TP(tp.topic, tp.partition): offset for tp, offset in offsets.items()
                   if tp.topic in self.batch_handlers}
         self.sequence.restart(resume)
-        log.info("resuming at %s", {tp.partition: offset for tp, offset in sorted(resume.items())})
+        log.info("resuming at %s", {f"{tp.topic}[{tp.partition}]": offset for tp, offset in sorted(resume.items())})
         return offsets
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
@@ -218,6 +219,17 @@ def current_messages(app: Any, messages: list[Message]) -> list[Message]:
 # ---- the rest of what the worker needs from Faust's internals ----------------------------------
 
 
+def mark_processing(app: Any, messages: list[Message]) -> None:
+    """Tell Faust's monitor the partitions of `messages` are being processed. Its per-partition
+    check (`verify_event_path`) reads the time a stream last took an event; batches bypass the
+    streams, so every busy partition was logged as an ERROR "Stream has not started processing"
+    after `stream_processing_timeout`, and a real stall could not be told from that noise."""
+    if app.monitor is not None:
+        now = time.monotonic()
+        for tp in {message.tp for message in messages}:
+            app.monitor.stream_inbound_time[tp] = now
+
+
 def true_changelog_ends(settings: Settings) -> None:
     """Faust restores a table from its changelog up to the partition's reported end and then
     calls it done. Tansu reports the base offset of the last record batch + 1, so the rest of
@@ -231,8 +243,11 @@ def true_changelog_ends(settings: Settings) -> None:
         await original(self, consumer, tps, destination, title)
         starts = {(tp.topic, tp.partition): destination[tp] for tp in tps}
         last = await asyncio.get_running_loop().run_in_executor(None, last_offsets_from, settings, starts)
+        moved = {}
         for tp in tps:
+            moved[f"{tp.topic}[{tp.partition}]"] = (destination[tp], last[(tp.topic, tp.partition)])
             destination[tp] = last[(tp.topic, tp.partition)]
+        log.info("%s changelogs: restored up to (reported, last read) %s", title, moved)
 
     build_highwaters._journey_tansu = True  # type: ignore[attr-defined]
     Recovery._build_highwaters = build_highwaters  # type: ignore[method-assign]
@@ -368,11 +383,18 @@ async def write_table(app: Any, table: Any, writes: list[tuple[int, bytes, bytes
     """Write (partition, key, value) to a bytes-valued table: None deletes the key. What
     `table[key] = value` (or `table.pop(key)`) in `writing_partition` does per key -- a changelog
     message through Faust's producer buffer, a RocksDB put, and, once delivered, a put of the
-    changelog offset -- done per batch on a RocksDB store: the changelog records as one record
-    batch per partition (straight to aiokafka: the producer's flush covers them), one RocksDB write
-    batch per partition, and the changelog offset once per record batch when it is delivered (as
+    changelog offset -- done per batch on a RocksDB store: one RocksDB write batch per partition,
+    the changelog records as record batches per partition (straight to aiokafka: the producer's
+    flush covers them), and the changelog offset once per record batch when it is delivered (as
     Faust's own callback does: the restore after a restart starts after it). Measured ~10% of the
-    worker's CPU per key the Faust way (BENCHMARKS.md). Other stores take the per-key path."""
+    worker's CPU per key the Faust way (BENCHMARKS.md). Other stores take the per-key path.
+
+    Nothing here may yield between the RocksDB write and the last changelog record being queued:
+    a rebalance that begins in such a pause flushes the producer without them, the partition's
+    next owner restores the changelog, and our records land after -- behind that owner's newer
+    states of the same journeys, so the next restore takes ours, stale (a delivery lost: a false
+    breach; seen once in CI in test_second_worker_joins_and_leaves_mid_run[own]). A graceful stop
+    leaves the group before the producer's last flush, the same way."""
     store = table.data
     if not (isinstance(store, RocksDBStore) and store.use_rocksdict):
         for partition, key, value in writes:
@@ -384,9 +406,14 @@ async def write_table(app: Any, table: Any, writes: list[tuple[int, bytes, bytes
         return
     if not writes:
         return
-    # RocksDB first, with no await since the caller checked the partitions are still ours (as the
-    # per-key path): an await here lets a rebalance revoke them, and a write would then reopen a
-    # revoked partition's RocksDB -- locking out the worker taking it over on the same JOURNEY_HOME
+    topic = table.changelog_topic.get_topic_name()
+    producer = app.producer._ensure_producer()
+    await producer.client._wait_on_metadata(topic)  # known after the first write: no pause then
+    if handing_over(app):
+        return  # our partitions may be another worker's now: the batch is not acked, its owner reads it again
+    # RocksDB: a revoked partition's store reopened by a write here would lock out the worker
+    # taking it over on the same JOURNEY_HOME; the caller checked the partitions are ours, and no
+    # await since
     batches: dict[int, Any] = {}
     for partition, key, value in writes:
         batch = batches.get(partition)
@@ -399,9 +426,46 @@ async def write_table(app: Any, table: Any, writes: list[tuple[int, bytes, bytes
             store._key_index[key] = partition
     for partition, batch in batches.items():
         store._db_for_partition(partition).write(batch)
-    sent = await _send_batches(app, table.changelog_topic.get_topic_name(), writes)
-    for future, count in sent:
+    for future, count in _queue_batches(producer, topic, writes):
         future.add_done_callback(partial(_persist_offset, store, count))
+
+
+def _queue_batches(producer: Any, topic: str,
+                   records: list[tuple[int, bytes | None, bytes | None]]) -> list[tuple[Any, int]]:
+    """Queue (partition, key, value) records in the producer as record batches per partition,
+    without yielding (`send_batch` waits while a partition has a batch queued; aiokafka's queue
+    holds several in order, and sends one per partition at a time). The topic's metadata must
+    be known. Returns each batch's delivery future with its record count."""
+    accumulator = producer._message_accumulator
+    if accumulator._closed:  # what `add_batch` checks first
+        raise ProducerClosed()
+    if accumulator._exception is not None:
+        raise accumulator._exception
+    by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+    for partition, key, value in records:
+        by_partition.setdefault(partition, []).append((key, value))
+    queued = []
+    for partition, items in by_partition.items():
+        tp = aiokafka.TopicPartition(topic, producer._partition(topic, partition, None, None, None, None))
+        batch, count = producer.create_batch(), 0
+        for key, value in items:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: queue it, start another
+                queued.append((accumulator._append_batch(batch, tp).future, count))
+                batch, count = producer.create_batch(), 0
+                batch.append(key=key, value=value, timestamp=None)
+            count += 1
+        queued.append((accumulator._append_batch(batch, tp).future, count))
+    return queued
+
+
+def restored_offsets(table: Any, partitions: set[int]) -> dict[int, int | None]:
+    """The changelog offset each (assigned) partition's store holds (what a restore reached), for
+    the logs; empty for a store without one."""
+    store = table.data
+    if not isinstance(store, RocksDBStore):
+        return {}
+    topic = table.changelog_topic.get_topic_name()
+    return {p: store.persisted_offset(TP(topic, p)) for p in sorted(partitions)}
 
 
 def _persist_offset(store: Any, count: int, future: Any) -> None:

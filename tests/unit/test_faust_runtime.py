@@ -46,6 +46,22 @@ def test_the_internals_used_still_exist_with_the_shapes_we_rely_on() -> None:
     assert "await self.client._wait_on_metadata(topic)" in inspect.getsource(aiokafka.AIOKafkaProducer.send)
     assert "set_persisted_offset(res.topic_partition, res.offset)" in inspect.getsource(
         faust.tables.base.Collection._on_changelog_sent)  # what write_table does per record batch
+    # mark_processing: the monitor's per-partition time a stream last took an event, which the
+    # consumer thread's stall check reads (time.monotonic on both sides)
+    assert "self.stream_inbound_time[tp] = monotonic()" in inspect.getsource(faust.Monitor.on_stream_event_in)
+    assert "monitor.stream_inbound_time.get(tp)" in inspect.getsource(
+        faust_aiokafka.AIOKafkaConsumerThread.verify_event_path)
+    # write_table queues its changelog batches without yielding: the accumulator's own append
+    # (what `send_batch` ends in), several batches of a partition queued in order, sent from the front
+    from aiokafka.producer.message_accumulator import MessageAccumulator
+
+    assert list(inspect.signature(MessageAccumulator._append_batch).parameters) == ["self", "builder", "tp"]
+    assert "return batch" in inspect.getsource(MessageAccumulator._append_batch)
+    assert "if self._closed:" in inspect.getsource(MessageAccumulator.add_batch)
+    assert "if self._exception is not None:" in inspect.getsource(MessageAccumulator.add_batch)
+    assert "self._batches[tp][0]" in inspect.getsource(MessageAccumulator.drain_by_nodes)
+    assert "self._message_accumulator = MessageAccumulator(" in inspect.getsource(aiokafka.AIOKafkaProducer.__init__)
+    assert "await self._message_accumulator.add_batch(" in inspect.getsource(aiokafka.AIOKafkaProducer.send_batch)
 
 
 def test_only_the_runtime_module_imports_faust_internals() -> None:

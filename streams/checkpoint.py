@@ -10,7 +10,8 @@
    (changelog) -- a worker killed before reads the batch again and sends the same records (same
    ids and versions: downstream keeps one), whereas a state written first could hold a change
    that never went out. Not at all if our partitions may already be another worker's (a
-   rebalance or a stop began since the batch was read): then the stage is told (`on_dropped`)
+   rebalance or a stop began since the batch was read): then the stage is told (`on_dropped`,
+   with the batch's generation)
    to load its state again, and the batch is never acked; its new owner reads it again.
 3. **flush** then **ack**: once the producer has delivered the table writes and dead letters
    too, the batch's messages are acked and Faust may commit them.
@@ -41,7 +42,8 @@ Persist = Callable[[], Awaitable[None]]
 class Checkpoint:
     """Commits batches of one stage in order (see the module docstring)."""
 
-    def __init__(self, ports: Ports, on_dropped: Callable[[], None] = lambda: None, depth: int = 4) -> None:
+    def __init__(self, ports: Ports, on_dropped: Callable[[int], None] = lambda generation: None,
+                 depth: int = 4) -> None:
         self.ports = ports
         self.on_dropped = on_dropped
         self._pending: asyncio.Queue[tuple[int, list[Any], list[Any], Persist]] = asyncio.Queue(maxsize=depth)
@@ -66,7 +68,7 @@ class Checkpoint:
             for delivery in sent:
                 await delivery
             if not self.still_ours(generation):
-                self.on_dropped()  # its state changes must not stay: the stage loads again
+                self.on_dropped(generation)  # its state changes must not stay: the stage loads again
                 continue
             await persist()
             await self.ports.flush()

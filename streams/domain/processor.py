@@ -223,6 +223,11 @@ class Detector:
             is_new = journey.first is None  # a late event of an expired journey: not a new journey
         elif journey.has_seen(event["event_id"]):
             self._out.duplicates += 1
+            # Written again all the same: a replay after a worker died between its state write
+            # and its changelog record finds the state ahead (a shared JOURNEY_HOME's RocksDB);
+            # unchanged, it would never reach the changelog, and a later restore from it alone
+            # would lose this event. Replays are short, so the extra writes are few.
+            self.dirty[journey_id] = journey.p
             return
         at = event["occurred_at"]
         mark = self.watermarks.get(partition)

@@ -183,9 +183,10 @@ def check_stack_clock(settings: Settings, day_start_ms: int, lateness_ms: int) -
         behind_h = (max(marks) - day_start_ms) / 3_600_000
         raise JourneyError(
             f"the running stack's event time is already {behind_h:.1f} h past the start of the day the demo "
-            "would send (an earlier demo's day, or live traffic), so the day would arrive late and be judged "
-            "wrongly: stop the stack (`journey down`) and run `journey demo` again -- it then starts a stack "
-            "with a clock of its own -- or use another JOURNEY_HOME"
+            "would send (from traffic it has seen: an earlier demo, live events, or history re-seeded by "
+            "`journey up`), so the day would arrive late and be judged wrongly: stop the stack (`journey down`) "
+            "and run `journey demo` alone -- it then starts a stack with a clock of its own -- or use another "
+            "JOURNEY_HOME"
         )
 
 

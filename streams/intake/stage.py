@@ -61,6 +61,8 @@ class IntakeStage(Stage):
             if valid:
                 self.clocks.saw(partition, max(self.event_time(event, records[index][1] / 1000, now)
                                                for index, event in valid), now)
+        log.info("source partitions resume at offsets %s, clocks at %s", starts,
+                 {p: self.clocks.mark(p, 0, False, now).watermark for p in sorted(partitions)})
 
     def event_time(self, event: dict[str, Any], record_ts_s: float | None, now: int) -> int:
         """The trusted event time of a source record (`streams.domain.event_time`), written into the

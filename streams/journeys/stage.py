@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from schemas.codec import encode
-from streams.batch_consumer import send_keyed, send_records, write_table
+from streams.batch_consumer import restored_offsets, send_keyed, send_records, write_table
 from streams.customers.book import published_version
 from streams.domain.processor import Detector, ProcessResult
 from streams.intake.envelope import is_envelope, unpack
@@ -50,7 +50,8 @@ class JourneysStage(Stage):
         states = ((k.decode(), decode_journey(v)) for k, v in self.table.items() if v is not None)
         items = [(journey_id, state) for journey_id, state in states if state.p in partitions]
         self.detector.load(items, now_ms=_now_ms())
-        log.info("loaded %d journeys of partitions %s", len(items), sorted(partitions))
+        log.info("loaded %d journeys of partitions %s (changelog offsets in the store: %s)", len(items),
+                 sorted(partitions), restored_offsets(self.table, partitions))
 
     def drop(self, partitions: set[int]) -> None:
         for partition in partitions:

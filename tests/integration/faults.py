@@ -191,6 +191,7 @@ class Outcome:
     unexpected_event_ids: int
     raw_touchpoint_rows: int  # before merges: redelivered rows still separate
     raw_incident_rows: int
+    diagnosis: str = ""  # the first false alarms' touchpoints and incident versions, to read on a failure
 
     @property
     def complete(self) -> bool:
@@ -214,12 +215,31 @@ def read_outcome(client: Client, run: Run) -> Outcome:
                                    parameters=p).result_rows[0][0]
     raw_incidents = client.query("SELECT count() FROM journey.incidents WHERE startsWith(journey_id, {p:String})",
                                  parameters=p).result_rows[0][0]
+    comparison = compare(run.sim, incidents)
     return Outcome(
-        comparison=compare(run.sim, incidents), incident_rows=len(incidents), touchpoints_final=len(ids),
+        comparison=comparison, incident_rows=len(incidents), touchpoints_final=len(ids),
         touchpoints_unique=len(seen), duplicate_event_ids=[(e, n) for e, n in doubled],
         missing_event_ids=len(expected - seen), unexpected_event_ids=len(seen - expected),
         raw_touchpoint_rows=raw_touchpoints, raw_incident_rows=raw_incidents,
+        diagnosis=diagnose([j for j, _ in comparison["false_alarm_list"][:3]], client),
     )
+
+
+def diagnose(journeys: list[str], client: Client) -> str:
+    """Each journey's touchpoints (event time, source partition and offset, arrival in ClickHouse)
+    and every incident version written: what a false alarm's timeline looked like."""
+    lines = []
+    for journey in journeys:
+        lines.append(f"== {journey}")
+        lines += [f"  {r}" for r in client.query(
+            "SELECT type, request_id, toUnixTimestamp64Milli(occurred_at) AS at, kafka_partition, kafka_offset, "
+            "ingested_at FROM journey.touchpoints FINAL WHERE journey_id = {j:String} ORDER BY at",
+            parameters={"j": journey}).result_rows]
+        lines += [f"  incident {r}" for r in client.query(
+            "SELECT version, status, rule, toUnixTimestamp64Milli(failed_at), detected_at, severity "
+            "FROM journey.incidents WHERE journey_id = {j:String} ORDER BY version",
+            parameters={"j": journey}).result_rows]
+    return "\n".join(lines)
 
 
 def wait_for_outcome(settings: Settings, run: Run, timeout: float) -> Outcome:
@@ -249,7 +269,7 @@ def assert_exact(outcome: Outcome, run: Run, context: str) -> None:
                f"{c['duplicate_incidents']} {c['duplicate_list']}, mismatched {c['metric_mismatches']} "
                f"{c['mismatch_list']}\ntouchpoints: {outcome.touchpoints_final} rows (FINAL), "
                f"{outcome.touchpoints_unique} unique, missing {outcome.missing_event_ids}, unexpected "
-               f"{outcome.unexpected_event_ids}, doubled {outcome.duplicate_event_ids}")
+               f"{outcome.unexpected_event_ids}, doubled {outcome.duplicate_event_ids}\n{outcome.diagnosis}")
     assert c["injected_failures"] > 0 and c["detected"] == c["injected_failures"], summary
     assert (c["missed"], c["false_alarms"], c["duplicate_incidents"], c["metric_mismatches"]) == (0, 0, 0, 0), summary
     assert outcome.incident_rows == c["injected_failures"], summary

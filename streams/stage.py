@@ -23,9 +23,9 @@ from streams.batch_consumer import (
     handing_over,
     highwater,
     mark_processing,
-    position,
     rebalanced,
     recovered,
+    resume_offset,
     seek_back,
 )
 from streams.checkpoint import Checkpoint
@@ -140,7 +140,7 @@ class Stage:
             self.loaded |= new
             for partition in new:
                 # where reading resumes: an idle partition counts as caught up from there
-                self.next_offset.setdefault(partition, await position(self.app, self.topic, partition))
+                self.next_offset.setdefault(partition, resume_offset(self.app, self.topic, partition))
 
     def caught_up(self, partition: int) -> bool:
         end = highwater(self.app, self.topic, partition)

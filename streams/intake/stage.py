@@ -22,7 +22,7 @@ from typing import Any
 from infra.base.config import Settings
 from infra.base.kafka import values_before
 from schemas.dead_letter import dead_letter_headers
-from streams.batch_consumer import partition_count, position, send_records
+from streams.batch_consumer import partition_count, resume_offset, send_records
 from streams.domain.event_time import trusted
 from streams.intake.batch import sort_batch
 from streams.intake.envelope import Event, pack
@@ -50,9 +50,11 @@ class IntakeStage(Stage):
 
     async def load(self, partitions: set[int]) -> None:
         """A source partition taken over (a restart, a rebalance) resumes its clock from the newest
-        event time it had reached: without it, a caught-up source with nothing new to read would
-        report no progress, and a deadline pending in the restored journeys would never fire."""
-        starts = {p: await position(self.app, self.topic, p) or 0 for p in partitions}
+        event time before its committed offset, where this worker's reading resumes: without it, a
+        caught-up source with nothing new to read would report no progress, and a deadline pending
+        in the restored journeys would never fire. (From any later offset, its marks would run
+        ahead of the events it has still to send.)"""
+        starts = {p: resume_offset(self.app, self.topic, p) for p in partitions}
         before = await asyncio.get_running_loop().run_in_executor(None, values_before, self.settings, self.topic,
                                                                   starts)
         now = _now_ms()

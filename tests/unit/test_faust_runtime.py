@@ -26,7 +26,7 @@ def test_the_internals_used_still_exist_with_the_shapes_we_rely_on() -> None:
         "self", "consumer", "tps", "destination", "title"]
     assert "self._read_offset" in inspect.getsource(Consumer.__init__)  # an instance attribute
     for name in ("_drain_messages", "_add_gap", "seek_to_committed", "getmany", "ack",
-                 "topic_partitions", "highwater", "position"):
+                 "topic_partitions", "highwater"):
         assert hasattr(Consumer, name) or hasattr(faust_aiokafka.Consumer, name), name
     assert hasattr(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer")
     assert hasattr(faust_aiokafka.Producer, "_ensure_producer")

@@ -63,3 +63,20 @@ def test_a_restart_forgets_what_was_expected() -> None:
     sequence.restart({P0: 40})  # the committed offset after the next rebalance
     taken, _ = sequence.take(records(P0, 40, 41))
     assert offsets(taken) == [(0, 40), (0, 41)]
+
+
+def test_a_partition_resumes_at_the_committed_offset_not_where_the_fetcher_got_to() -> None:
+    """Intake resumed a source's clock from the consumer's position, thousands of records past the
+    committed offset under load: its first marks ran ahead of the events still to send (false
+    breaches after rebalances)."""
+    from types import SimpleNamespace
+
+    from streams.batch_consumer import resume_offset
+
+    sequence = PartitionSequence()
+    sequence.restart({P0: 4092, P1: None})  # Faust's seek to the committed offsets
+    app = SimpleNamespace(consumer=SimpleNamespace(sequence=sequence))
+    assert resume_offset(app, P0.topic, 0) == 4092  # however far the fetcher has read meanwhile
+    assert resume_offset(app, P1.topic, 1) == 0  # nothing committed: the reset policy reads from the start
+    sequence.take(records(P0, 4092, 4093))
+    assert resume_offset(app, P0.topic, 0) == 4094  # then: the next record to apply

@@ -11,6 +11,10 @@ thread of its own, which appends them to record batches in C and sends them thro
 collector's `PartitionFeeds` (one feed per partition, so each partition's records keep their
 order), acks=all (and idempotent where the broker allows it: see `_started`). Partitions are the same murmur2
 mapping as every other writer (`KeyPartitioner`).
+One producer session (`schemas.control`): before the first chunk with events for a partition is
+handed over, a begin record is written there (and acknowledged: nothing of the session can
+overtake it); `close()` writes an end record on each such partition once all its events were
+acknowledged, so intake knows at once that this backfill's data there has ended.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from infra.base.config import Settings
 from infra.base.kafka_clients import client_args
 from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import encode
+from schemas.control import BEGIN, END, Control, new_session
 from schemas.dead_letter import dead_letter_headers
 from streams.collector.feeds import PartitionFeeds, Record
 from streams.emitter import TOUCHPOINT, DeliveryError, DeliveryReport, KeyPartitioner, delivery_error, unreachable
@@ -60,6 +65,8 @@ class BatchEmitter:
         self._count = 0
         self._in_flight: deque[tuple[Future[list[BaseException | None]], list[list[str]]]] = deque()
         self._letters: list[tuple[str, Future[Any]]] = []
+        self.session = new_session()
+        self._begun: set[int] = set()  # partitions this session wrote to
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="emit-producer", daemon=True)
         self._thread.start()
@@ -130,6 +137,12 @@ class BatchEmitter:
         future = asyncio.run_coroutine_threadsafe(self._dead_letter(raw, headers), self._loop)
         self._letters.append((f"{source} line {line}", future))
 
+    async def _controls(self, partitions: set[int], control: Control) -> None:
+        """`control` written to each partition, acknowledged."""
+        sent = [await self._producer.send(self.topic, control.encode(), partition=p, headers=control.headers())
+                for p in sorted(partitions)]
+        await asyncio.gather(*sent)
+
     async def _dead_letter(self, raw: bytes, headers: list[tuple[str, bytes]]) -> Any:
         return await (await self._producer.send(self.dlq_topic, raw, headers=headers))
 
@@ -138,6 +151,9 @@ class BatchEmitter:
             return
         records, ids = self._records, self._ids
         self._records, self._ids, self._count = {}, {}, 0
+        if new := set(records) - self._begun:  # the first chunk, mostly: one round trip per session
+            self._run(self._controls(new, Control(BEGIN, self.session)))
+            self._begun |= new
         future = asyncio.run_coroutine_threadsafe(self._deliver(records), self._loop)
         self._in_flight.append((future, [ids[p] for p in records]))
         while len(self._in_flight) > MAX_CHUNKS_IN_FLIGHT:
@@ -178,6 +194,16 @@ class BatchEmitter:
         return self.report
 
     def close(self) -> None:
+        """End of data on every partition written to, after its events were acknowledged (best
+        effort: without it intake waits for the silence rule), then stop."""
+        if self._begun:
+            try:
+                while self._in_flight:
+                    self._settle_oldest()
+                self._run(self._controls(self._begun, Control(END, self.session)), timeout_s=15)
+                self._begun.clear()
+            except Exception as exc:  # noqa: BLE001 - the events' own outcome was reported already
+                log.warning("could not write the end of data (%r): intake waits for silence instead", exc)
         try:
             self._run(self._producer.stop(), timeout_s=15)
         except Exception:  # noqa: BLE001, S110 - closing after a failure: what failed was reported already

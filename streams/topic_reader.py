@@ -14,8 +14,8 @@ from infra.base.errors import JourneyError
 from infra.base.kafka_clients import client_args
 from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode
-from schemas.contract import event_to_json
-from schemas.control import is_control, iso_from_ms
+from schemas.contract import event_to_json, iso_from_ms
+from schemas.control import is_control
 from schemas.dead_letter import parse_dead_letter_headers
 
 

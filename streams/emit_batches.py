@@ -55,7 +55,9 @@ T = TypeVar("T")
 class BatchEmitter:
     """Validated touchpoints in, record batches out; the same interface as `TouchpointEmitter`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, session: str | None = None, end_on_close: bool = True) -> None:
+        """`session`: shared by the processes of one `journey emit` (`streams.emit_parallel`), whose
+        parent alone writes the end once all of them are done (`end_on_close` False in the others)."""
         connect_schema_registry(settings)  # an external registry's ids for what we write
         self.topic = settings.topics.touchpoints
         self.dlq_topic = settings.topics.dlq
@@ -65,8 +67,9 @@ class BatchEmitter:
         self._count = 0
         self._in_flight: deque[tuple[Future[list[BaseException | None]], list[list[str]]]] = deque()
         self._letters: list[tuple[str, Future[Any]]] = []
-        self.session = new_session()
-        self._begun: set[int] = set()  # partitions this session wrote to
+        self.session = session or new_session()
+        self.end_on_close = end_on_close
+        self.begun: set[int] = set()  # partitions this emitter wrote to (a begin record first)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="emit-producer", daemon=True)
         self._thread.start()
@@ -151,9 +154,9 @@ class BatchEmitter:
             return
         records, ids = self._records, self._ids
         self._records, self._ids, self._count = {}, {}, 0
-        if new := set(records) - self._begun:  # the first chunk, mostly: one round trip per session
+        if new := set(records) - self.begun:  # the first chunk, mostly: one round trip per session
             self._run(self._controls(new, Control(BEGIN, self.session)))
-            self._begun |= new
+            self.begun |= new
         future = asyncio.run_coroutine_threadsafe(self._deliver(records), self._loop)
         self._in_flight.append((future, [ids[p] for p in records]))
         while len(self._in_flight) > MAX_CHUNKS_IN_FLIGHT:
@@ -193,17 +196,21 @@ class BatchEmitter:
             raise delivery_error(self.report.failed)
         return self.report
 
+    def end_of_data(self, partitions: set[int]) -> None:
+        """The session's end on `partitions`, after everything this emitter queued was acknowledged
+        (best effort: without it intake waits for the silence rule)."""
+        try:
+            while self._in_flight:
+                self._settle_oldest()
+            self._run(self._controls(partitions, Control(END, self.session)), timeout_s=15)
+        except Exception as exc:  # noqa: BLE001 - the events' own outcome was reported already
+            log.warning("could not write the end of data (%r): intake waits for silence instead", exc)
+
     def close(self) -> None:
-        """End of data on every partition written to, after its events were acknowledged (best
-        effort: without it intake waits for the silence rule), then stop."""
-        if self._begun:
-            try:
-                while self._in_flight:
-                    self._settle_oldest()
-                self._run(self._controls(self._begun, Control(END, self.session)), timeout_s=15)
-                self._begun.clear()
-            except Exception as exc:  # noqa: BLE001 - the events' own outcome was reported already
-                log.warning("could not write the end of data (%r): intake waits for silence instead", exc)
+        """End of data on every partition written to (unless another process ends the session), then stop."""
+        if self.end_on_close and self.begun:
+            self.end_of_data(self.begun)
+            self.begun.clear()
         try:
             self._run(self._producer.stop(), timeout_s=15)
         except Exception:  # noqa: BLE001, S110 - closing after a failure: what failed was reported already

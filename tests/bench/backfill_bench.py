@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=17)
     args = parser.parse_args()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     now = int(time.time() * 1000)
     sim = simulate(args.seed, max(10, int(args.events / EVENTS_PER_JOURNEY)), now - 32 * DAY_MS, 30 * 86_400)
     prefix = sim.events[0]["journey_id"].rsplit("-j", 1)[0]
@@ -126,16 +127,17 @@ def main() -> None:
             cpu: dict[str, Any] = {f"worker-{w}": cpu_seconds(p.pid) for w, p in enumerate(workers)}
             cpu["sink"] = cpu_seconds(sink.pid)
             changes = published(settings, settings.topics.incidents)
-            stages = {"emit (touchpoints)": settings.topics.touchpoints,
-                      "intake (by-journey)": settings.topic_by_journey,
-                      "journeys (by-customer)": settings.topic_by_customer,
-                      "customers (incidents)": settings.topics.incidents}
-            spans: dict[str, Any] = {name: timeline(timestamps(settings, topic), started_ms)
-                                     for name, topic in stages.items()}
-            spans["sink (last change in ClickHouse)"] = {"last": round(took, 1)}
             busy = {name: round(s / took, 2) for name, s in cpu.items()}
         finally:
             stop_services(services)
+        # read once the workers are stopped: intake writes marks on every tick
+        stages = {"emit (touchpoints)": settings.topics.touchpoints,
+                  "intake (by-journey)": settings.topic_by_journey,
+                  "journeys (by-customer)": settings.topic_by_customer,
+                  "customers (incidents)": settings.topics.incidents}
+        spans: dict[str, Any] = {name: timeline(timestamps(settings, topic), started_ms)
+                                 for name, topic in stages.items()}
+        spans["sink (last change in ClickHouse)"] = {"last": round(took, 1)}
     events = len(sim.events) + 1
     rate, baseline = events / took, events / emitted
     print(json.dumps({
@@ -146,7 +148,8 @@ def main() -> None:
         "incident_changes_per_incident": round(changes / max(1, len(seen or [])), 2),
         "seconds": {"emit": round(emitted, 1), "to_last_incident_change": round(took, 1)},
         "cpu_ms_per_1000_events": {name: round(1e6 * s / events) for name, s in cpu.items()},
-        "cpu_busy_share": busy, "timeline_s": spans, "load_average": [round(x, 2) for x in os.getloadavg()],
+        "cpu_busy_share": busy, "timeline_s": spans,
+        "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
     }))
 
 

@@ -208,7 +208,7 @@ class BatchEmitter:
 
     def close(self) -> None:
         """End of data on every partition written to (unless another process ends the session), then stop."""
-        if self.end_on_close and self.begun:
+        if self.end_on_close and self.begun and not self.report.failed:  # failed: no more waits on the broker
             self.end_of_data(self.begun)
             self.begun.clear()
         try:

@@ -260,7 +260,7 @@ class TouchpointEmitter:
     def close(self) -> None:
         """End of data (best effort: a broker gone now leaves intake its silence rule), then close."""
         try:
-            if self._begun:
+            if self._begun and not self.report.failed:  # after failed deliveries: no more waits on the broker
                 self.end_of_data()
         except KafkaError as exc:
             log.warning("could not write the end of data (%s): intake waits for silence instead", exc)

@@ -50,6 +50,7 @@ from infra.base.restart_record import keep_first_detection, restored_incident_ve
 from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode_many
 from schemas.contract import ContractError, check_contract
+from schemas.control import is_control
 
 log = logging.getLogger("journey.sink")
 
@@ -144,7 +145,8 @@ def to_rows(settings: Settings, messages: list[Any], now_ms: int,
     by_topic: dict[str, list[Any]] = {}
     for message in messages:
         by_topic.setdefault(message.topic, []).append(message)
-    touchpoints = by_topic.get(topics.touchpoints, [])
+    # producers' begin/end of data records (schemas.control) are no touchpoints, nor errors
+    touchpoints = [m for m in by_topic.get(topics.touchpoints, []) if not is_control(m.value)]
     if touchpoints:
         records, failures = decode_many([m.value for m in touchpoints], "touchpoint")
         failed = {f.index for f in failures}

@@ -11,6 +11,10 @@ thread of its own, which appends them to record batches in C and sends them thro
 collector's `PartitionFeeds` (one feed per partition, so each partition's records keep their
 order), acks=all (and idempotent where the broker allows it: see `_started`). Partitions are the same murmur2
 mapping as every other writer (`KeyPartitioner`).
+One producer session (`schemas.control`): before the first chunk with events for a partition is
+handed over, a begin record is written there (and acknowledged: nothing of the session can
+overtake it); `close()` writes an end record on each such partition once all its events were
+acknowledged, so intake knows at once that this backfill's data there has ended.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from infra.base.config import Settings
 from infra.base.kafka_clients import client_args
 from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import encode
+from schemas.control import BEGIN, END, Control, new_session
 from schemas.dead_letter import dead_letter_headers
 from streams.collector.feeds import PartitionFeeds, Record
 from streams.emitter import TOUCHPOINT, DeliveryError, DeliveryReport, KeyPartitioner, delivery_error, unreachable
@@ -50,7 +55,9 @@ T = TypeVar("T")
 class BatchEmitter:
     """Validated touchpoints in, record batches out; the same interface as `TouchpointEmitter`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, session: str | None = None, end_on_close: bool = True) -> None:
+        """`session`: shared by the processes of one `journey emit` (`streams.emit_parallel`), whose
+        parent alone writes the end once all of them are done (`end_on_close` False in the others)."""
         connect_schema_registry(settings)  # an external registry's ids for what we write
         self.topic = settings.topics.touchpoints
         self.dlq_topic = settings.topics.dlq
@@ -60,6 +67,9 @@ class BatchEmitter:
         self._count = 0
         self._in_flight: deque[tuple[Future[list[BaseException | None]], list[list[str]]]] = deque()
         self._letters: list[tuple[str, Future[Any]]] = []
+        self.session = session or new_session()
+        self.end_on_close = end_on_close
+        self.begun: set[int] = set()  # partitions this emitter wrote to (a begin record first)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="emit-producer", daemon=True)
         self._thread.start()
@@ -130,6 +140,12 @@ class BatchEmitter:
         future = asyncio.run_coroutine_threadsafe(self._dead_letter(raw, headers), self._loop)
         self._letters.append((f"{source} line {line}", future))
 
+    async def _controls(self, partitions: set[int], control: Control) -> None:
+        """`control` written to each partition, acknowledged."""
+        sent = [await self._producer.send(self.topic, control.encode(), partition=p, headers=control.headers())
+                for p in sorted(partitions)]
+        await asyncio.gather(*sent)
+
     async def _dead_letter(self, raw: bytes, headers: list[tuple[str, bytes]]) -> Any:
         return await (await self._producer.send(self.dlq_topic, raw, headers=headers))
 
@@ -138,6 +154,9 @@ class BatchEmitter:
             return
         records, ids = self._records, self._ids
         self._records, self._ids, self._count = {}, {}, 0
+        if new := set(records) - self.begun:  # the first chunk, mostly: one round trip per session
+            self._run(self._controls(new, Control(BEGIN, self.session)))
+            self.begun |= new
         future = asyncio.run_coroutine_threadsafe(self._deliver(records), self._loop)
         self._in_flight.append((future, [ids[p] for p in records]))
         while len(self._in_flight) > MAX_CHUNKS_IN_FLIGHT:
@@ -177,7 +196,21 @@ class BatchEmitter:
             raise delivery_error(self.report.failed)
         return self.report
 
+    def end_of_data(self, partitions: set[int]) -> None:
+        """The session's end on `partitions`, after everything this emitter queued was acknowledged
+        (best effort: without it intake waits for the silence rule)."""
+        try:
+            while self._in_flight:
+                self._settle_oldest()
+            self._run(self._controls(partitions, Control(END, self.session)), timeout_s=15)
+        except Exception as exc:  # noqa: BLE001 - the events' own outcome was reported already
+            log.warning("could not write the end of data (%r): intake waits for silence instead", exc)
+
     def close(self) -> None:
+        """End of data on every partition written to (unless another process ends the session), then stop."""
+        if self.end_on_close and self.begun and not self.report.failed:  # failed: no more waits on the broker
+            self.end_of_data(self.begun)
+            self.begun.clear()
         try:
             self._run(self._producer.stop(), timeout_s=15)
         except Exception:  # noqa: BLE001, S110 - closing after a failure: what failed was reported already

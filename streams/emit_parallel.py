@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection
 
 from infra.base.config import Settings
 from infra.base.errors import JourneyError
+from schemas.control import new_session
 from streams.emitter import fewer_gc_passes, take_line
 
 CHUNK_LINES = 2000
@@ -36,6 +37,7 @@ class WorkerResult:
 
     accepted: int = 0
     rejects: list[tuple[int, str]] = field(default_factory=list)
+    begun: set[int] = field(default_factory=set)  # partitions written to (the parent ends the session there)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (event_id, error)
     error: str | None = None  # the worker could not run at all (broker unreachable, ...)
 
@@ -65,12 +67,14 @@ def route(line: str, workers: int) -> int:
 class Share:
     """One process's share of the lines: validated, encoded and produced by its own emitter."""
 
-    def __init__(self, settings: Settings, source: str) -> None:
+    def __init__(self, settings: Settings, source: str, session: str, last: bool) -> None:
+        """`last`: this share writes the session's end of data, once every other share is done."""
         from streams.emit_batches import BatchEmitter
 
         self.source = source
         self.result = WorkerResult()
-        self.emitter = BatchEmitter(settings)  # JourneyError when the broker is unreachable
+        # JourneyError when the broker is unreachable
+        self.emitter = BatchEmitter(settings, session=session, end_on_close=last)
 
     def add(self, number: int, line: str) -> None:
         reason = take_line(self.emitter, number, line, self.source)
@@ -79,7 +83,7 @@ class Share:
         else:
             self.result.rejects.append((number, reason))
 
-    def finish(self) -> WorkerResult:
+    def flush(self) -> None:
         """Wait for the broker's acknowledgements; record what it did not acknowledge."""
         from streams.emitter import DeliveryError
 
@@ -87,15 +91,23 @@ class Share:
             self.emitter.flush()
         except DeliveryError:
             self.result.failed = list(self.emitter.report.failed)
+
+    def finish(self, others: list[WorkerResult] | None = None) -> WorkerResult:
+        """Flush and close. With `others` (the last share: theirs are all acknowledged), the
+        session's end goes to every partition any share wrote to."""
+        try:
+            self.flush()
         finally:
+            self.result.begun = set(self.emitter.begun)
+            self.emitter.begun.update(*(r.begun for r in others or []))
             self.emitter.close()
         return self.result
 
 
-def _work(settings: Settings, source: str, conn: Connection) -> None:
+def _work(settings: Settings, source: str, session: str, conn: Connection) -> None:
     """A worker process: its share of the lines arrives in chunks, then None; it reports back."""
     try:
-        share = Share(settings, source)
+        share = Share(settings, source, session, last=False)
         with fewer_gc_passes():
             while (chunk := conn.recv()) is not None:
                 for number, line in chunk:
@@ -119,16 +131,19 @@ def emit_lines_parallel(
     Raises `JourneyError` if a worker could not run or died (then what it sent is unknown).
     """
     spawn = multiprocessing.get_context("spawn")  # not fork: kafka-python runs threads
+    # One producer session for all (schemas.control): a share done early must not say "end" on a
+    # partition another share has not begun yet; this process ends it once all have reported.
+    session = new_session()
     pipes = [spawn.Pipe() for _ in range(processes - 1)]
-    workers = [spawn.Process(target=_work, args=(settings, source, child), name=f"emit-{index + 1}", daemon=True)
-               for index, (_, child) in enumerate(pipes)]
+    workers = [spawn.Process(target=_work, args=(settings, source, session, child), name=f"emit-{index + 1}",
+                             daemon=True) for index, (_, child) in enumerate(pipes)]
     for worker, (_, child) in zip(workers, pipes, strict=True):
         worker.start()
         child.close()  # the worker holds its end now; if it dies, sending to it fails instead of blocking
     chunks: list[list[tuple[int, str]]] = [[] for _ in workers]
     own: Share | None = None
     try:
-        own = Share(settings, source)
+        own = Share(settings, source, session, last=True)
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
@@ -145,7 +160,9 @@ def emit_lines_parallel(
             if chunk:
                 parent.send(chunk)
             parent.send(None)
-        results: list[WorkerResult] = [own.finish()] + [parent.recv() for parent, _ in pipes]
+        own.flush()  # while the others finish theirs
+        others: list[WorkerResult] = [parent.recv() for parent, _ in pipes]
+        results = [own.finish(others), *others]
     except (EOFError, OSError):
         if own is not None:
             own.emitter.close()

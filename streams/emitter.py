@@ -8,6 +8,11 @@ Why the partition is computed here: kafka-python's default partitioner runs a pu
 murmur2 on every send (~8 µs of a ~30 µs send, profiled). We compute the same murmur2 mapping
 (Java-compatible: the same journey lands in the same partition as with any Kafka client) once
 per journey id and pass the partition explicitly.
+
+Each emitter is one producer session (`schemas.control`): a begin record precedes its first event
+on a partition, and `close()` writes an end record on every partition it wrote to, so intake knows
+at once that this producer's data there has ended (a backfill's last deadlines then fire without
+waiting for JOURNEY_SOURCE_IDLE_S of silence).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from infra.base.kafka_clients import client_args
 from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import encode
 from schemas.contract import ContractError, parse_json_line, validate_event
+from schemas.control import BEGIN, END, Control, new_session
 from schemas.dead_letter import dead_letter_headers
 
 log = logging.getLogger(__name__)
@@ -162,6 +168,9 @@ class TouchpointEmitter:
         self._pending: list[tuple[str, Any]] = []
         self._partition: KeyPartitioner | None = None
         self.report = DeliveryReport()
+        self.session = new_session()
+        self._begun: set[int] = set()  # partitions this session wrote to (a begin record first)
+        self._controls: list[Any] = []  # their futures: not events, so not in the delivery report
 
     def _partitioner(self) -> KeyPartitioner:
         if self._partition is None:
@@ -179,11 +188,19 @@ class TouchpointEmitter:
         if event.get("sent_at") is None:
             event = {**event, "sent_at": int(time.time() * 1000)}
         key = event["journey_id"].encode()
-        future = self._producer.send(self.topic, key=key, value=encode(TOUCHPOINT, event),
-                                     partition=self._partitioner()(key))
+        partition = self._partitioner()(key)
+        if partition not in self._begun:
+            self._control(partition, Control(BEGIN, self.session))  # before the event (ordered: idempotent)
+            self._begun.add(partition)
+        future = self._producer.send(self.topic, key=key, value=encode(TOUCHPOINT, event), partition=partition)
         self._pending.append((event["event_id"], future))
         if len(self._pending) >= SETTLE_EVERY:
             self._settle()
+
+    def _control(self, partition: int, control: Control) -> None:
+        future = self._producer.send(self.topic, key=None, value=control.encode(), partition=partition,
+                                     headers=control.headers())
+        self._controls.append(future)
 
     def send_dead_letter(self, raw: bytes, reason: str, source: str, line: int) -> None:
         """Queue input that was refused before it became an event: the original bytes, the reason
@@ -227,7 +244,26 @@ class TouchpointEmitter:
             raise delivery_error(self.report.failed)
         return self.report
 
+    def end_of_data(self) -> None:
+        """Say on every partition this session wrote to that its data there has ended (after
+        everything it sent was acknowledged); a later `send` begins there again."""
+        self._producer.flush(timeout=60)
+        for partition in sorted(self._begun):
+            self._control(partition, Control(END, self.session))
+        self._begun.clear()
+        self._producer.flush(timeout=60)
+        self._settle()
+        controls, self._controls = self._controls, []
+        for future in controls:
+            future.get(timeout=60)  # KafkaError: see close()
+
     def close(self) -> None:
+        """End of data (best effort: a broker gone now leaves intake its silence rule), then close."""
+        try:
+            if self._begun and not self.report.failed:  # after failed deliveries: no more waits on the broker
+                self.end_of_data()
+        except KafkaError as exc:
+            log.warning("could not write the end of data (%s): intake waits for silence instead", exc)
         self._producer.close(timeout=10)
 
     def __enter__(self) -> TouchpointEmitter:

@@ -15,6 +15,7 @@ from infra.base.kafka_clients import client_args
 from infra.base.schema_registry import connect as connect_schema_registry
 from schemas.codec import decode
 from schemas.contract import event_to_json, iso_from_ms
+from schemas.control import is_control
 from schemas.dead_letter import parse_dead_letter_headers
 
 
@@ -108,6 +109,8 @@ def follow_reader(settings: Settings, topic: str, reader: KafkaConsumer, limit: 
             continue
         last = time.monotonic()
         for message in (m for records in batch.values() for m in records):
+            if topic == settings.topics.touchpoints and is_control(message.value):
+                continue  # a producer's begin or end of data (schemas.control): no touchpoint
             yield render(settings, topic, message)
             seen += 1
             if limit is not None and seen >= limit:

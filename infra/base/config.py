@@ -45,7 +45,7 @@ process environment once; code receives a `Settings` object instead of reading `
 | JOURNEY_SINK_PROCESSES | 1 | ClickHouse sink processes in one group (a join is a rebalance pause on Tansu) |
 | JOURNEY_SINK_BATCH_ROWS | 50000 | most rows in one sink insert (a batch also closes after 0.5 s) |
 | JOURNEY_CLOCK_TOLERANCE_S | 5 | device skew (received - sent) beyond this is corrected; event time <= receive + this |
-| JOURNEY_SOURCE_IDLE_S | 60 | a caught-up source without events this long follows the topic, less the lateness |
+| JOURNEY_SOURCE_IDLE_S | 60 | caught up, no event this long: follows the topic less lateness (end of data: at once) |
 | JOURNEY_WEB_PORT | 8088 | the live on-call page (served by the notifier) |
 | JOURNEY_ONCALL_TOKEN | (generated) | on-call page token; unset: a random one kept in `$JOURNEY_HOME/oncall.token` |
 | JOURNEY_MANAGER_TOKEN | unset | read-only token of the managers' dashboard (`/dashboard`); the on-call one works too |

@@ -10,12 +10,23 @@ low watermark of the marks (`streams.journeys.low_watermark`).
 A source's watermark is the newest event time read from it; once it is caught up (nothing left
 to read) it advances with the wall clock from there, so a spoon that never comes still fires on
 time with no further event.
+
+A source is *idle* (its data may have ended: downstream it then follows the topic, less the allowed
+lateness) when it is caught up and either
+- **ended**: the newest record read from it is a producer's end of data (`schemas.control`) and
+  no producer that began there since intake started reading it is still open; any other record
+  read after it (a touchpoint, a bad record, a begin) takes that back at once; or
+- **silent**: no record for `JOURNEY_SOURCE_IDLE_S`, for producers without the signal. Silence
+  also closes every session still open there (a producer killed before its end).
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
+
+from schemas.control import BEGIN, is_control, parse
 
 MARK_PREFIX = b"W"  # internal-topic values: a mark alone starts with this, an envelope with b"F" (b"E": older intakes)
 _MARK = struct.Struct(">iiq??")  # source partition, sources in all, watermark ms (-1: none yet), caught up, idle
@@ -58,6 +69,31 @@ class SourceClocks:
     def __init__(self) -> None:
         self._base: dict[int, tuple[int, int]] = {}  # partition -> (newest event time, wall ms then)
         self._idle_from: dict[int, int] = {}  # partition -> wall ms of its last event (any time)
+        self._open: dict[int, set[str]] = {}  # partition -> producer sessions begun and not ended
+        self._ended: set[int] = set()  # partitions whose newest record read is an end of data
+
+    def touched(self, partition: int) -> None:
+        """A record that is no end of data was read from `partition` (after any control record of
+        the same batch): whoever said "done" there, someone still writes."""
+        self._ended.discard(partition)
+
+    def begun(self, partition: int, session: str) -> None:
+        """A producer's begin of data on `partition`."""
+        self._open.setdefault(partition, set()).add(session)
+        self._ended.discard(partition)
+
+    def ended(self, partition: int, session: str, now_ms: int) -> None:
+        """A producer's end of data on `partition`: ended unless another producer is still open.
+        Counts as a record read now for the silence rule."""
+        sessions = self._open.get(partition, set())
+        sessions.discard(session)
+        if sessions:
+            self._ended.discard(partition)
+        else:
+            self._open.pop(partition, None)
+            self._ended.add(partition)
+        if partition in self._base:
+            self._idle_from[partition] = now_ms
 
     def saw(self, partition: int, at: int, now_ms: int) -> None:
         """An event of time `at` read now. An older one (a backlog of history behind live traffic)
@@ -73,14 +109,51 @@ class SourceClocks:
     def forget(self, partition: int) -> None:
         self._base.pop(partition, None)
         self._idle_from.pop(partition, None)
+        self._open.pop(partition, None)
+        self._ended.discard(partition)
 
     def mark(self, partition: int, sources: int, caught_up: bool, now_ms: int,
              idle_after_ms: int | None = None) -> Mark:
-        """`idle`: caught up, and no event for `idle_after_ms` of wall time (None: never idle)."""
+        """`idle`: caught up, and ended or without a record for `idle_after_ms` of wall time (None:
+        never by silence). See the module docstring."""
         base = self._base.get(partition)
         if base is None:
             return Mark(partition, sources, None, caught_up)
         at, wall = base
         last = max(wall, self._idle_from.get(partition, wall))
-        idle = caught_up and idle_after_ms is not None and now_ms - last >= idle_after_ms
+        silent = caught_up and idle_after_ms is not None and now_ms - last >= idle_after_ms
+        if silent:
+            self._open.pop(partition, None)  # whoever began and never ended has gone quiet too
+        idle = caught_up and (silent or partition in self._ended)
         return Mark(partition, sources, at + max(0, now_ms - wall) if caught_up else at, caught_up, idle)
+
+
+def take_controls(clocks: SourceClocks, messages: list[Any], now_ms: int) -> list[Any]:
+    """The batch's messages without its control records, which go to `clocks` in offset order
+    with every other record (so whether a partition ended is decided by its newest record).
+    A malformed control record stays in: intake dead-letters it like any bad record."""
+    if not any(is_control(m.value) for m in messages):
+        for partition in {m.partition for m in messages}:
+            clocks.touched(partition)
+        return messages
+    data = []
+    for message in messages:
+        control = parse(message.value) if is_control(message.value) else None
+        if control is None:
+            data.append(message)
+            clocks.touched(message.partition)
+        elif control.kind == BEGIN:
+            clocks.begun(message.partition, control.session)
+        else:
+            clocks.ended(message.partition, control.session, now_ms)
+    return data
+
+
+def newest_is_end(values: list[bytes]) -> str | None:
+    """The session of an end of data when it is the newest of `values` (offset order), else None:
+    a restarted intake resumes a partition that had ended as ended."""
+    if values and is_control(values[-1]):
+        control = parse(values[-1])
+        if control is not None and control.kind != BEGIN:
+            return control.session
+    return None

@@ -26,7 +26,7 @@ from streams.batch_consumer import partition_count, resume_offset, send_records
 from streams.domain.event_time import trusted
 from streams.intake.batch import sort_batch
 from streams.intake.envelope import Event, pack
-from streams.intake.marks import Mark, SourceClocks
+from streams.intake.marks import Mark, SourceClocks, newest_is_end, take_controls
 from streams.stage import Stage, process_cpu_ms
 
 log = logging.getLogger("journey.intake")
@@ -63,6 +63,8 @@ class IntakeStage(Stage):
             if valid:
                 self.clocks.saw(partition, max(self.event_time(event, records[index][1] / 1000, now)
                                                for index, event in valid), now)
+            if (session := newest_is_end([value for value, _ in records])) is not None:
+                self.clocks.ended(partition, session, now)  # it had ended: it resumes ended
         log.info("source partitions resume at offsets %s, clocks at %s", starts,
                  {p: self.clocks.mark(p, 0, False, now).watermark for p in sorted(partitions)})
 
@@ -86,14 +88,15 @@ class IntakeStage(Stage):
         now = _now_ms()
         self.stats.first_batch_at = self.stats.first_batch_at or now
         self.stats.first_batch_cpu_ms = self.stats.first_batch_cpu_ms or process_cpu_ms()
-        sorted_ = sort_batch([m.value for m in messages], now)
+        data = take_controls(self.clocks, messages, now)  # producers' end-of-data records: no touchpoints
+        sorted_ = sort_batch([m.value for m in data], now)
         for index, event in sorted_.valid:
-            self.event_time(event, messages[index].timestamp, now)
+            self.event_time(event, data[index].timestamp, now)
         valid = sorted(sorted_.valid, key=lambda item: item[1]["occurred_at"])  # stable: ties keep offset order
         shares: dict[int, list[Event]] = {p: [] for p in range(self.internal_partitions)}
         partition_of, saw = self.partition_of, self.clocks.saw
         for index, event in valid:
-            saw(messages[index].partition, event["occurred_at"], now)  # the trusted time (event_time)
+            saw(data[index].partition, event["occurred_at"], now)  # the trusted time (event_time)
             shares[partition_of(event["journey_id"].encode())].append(event)
         # one envelope per internal partition (split when large), the batch's marks folded in
         marks = self._marks({m.partition for m in messages}, now)
@@ -108,7 +111,7 @@ class IntakeStage(Stage):
 
         async def persist() -> None:
             for index in sorted(sorted_.rejected):  # in batch order
-                message = messages[index]
+                message = data[index]
                 reason, kind = sorted_.rejected[index]
                 self.stats.dead_letters += 1
                 await self.dead_letters.send(key=message.key, value=message.value, headers=dead_letter_headers(

@@ -24,6 +24,7 @@ from infra.base.config import Settings
 from infra.base.schema_registry import connect
 from schemas.codec import decode
 from schemas.contract import event_to_json
+from schemas.control import is_control
 from schemas.registry import load_registry
 from schemas.registry_api import FIRST_API_ID, RegistryApi
 from tests.integration.test_alerting import TOKEN, oncall_settings, running_notifier
@@ -90,7 +91,9 @@ def test_cli_commands_encode_and_decode_with_the_external_registrys_ids(
                 "COMPLAINT_FILED", "FAILURE_ACKNOWLEDGED", "RECOVERY_RESOLVED"]
     finally:
         stop_worker(worker)
-    touchpoints = raw_values(settings, settings.topics.touchpoints)
+    written = raw_values(settings, settings.topics.touchpoints)
+    assert any(is_control(v) for v in written)  # `journey emit`'s begin and end of data (schemas.control)
+    touchpoints = [v for v in written if not is_control(v)]
     assert [schema_id(v) for v in touchpoints] == [ids["touchpoint"]] * 3  # the emit, the ack and the resolve
     assert [decode(v, "touchpoint", theirs)["type"] for v in touchpoints] == [
         "COMPLAINT_FILED", "FAILURE_ACKNOWLEDGED", "RECOVERY_RESOLVED"]

@@ -1,0 +1,224 @@
+"""A compiled Avro binary reader for the schema shapes our subjects use; fastavro stays the codec.
+
+Why: fastavro's `schemaless_reader` on a BytesIO spent ~12 µs per touchpoint in the worker (a
+fifth of its CPU on the detect path, BENCHMARKS.md): it reads every value through the file
+object's `read`. `compile_reader` turns a parsed schema into one closure per field, decided once,
+reading straight from the message's bytes by index.
+
+The mirror of `schemas.avro_writer`: it covers records, enums, arrays, maps, unions of null with
+one other type, and the primitives boolean, int, long, double and string, read with the writer's
+own schema (no schema resolution). `compile_reader` returns None for any other schema. A reader
+raises on anything out of the ordinary -- a truncated body, a negative length or block count, an
+enum or union index out of range, a varint beyond 64 bits, an int out of range, text that is
+not UTF-8 -- and the codec then reads that message with fastavro, so what fastavro would read,
+refuse or say about it stays exactly as it was (tested against fastavro, fuzzed).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+Read = Callable[[bytes, int], tuple[Any, int]]
+
+_INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
+_DOUBLE = struct.Struct("<d")
+_MAX_VARINT = 10  # bytes: 64 bits; longer ones (and bits beyond 64) are fastavro's to decide
+
+
+class Unusual(ValueError):
+    """Something the compiled reader leaves to fastavro."""
+
+
+def _read_long(data: bytes, pos: int) -> tuple[int, int]:
+    b = data[pos]
+    if b < 0x80:  # one byte: the usual length, count, index or small number
+        return (b >> 1) ^ -(b & 1), pos + 1
+    n, shift, end = b & 0x7F, 7, pos + _MAX_VARINT
+    pos += 1
+    while True:
+        if pos >= end:
+            raise Unusual("varint too long")
+        b = data[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            if n >> 64:
+                raise Unusual("varint beyond 64 bits")
+            return (n >> 1) ^ -(n & 1), pos
+        shift += 7
+
+
+def _read_int(data: bytes, pos: int) -> tuple[int, int]:
+    value, pos = _read_long(data, pos)
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise Unusual("int out of range")
+    return value, pos
+
+
+def _read_string(data: bytes, pos: int) -> tuple[str, int]:
+    b = data[pos]
+    if b < 0x80:
+        size, pos = b >> 1, pos + 1
+        if b & 1:
+            raise Unusual("negative length")
+    else:
+        size, pos = _read_long(data, pos)
+        if size < 0:
+            raise Unusual("negative length")
+    end = pos + size
+    if end > len(data):
+        raise Unusual("truncated")
+    return data[pos:end].decode(), end  # UnicodeDecodeError: fastavro decides
+
+
+def _read_boolean(data: bytes, pos: int) -> tuple[bool, int]:
+    b = data[pos]
+    if b > 1:
+        raise Unusual("not a boolean byte")
+    return b == 1, pos + 1
+
+
+def _read_double(data: bytes, pos: int) -> tuple[float, int]:
+    return _DOUBLE.unpack_from(data, pos)[0], pos + 8  # struct.error when truncated
+
+
+_PRIMITIVES: dict[str, Read] = {
+    "string": _read_string, "int": _read_int, "long": _read_long,
+    "boolean": _read_boolean, "double": _read_double,
+}
+
+
+def _union(schema: list[Any]) -> Read | None:
+    """Only [null, X] or [X, null]: the index is one byte, 0 or 2."""
+    if len(schema) != 2 or "null" not in schema:
+        return None
+    null_index = schema.index("null")
+    other = _compile(schema[1 - null_index])
+    if other is None:
+        return None
+    null_tag, other_tag = null_index * 2, (1 - null_index) * 2  # zigzag
+
+    def read(data: bytes, pos: int) -> tuple[Any, int]:
+        b = data[pos]
+        if b == null_tag:
+            return None, pos + 1
+        if b != other_tag:
+            raise Unusual("union index out of range")
+        return other(data, pos + 1)
+    return read
+
+
+def _enum(schema: dict[str, Any]) -> Read:
+    symbols = list(schema["symbols"])
+
+    def read(data: bytes, pos: int) -> tuple[Any, int]:
+        b = data[pos]
+        if b >= 0x80 or b & 1:  # 64 symbols or more, or negative: fastavro decides
+            raise Unusual("enum index")
+        return symbols[b >> 1], pos + 1  # IndexError beyond the symbols
+    return read
+
+
+def _blocks(item: Callable[[bytes, int, Any], int]) -> Callable[[bytes, int, Any], int]:
+    """Avro's blocks of an array or map: positive counts, then a zero (a negative count, which
+    carries a byte size, is unusual)."""
+
+    def read(data: bytes, pos: int, into: Any) -> int:
+        while True:
+            count, pos = _read_long(data, pos)
+            if count == 0:
+                return pos
+            if count < 0:
+                raise Unusual("negative block count")
+            for _ in range(count):
+                pos = item(data, pos, into)
+    return read
+
+
+def _array(schema: dict[str, Any]) -> Read | None:
+    element = _compile(schema["items"])
+    if element is None:
+        return None
+
+    def item(data: bytes, pos: int, into: list[Any]) -> int:
+        value, pos = element(data, pos)
+        into.append(value)
+        return pos
+    blocks = _blocks(item)
+
+    def read(data: bytes, pos: int) -> tuple[Any, int]:
+        out: list[Any] = []
+        return out, blocks(data, pos, out)
+    return read
+
+
+def _map(schema: dict[str, Any]) -> Read | None:
+    element = _compile(schema["values"])
+    if element is None:
+        return None
+
+    def item(data: bytes, pos: int, into: dict[str, Any]) -> int:
+        key, pos = _read_string(data, pos)
+        into[key], pos = element(data, pos)
+        return pos
+    blocks = _blocks(item)
+
+    def read(data: bytes, pos: int) -> tuple[Any, int]:
+        if data[pos] == 0:  # empty: the usual attrs
+            return {}, pos + 1
+        out: dict[str, Any] = {}
+        return out, blocks(data, pos, out)
+    return read
+
+
+def _record(schema: dict[str, Any]) -> Read | None:
+    fields = []
+    for field in schema["fields"]:
+        read_field = _compile(field["type"])
+        if read_field is None:
+            return None
+        fields.append((field["name"], read_field))
+
+    def read(data: bytes, pos: int) -> tuple[Any, int]:
+        out = {}
+        for name, read_field in fields:
+            out[name], pos = read_field(data, pos)
+        return out, pos
+    return read
+
+
+def _compile(schema: Any) -> Read | None:
+    if isinstance(schema, list):
+        return _union(schema)
+    if isinstance(schema, str):
+        return _PRIMITIVES.get(schema)  # a named reference or another primitive: not covered
+    kind = schema.get("type")
+    if kind == "record":
+        return _record(schema)
+    if kind == "enum":
+        return _enum(schema)
+    if kind == "array":
+        return _array(schema)
+    if kind == "map":
+        return _map(schema)
+    if kind in _PRIMITIVES and set(schema) <= {"type", "__fastavro_parsed", "__named_schemas"}:
+        return _PRIMITIVES[kind]
+    return None  # fixed, bytes, float, logical types, ...
+
+
+def compile_reader(schema: Any) -> Callable[[bytes, int], Any] | None:
+    """A reader of one datum of `schema` (fastavro-parsed, logical types stripped) from a message's
+    bytes at an offset, which must end exactly at the end of the bytes; None when the schema uses
+    a shape not covered here. The reader raises for anything it leaves to fastavro."""
+    read = _compile(schema)
+    if read is None:
+        return None
+
+    def read_all(data: bytes, pos: int) -> Any:
+        value, end = read(data, pos)
+        if end != len(data):
+            raise Unusual("bytes left over")
+        return value
+    return read_all

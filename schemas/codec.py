@@ -88,10 +88,9 @@ def _decode_one(data: bytes, subject: str, reader_id: int, reader_schema: Any, r
     if writer.subject != subject:
         raise DecodeError(f"schema id {schema_id} belongs to subject '{writer.subject}', not '{subject}'")
     if schema_id == reader_id and writer.reader is not None and type(data) is bytes:
-        try:
-            return writer.reader(data, 5)  # type: ignore[no-any-return]
-        except Exception:  # anything out of the ordinary: fastavro reads it or says why not
-            pass
+        record = _compiled(writer, data)
+        if record is not None:
+            return record
     body = BytesIO(data)
     body.seek(5)
     try:
@@ -110,6 +109,15 @@ def _decode_one(data: bytes, subject: str, reader_id: int, reader_schema: Any, r
     return record  # type: ignore[return-value]
 
 
+def _compiled(schema: RegisteredSchema, data: bytes) -> dict[str, Any] | None:
+    """The message read by `schema`'s compiled reader (`schemas.avro_reader`); None for anything it
+    leaves to fastavro, which then reads it or says why not."""
+    try:
+        return schema.reader(data, 5)  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
 def decode_many(
     values: list[bytes], subject: str, registry: Registry | None = None
 ) -> tuple[list[dict[str, Any]], list[DecodeFailure]]:
@@ -122,11 +130,10 @@ def decode_many(
     for index, value in enumerate(values):
         # the usual message: written with the reader's own version, read by the compiled reader
         if fast is not None and type(value) is bytes and value.startswith(prefix):
-            try:
-                records.append(fast(value, 5))
+            record = _compiled(reader, value)
+            if record is not None:
+                records.append(record)
                 continue
-            except Exception:  # out of the ordinary: fastavro reads it or says why not, below
-                pass
         try:
             records.append(_decode_one(value, subject, reader.id, reader.parsed, registry))
         except DecodeError as exc:

@@ -21,6 +21,8 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from schemas.avro_shapes import Builders, build, nullable
+
 Read = Callable[[bytes, int], tuple[Any, int]]
 
 _INT_MIN, _INT_MAX = -(1 << 31), (1 << 31) - 1
@@ -93,12 +95,11 @@ _PRIMITIVES: dict[str, Read] = {
 
 def _union(schema: list[Any]) -> Read | None:
     """Only [null, X] or [X, null]: the index is one byte, 0 or 2."""
-    if len(schema) != 2 or "null" not in schema:
+    union = nullable(schema)
+    other = None if union is None else _compile(union[1])
+    if union is None or other is None:
         return None
-    null_index = schema.index("null")
-    other = _compile(schema[1 - null_index])
-    if other is None:
-        return None
+    null_index = union[0]
     null_tag, other_tag = null_index * 2, (1 - null_index) * 2  # zigzag
 
     def read(data: bytes, pos: int) -> tuple[Any, int]:
@@ -218,9 +219,9 @@ def _field_source(n: int, schema: Any, namespace: dict[str, Any]) -> str | None:
     var = f"v_{n}"
     if schema == "string":
         return _STRING.format(i="    ", at="", var=var)
-    if isinstance(schema, list) and len(schema) == 2 and "null" in schema:
-        null_index = schema.index("null")
-        other = schema[1 - null_index]
+    union = nullable(schema) if isinstance(schema, list) else None
+    if union is not None:
+        null_index, other = union
         if other == "string":
             value = _STRING.format(i="        ", at=" + 1", var=var)
         else:
@@ -261,22 +262,10 @@ def _record(schema: dict[str, Any]) -> Read | None:
 
 
 def _compile(schema: Any) -> Read | None:
-    if isinstance(schema, list):
-        return _union(schema)
-    if isinstance(schema, str):
-        return _PRIMITIVES.get(schema)  # a named reference or another primitive: not covered
-    kind = schema.get("type")
-    if kind == "record":
-        return _record(schema)
-    if kind == "enum":
-        return _enum(schema)
-    if kind == "array":
-        return _array(schema)
-    if kind == "map":
-        return _map(schema)
-    if kind in _PRIMITIVES and set(schema) <= {"type", "__fastavro_parsed", "__named_schemas"}:
-        return _PRIMITIVES[kind]
-    return None  # fixed, bytes, float, logical types, ...
+    return build(schema, _BUILDERS)
+
+
+_BUILDERS: Builders[Read] = Builders(_union, _record, _enum, _array, _map, _PRIMITIVES)
 
 
 def compile_reader(schema: Any) -> Callable[[bytes, int], Any] | None:

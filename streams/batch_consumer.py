@@ -110,12 +110,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
-                if self.should_stop:
-                    continue
                 if self._commit_every is not None and self._n_acked >= self._commit_every:
                     self._n_acked = 0
                     await self.commit()
-                records, active = await self._wait_next_records(1.0)
+                records, active = await self._wait_next_records(1.0)  # waits: no busy loop while stopping
                 if records is None or self.should_stop:
                     continue
                 if not self.flow_active:  # as `getmany`: a rebalance began; back to the committed offsets

@@ -138,13 +138,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
         others: dict[TP, list[Any]] = {}
         to_message, read_offset = self._to_message, self._read_offset
         for tp, fetched in records.items():
-            if not fetched:
-                continue
+            if not fetched or (active is not None and tp not in active and tp not in self._buffered_partitions):
+                continue  # paused meanwhile: as `getmany`, not handed over (read again when resumed)
             if tp.topic not in handlers:
                 others[tp] = fetched
                 continue
-            if active is not None and tp not in active and tp not in self._buffered_partitions:
-                continue  # paused meanwhile: as `getmany`, not handed over (read again when resumed)
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
             batches.setdefault(tp.topic, []).extend([to_message(tp, record) for record in fetched])
             read_offset[tp] = fetched[-1].offset  # the handler keeps them in sequence

@@ -17,6 +17,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from schemas.avro_shapes import Builders, build, nullable
 from schemas.container import long_bytes
 
 Write = Callable[[Any, list[bytes]], None]
@@ -67,13 +68,11 @@ _PRIMITIVES: dict[str, Write] = {
 
 def _union(schema: list[Any]) -> Write | None:
     """Only [null, X] or [X, null]: the branch is whether the value is None."""
-    if len(schema) != 2 or "null" not in schema:
+    union = nullable(schema)
+    other = None if union is None else _compile(union[1])
+    if union is None or other is None:
         return None
-    null_index = schema.index("null")
-    other = _compile(schema[1 - null_index])
-    if other is None:
-        return None
-    null_tag, other_tag = _SMALL[null_index], _SMALL[1 - null_index]
+    null_tag, other_tag = _SMALL[union[0]], _SMALL[1 - union[0]]
 
     def write(value: Any, out: list[bytes]) -> None:
         if value is None:
@@ -140,22 +139,10 @@ def _record(schema: dict[str, Any]) -> Write | None:
 
 
 def _compile(schema: Any) -> Write | None:
-    if isinstance(schema, list):
-        return _union(schema)
-    if isinstance(schema, str):
-        return _PRIMITIVES.get(schema)  # a named reference or another primitive: not covered
-    kind = schema.get("type")
-    if kind == "record":
-        return _record(schema)
-    if kind == "enum":
-        return _enum(schema)
-    if kind == "array":
-        return _array(schema)
-    if kind == "map":
-        return _map(schema)
-    if kind in _PRIMITIVES and set(schema) <= {"type", "__fastavro_parsed", "__named_schemas"}:
-        return _PRIMITIVES[kind]
-    return None  # fixed, bytes, float, logical types, ...
+    return build(schema, _BUILDERS)
+
+
+_BUILDERS: Builders[Write] = Builders(_union, _record, _enum, _array, _map, _PRIMITIVES)
 
 
 def compile_writer(schema: Any) -> Callable[[Any, list[bytes]], None] | None:

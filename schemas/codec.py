@@ -2,7 +2,9 @@
 
 Decoding resolves the message's writer schema (by id) against the reader's version of the
 subject, so older and newer compatible writers are read. Timestamps are int epoch ms.
-Batch decoding never raises: failures come back as data with the original bytes.
+Batch decoding never raises: failures come back as data with the original bytes. A message of
+the reader's own version is read by its compiled reader (`schemas.avro_reader`, ~2x faster);
+whatever that reader leaves (anything out of the ordinary) is read, or refused, by fastavro.
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ def _decode_one(data: bytes, subject: str, reader_id: int, reader_schema: Any, r
         raise DecodeError(f"unknown schema id {schema_id}") from None
     if writer.subject != subject:
         raise DecodeError(f"schema id {schema_id} belongs to subject '{writer.subject}', not '{subject}'")
+    if schema_id == reader_id and writer.reader is not None and type(data) is bytes:
+        record = _compiled(writer, data)
+        if record is not None:
+            return record
     body = BytesIO(data)
     body.seek(5)
     try:
@@ -105,6 +111,15 @@ def _decode_one(data: bytes, subject: str, reader_id: int, reader_schema: Any, r
     return record  # type: ignore[return-value]
 
 
+def _compiled(schema: RegisteredSchema, data: bytes) -> dict[str, Any] | None:
+    """The message read by `schema`'s compiled reader (`schemas.avro_reader`); None for anything it
+    leaves to fastavro, which then reads it or says why not."""
+    try:
+        return schema.reader(data, 5)  # type: ignore[no-any-return]
+    except Exception:
+        return None
+
+
 def decode_many(
     values: list[bytes], subject: str, registry: Registry | None = None
 ) -> tuple[list[dict[str, Any]], list[DecodeFailure]]:
@@ -113,7 +128,14 @@ def decode_many(
     reader = registry.latest(subject)
     records: list[dict[str, Any]] = []
     failures: list[DecodeFailure] = []
+    fast, prefix = reader.reader, frame_prefix(reader.id)
     for index, value in enumerate(values):
+        # the usual message: written with the reader's own version, read by the compiled reader
+        if fast is not None and type(value) is bytes and value.startswith(prefix):
+            record = _compiled(reader, value)
+            if record is not None:
+                records.append(record)
+                continue
         try:
             records.append(_decode_one(value, subject, reader.id, reader.parsed, registry))
         except DecodeError as exc:

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastavro import parse_schema
 
+from schemas.avro_reader import compile_reader
 from schemas.avro_writer import compile_writer
 
 SCHEMA_DIR = Path(__file__).parent
@@ -45,6 +46,7 @@ class RegisteredSchema:
     raw: dict[str, Any]  # as written in the .avsc file (with logical types)
     parsed: Any  # fastavro-parsed, logical types stripped: what the codec uses
     writer: Any = field(default=None, compare=False, repr=False)  # compile_writer(parsed), or None
+    reader: Any = field(default=None, compare=False, repr=False)  # compile_reader(parsed), or None
 
 
 class SchemaRegistryError(LookupError):
@@ -81,7 +83,8 @@ class Registry:
         if schema_id in self._by_id:
             raise ValueError(f"schema id {schema_id} is already registered")
         parsed = self.parse(raw)
-        entry = RegisteredSchema(schema_id, subject, version, raw, parsed, compile_writer(parsed))
+        entry = RegisteredSchema(schema_id, subject, version, raw, parsed, compile_writer(parsed),
+                                 compile_reader(parsed))
         self._by_id[schema_id] = entry
         versions = self._by_subject.setdefault(subject, [])
         versions.append(entry)

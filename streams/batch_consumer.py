@@ -12,7 +12,7 @@ For topics given a batch handler (`BatchApp.batch_handlers`), this consumer hand
 fetched batch over as one list of messages; every other topic (table changelogs during
 recovery, ...) takes Faust's usual path. Faust still owns group membership, assignment,
 flow control during rebalances, offsets and commits: the handler acks its messages
-(`consumer.ack`) once the batch's effects are produced, so a commit never covers work that is
+(`BatchConsumer.ack_all`) once the batch's effects are produced, so a commit never covers work that is
 not out.
 
 The handler must apply each partition's records in offset order, without a gap, from where
@@ -41,6 +41,8 @@ from faust.streams import _current_event
 from faust.tables.recovery import Recovery
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 from rocksdict import WriteBatch
 
 from infra.base.config import Settings
@@ -98,38 +100,113 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return ShortWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - runs in the worker
-        """Faust's fetch loop (`Consumer._drain_messages`), with batches for our topics."""
+        """Faust's fetch loop (`Consumer._drain_messages` over `Consumer.getmany`), with batches
+        for our topics: each fetched partition of a batch topic becomes messages in one list
+        comprehension, its checks made once per partition instead of per record through Faust's
+        round-robin generator (that generator and the per-record checks cost ~8% of the worker's
+        CPU on the detect path, BENCHMARKS.md). Other topics take Faust's per-record path."""
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
-        read_offset = self._read_offset
-        acks_enabled_for = self.app.topics.acks_enabled_for
         handlers = self.batch_handlers  # registered before the consumer starts (a property: once, not per message)
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 await self.sleep(0)
-                batches: dict[str, list[Message]] = {}
-                async for tp, message in self.getmany(timeout=1.0):
-                    offset = message.offset
-                    if self._commit_every is not None and self._n_acked >= self._commit_every:
-                        self._n_acked = 0
-                        await self.commit()
-                    if message.topic in handlers:  # the handler keeps them in sequence
-                        read_offset[tp] = offset
-                        batches.setdefault(message.topic, []).append(message)
-                        continue
-                    last = read_offset[tp]
-                    if last is not None and offset < last:
-                        continue  # read before (Faust drops these too)
-                    if last and offset - last > 1 and acks_enabled_for(message.topic):
-                        await self._add_gap(tp, last + 1, offset)  # compacted or transactional gap
-                    read_offset[tp] = offset
-                    await self.wait_first(self.callback(message), self.suspend_flow.wait())
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
+                records, active = await self._wait_next_records(1.0)  # waits: no busy loop while stopping
+                if records is None or self.should_stop:
+                    continue
+                if not self.flow_active:  # as `getmany`: a rebalance began; back to the committed offsets
+                    await self._seek_when_flow_stopped()
+                    continue
+                batches, others = self._fetched_batches(records, active, handlers)
+                if others:
+                    await self._deliver_one_by_one(others)
                 for topic, messages in batches.items():
                     await handlers[topic](messages)
         except (*self.consumer_stopped_errors, asyncio.CancelledError):
             if self.transport.app.should_stop:
                 return  # stopping: as Faust's own loop does
             raise
+
+    def _fetched_batches(self, records: Mapping[TP, list[Any]], active: set[TP] | None,
+                         handlers: Mapping[str, BatchHandler]) -> tuple[dict[str, list[Message]], dict[TP, list[Any]]]:
+        """(messages of each batch topic, in offset order per partition; the other topics' records).
+        What `getmany` checks per record, once per partition: no await runs in between, so the
+        generation and the flow cannot change meanwhile (the handler checks both again)."""
+        batches: dict[str, list[Message]] = {}
+        others: dict[TP, list[Any]] = {}
+        to_message, read_offset = self._to_message, self._read_offset
+        for tp, fetched in records.items():
+            if not fetched or (active is not None and tp not in active and tp not in self._buffered_partitions):
+                continue  # paused meanwhile: as `getmany`, not handed over (read again when resumed)
+            if tp.topic not in handlers:
+                others[tp] = fetched
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            batches.setdefault(tp.topic, []).extend([to_message(tp, record) for record in fetched])
+            read_offset[tp] = fetched[-1].offset  # the handler keeps them in sequence
+        return batches, others
+
+    async def _deliver_one_by_one(self, records: Mapping[TP, list[Any]]) -> None:
+        """Records of topics without a batch handler (table changelogs during recovery, ...):
+        Faust's own per-record path, round robin over the topics as `getmany`."""
+        generation_id = self.app.consumer_generation_id
+        read_offset = self._read_offset
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        for tp, record in self.scheduler.iterate(records):
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                return  # as `getmany`: the rest is read again after the rebalance
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            message = self._to_message(tp, record)
+            offset = message.offset
+            last = read_offset[tp]
+            if last is not None and offset < last:
+                continue  # read before (Faust drops these too)
+            if last and offset - last > 1 and acks_enabled_for(message.topic):
+                await self._add_gap(tp, last + 1, offset)  # compacted or transactional gap
+            read_offset[tp] = offset
+            await self.wait_first(self.callback(message), self.suspend_flow.wait())
+
+    async def _seek_when_flow_stopped(self) -> None:
+        try:
+            await self.perform_seek()
+        except Exception as exc:  # as `getmany`
+            log.warning("exception performing seek when flow not active %s", exc)
+
+    def ack_all(self, messages: list[Message]) -> None:
+        """`ack` of each message, in one pass under Faust's ack lock (per message, `ack` took the
+        lock, looked the topic's acking up and woke the ack waiters each time)."""
+        if not messages:
+            return
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        committed_of, index_of, acked_of = self._committed_offset, self._acked_index, self._acked
+        unacked = self._unacked_messages
+        enabled: dict[str, bool] = {}
+        with ack_lock:
+            try:
+                for message in messages:
+                    if message.acked:
+                        continue
+                    message.acked = True
+                    topic = message.topic
+                    on = enabled.get(topic)
+                    if on is None:
+                        on = enabled[topic] = acks_enabled_for(topic)
+                    if not on:
+                        continue
+                    tp, offset = message.tp, message.offset
+                    committed = committed_of[tp]
+                    if committed is None or offset >= committed:
+                        acked_index = index_of[tp]
+                        if offset not in acked_index:
+                            unacked.discard(message)
+                            acked_index.add(offset)
+                            acked_of[tp].append(offset)
+                            self._n_acked += 1
+            finally:
+                notify(self._waiting_for_ack)
 
 
 class PartitionSequence:
@@ -502,5 +579,5 @@ class FaustPorts:
     def current(self, messages: list[Any]) -> list[Any]:
         return current_messages(self.app, messages)
 
-    def ack(self, message: Any) -> None:
-        self.app.consumer.ack(message)
+    def ack(self, messages: list[Any]) -> None:
+        self.app.consumer.ack_all(messages)

@@ -33,7 +33,7 @@ class Ports(Protocol):
     def handing_over(self) -> bool: ...  # a rebalance or a stop has begun
     def generation(self) -> int: ...  # changes with every rebalance
     def current(self, messages: list[Any]) -> list[Any]: ...  # those still ours (this generation, assigned)
-    def ack(self, message: Any) -> None: ...
+    def ack(self, messages: list[Any]) -> None: ...  # one call per batch
 
 
 Persist = Callable[[], Awaitable[None]]
@@ -74,5 +74,4 @@ class Checkpoint:
             await self.ports.flush()
             if self.ports.handing_over():
                 continue  # whoever owns the partitions next reads them again from the committed offset
-            for message in self.ports.current(messages):
-                self.ports.ack(message)
+            self.ports.ack(self.ports.current(messages))

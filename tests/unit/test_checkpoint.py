@@ -29,8 +29,8 @@ class Recorder:
     def current(self, messages: list[Any]) -> list[Any]:
         return [m for m in messages if m != "revoked"]
 
-    def ack(self, message: Any) -> None:
-        self.calls.append(f"ack {message}")
+    def ack(self, messages: list[Any]) -> None:
+        self.calls.extend(f"ack {message}" for message in messages)
 
 
 def run(ports: Recorder, *, before_delivery: Any = None, messages: tuple[str, ...] = ("m1", "m2")) -> bool:

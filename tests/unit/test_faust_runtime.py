@@ -28,6 +28,20 @@ def test_the_internals_used_still_exist_with_the_shapes_we_rely_on() -> None:
     for name in ("_drain_messages", "_add_gap", "seek_to_committed", "getmany", "ack",
                  "topic_partitions", "highwater"):
         assert hasattr(Consumer, name) or hasattr(faust_aiokafka.Consumer, name), name
+    # the fetch loop: `getmany`'s own steps, taken once per partition; `ack_all`: `ack`'s bookkeeping
+    assert "self.scheduler = " in inspect.getsource(Consumer.__init__)
+    for name in ("_wait_next_records", "_to_message", "perform_seek", "flow_active"):
+        assert hasattr(faust_aiokafka.Consumer, name), name
+    getmany = inspect.getsource(Consumer.getmany)
+    for step in ("await self._wait_next_records(timeout)", "self.scheduler.iterate(records)",
+                 "tp in self._buffered_partitions", "track_tp_end_offset(tp, highwater_mark)",
+                 "await self.perform_seek()"):
+        assert step in getmany, step
+    ack = inspect.getsource(Consumer.ack)
+    for step in ("with ack_lock:", "committed = self._committed_offset[tp]", "acked_index.add(offset)",
+                 "acked_for_tp.append(offset)", "self._n_acked += 1", "notify(self._waiting_for_ack)",
+                 "self._unacked_messages.discard(message)"):
+        assert step in ack, step
     assert hasattr(faust_aiokafka.AIOKafkaConsumerThread, "_create_worker_consumer")
     assert hasattr(faust_aiokafka.Producer, "_ensure_producer")
     for name in ("rebalancing", "rebalancing_count", "consumer_generation_id", "flow_control", "_new_transport"):

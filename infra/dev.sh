@@ -48,9 +48,9 @@ case "$job" in
     fi
     "$VENV/bin/ruff" check streams schemas consumers infra tests
     if [ $# -eq 0 ]; then
-      echo "dev.sh: lint, then the whole suite: about 35 minutes on 2 cores (see README, Tests). Quicker:" \
+      echo "dev.sh: lint, then the whole suite: about 36 minutes on 2 cores (see README, Tests). Quicker:" \
            "-m \"not slow\" leaves out the long crash/restart scenarios; -m \"not integration\" runs the unit" \
-           "tests alone (~1 minute)." >&2
+           "tests alone (~2.5 minutes)." >&2
     fi
     exec "$VENV/bin/pytest" -q "$@"
     ;;

@@ -110,9 +110,9 @@ class Stage:
         up). Its changes are gone from memory then, and loading again would also throw away those
         of newer batches still waiting to be persisted; the snapshots of the batches after would
         then write their journeys without them (lost updates: a delivery forgotten, a false
-        breach after the next rebalance; test_second_worker_joins_and_leaves_mid_run, 7-13 false
-        alarms under load). A batch is given up only once the generation moved on, and the next
-        batch loads again for that anyway."""
+        breach after the next rebalance; found by reading, while hunting the false alarms whose
+        cause was `resume_offset`). A batch is given up only once the generation moved on, and
+        the next batch loads again for that anyway."""
         if generation is None or generation == self._synced:
             self._synced = -1
 

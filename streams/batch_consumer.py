@@ -443,25 +443,32 @@ async def send_keyed(app: Any, topic: str, records: list[tuple[bytes, bytes]]) -
                                            for key, value in records])
 
 
+def _record_batches(producer: Any, records: list[tuple[int, bytes | None, bytes | None]]) -> list[tuple[int, Any, int]]:
+    """(partition, record batch, record count) for (partition, key, value) records: each
+    partition's records in order, in as many of the producer's batches as they fill."""
+    by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
+    for partition, key, value in records:
+        by_partition.setdefault(partition, []).append((key, value))
+    batches = []
+    for partition, items in by_partition.items():
+        batch, count = producer.create_batch(), 0
+        for key, value in items:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: close it, start another
+                batches.append((partition, batch, count))
+                batch, count = producer.create_batch(), 0
+                batch.append(key=key, value=value, timestamp=None)
+            count += 1
+        batches.append((partition, batch, count))
+    return batches
+
+
 async def _send_batches(app: Any, topic: str,
                         records: list[tuple[int, bytes | None, bytes | None]]) -> list[tuple[Any, int]]:
     """`send_records`, with the number of records behind each future (a batch's future resolves
     to its first record's offset)."""
     producer = app.producer._ensure_producer()
-    by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
-    for partition, key, value in records:
-        by_partition.setdefault(partition, []).append((key, value))
-    futures = []
-    for partition, items in by_partition.items():
-        batch, count = producer.create_batch(), 0
-        for key, value in items:
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                futures.append((await producer.send_batch(batch, topic, partition=partition), count))
-                batch, count = producer.create_batch(), 0
-                batch.append(key=key, value=value, timestamp=None)
-            count += 1
-        futures.append((await producer.send_batch(batch, topic, partition=partition), count))
-    return futures
+    return [(await producer.send_batch(batch, topic, partition=partition), count)
+            for partition, batch, count in _record_batches(producer, records)]
 
 
 async def write_table(app: Any, table: Any, writes: list[tuple[int, bytes, bytes | None]]) -> None:
@@ -526,21 +533,12 @@ def _queue_batches(producer: Any, topic: str,
         raise ProducerClosed()
     if accumulator._exception is not None:
         raise accumulator._exception
-    by_partition: dict[int, list[tuple[bytes | None, bytes | None]]] = {}
-    for partition, key, value in records:
-        by_partition.setdefault(partition, []).append((key, value))
-    queued = []
-    for partition, items in by_partition.items():
-        tp = aiokafka.TopicPartition(topic, producer._partition(topic, partition, None, None, None, None))
-        batch, count = producer.create_batch(), 0
-        for key, value in items:
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: queue it, start another
-                queued.append((accumulator._append_batch(batch, tp).future, count))
-                batch, count = producer.create_batch(), 0
-                batch.append(key=key, value=value, timestamp=None)
-            count += 1
-        queued.append((accumulator._append_batch(batch, tp).future, count))
-    return queued
+
+    def tp(partition: int) -> aiokafka.TopicPartition:  # validated as `send_batch` does
+        return aiokafka.TopicPartition(topic, producer._partition(topic, partition, None, None, None, None))
+
+    return [(accumulator._append_batch(batch, tp(partition)).future, count)
+            for partition, batch, count in _record_batches(producer, records)]
 
 
 def restored_offsets(table: Any, partitions: set[int]) -> dict[int, int | None]:
